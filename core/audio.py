@@ -1,0 +1,181 @@
+"""Reading, validating, resampling and writing audio.
+
+`read_audio` turns anything libsndfile reads (WAV, FLAC, OGG/Vorbis...; any sample
+rate, channel count or sample format) into a float32 mono signal `(T,)` at the
+requested rate. `write_wav` writes such a signal as a 16-bit PCM WAV, atomically.
+`to_int16` converts a signal to the int16 samples Gradio plays unchanged.
+
+Errors:
+- `AudioError` (a `StudioError`) for input a person supplied that cannot be used:
+  a missing path, a file that is not audio or is truncated, no samples, NaN or
+  infinite samples, longer than `max_seconds`, larger than `max_bytes`. The message
+  says what was wrong and what to upload instead.
+- `ValueError` / `TypeError` for a bad argument from code (a non-positive sample rate,
+  an audio array of the wrong shape or dtype...), naming the argument.
+"""
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from core.errors import AudioError
+
+AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+
+_WHAT_TO_UPLOAD = "Upload a WAV, FLAC or OGG file."
+
+
+def _check_sample_rate(sample_rate: int) -> None:
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, (int, np.integer))
+        or sample_rate <= 0
+    ):
+        raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
+
+
+def _open_source(source: AudioSource, max_bytes: int) -> tuple[BinaryIO, str]:
+    """A seekable binary stream over `source` and a name for messages; checks the size first."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise AudioError(
+                f"no audio file at {str(path)!r}. Check the path, or upload a WAV, FLAC or OGG file."
+            )
+        size = path.stat().st_size
+        name = path.name
+        if size > max_bytes:
+            raise AudioError(_too_large(name, size, max_bytes))
+        return path.open("rb"), name
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "the uploaded audio"
+    elif hasattr(source, "read"):
+        # Read one byte past the limit: enough to know it is too large, never more.
+        data, name = source.read(max_bytes + 1), "the uploaded audio"
+        if not isinstance(data, bytes):
+            raise TypeError("source must be opened in binary mode ('rb')")
+    else:
+        raise TypeError(
+            f"source must be a path, bytes or a binary file object, got {type(source).__name__}"
+        )
+    if len(data) > max_bytes:
+        raise AudioError(_too_large(name, len(data), max_bytes))
+    return io.BytesIO(data), name
+
+
+def _too_large(name: str, size: int, max_bytes: int) -> str:
+    return (
+        f"{name} is {size / 2**20:.1f} MiB, over the limit of {max_bytes / 2**20:.1f} MiB. "
+        "Upload a shorter or compressed (FLAC/OGG) file."
+    )
+
+
+def read_audio(
+    source: AudioSource,
+    sample_rate: int,
+    *,
+    max_seconds: float = 600.0,
+    max_bytes: int = 100 * 2**20,
+) -> np.ndarray:
+    """Read `source` as float32 mono audio `(T,)` at `sample_rate` Hz.
+
+    `source` is a path, the file's bytes, or a binary file object. Channels are mixed
+    by their mean; a different rate is converted with soxr ("HQ"). Float files may hold
+    samples beyond [-1, 1]; the result is clipped to [-1, 1] after resampling.
+
+    The size is checked against `max_bytes` before anything is read, and the duration
+    against `max_seconds` from the header before the samples are decoded. Raises
+    `AudioError` for input that cannot be used (see the module docstring).
+    """
+    _check_sample_rate(sample_rate)
+    if not max_seconds > 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+
+    stream, name = _open_source(source, max_bytes)
+    with stream:
+        try:
+            with sf.SoundFile(stream) as f:
+                rate, frames = f.samplerate, f.frames
+                if frames / rate > max_seconds:
+                    raise AudioError(
+                        f"{name} is {frames / rate:.1f} s long, over the limit of {max_seconds:g} s. "
+                        "Upload a shorter clip."
+                    )
+                data = f.read(dtype="float32", always_2d=True)  # (T, C)
+        except (sf.SoundFileError, RuntimeError) as e:
+            reason = (
+                str(getattr(e, "error_string", e)).removeprefix("Error : ").rstrip(".")
+            )
+            raise AudioError(
+                f"could not read {name} as audio: {reason}. {_WHAT_TO_UPLOAD}"
+            ) from e
+
+    if data.shape[0] == 0:
+        raise AudioError(
+            f"{name} contains no samples. Upload a file with some sound in it."
+        )
+    if not np.isfinite(data).all():
+        raise AudioError(
+            f"{name} contains NaN or infinite samples. Export it again as 16-bit PCM."
+        )
+
+    mono = data.mean(axis=1, dtype=np.float32)
+    if rate != sample_rate:
+        mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
+        if mono.shape[0] == 0:
+            raise AudioError(
+                f"{name} is too short to hold a sample at {sample_rate} Hz. Upload a longer clip."
+            )
+    return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] (any shape) -> int16, same shape: clip, scale by 32768, round.
+
+    This is the inverse of how soundfile reads 16-bit PCM (sample / 32768), so a
+    write/read round trip loses at most one quantisation step. Raises ValueError for
+    NaN or infinite samples.
+    """
+    audio = np.asarray(audio)
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"audio must be a float array, got dtype {audio.dtype}")
+    if not np.isfinite(audio).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    return np.clip(np.round(audio.astype(np.float64) * 32768.0), -32768, 32767).astype(
+        np.int16
+    )
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """Write float samples `(T,)` in [-1, 1] to `path` as a 16-bit PCM WAV.
+
+    Samples are converted by `to_int16` (values outside [-1, 1] are clipped). Parent
+    folders are created; the file is written to a temporary name in the same folder and
+    moved into place, so a reader never sees a half-written file.
+    """
+    _check_sample_rate(sample_rate)
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must have shape (T,), got {audio.shape}")
+    pcm = to_int16(audio)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(
+            tmp, 0o644
+        )  # mkstemp makes it private; a written WAV is an ordinary file
+        sf.write(tmp, pcm, int(sample_rate), subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,206 @@
+"""Checkpoint folders: `config.json` + `model.safetensors` + model card `README.md`.
+
+The layout of `huggingface_hub`'s `PyTorchModelHubMixin`, so a folder is the same thing
+bundled, local, or on the Hub. Weights are safetensors only: nothing is ever unpickled.
+
+A save is atomic: files are written into a temporary sibling folder which is renamed into
+place in one step, so a process killed mid-save leaves either the old folder or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from core.errors import CheckpointError, ConfigError
+from core.models import build_model, config_from_dict
+
+CONFIG, WEIGHTS, CARD, METRICS = "config.json", "model.safetensors", "README.md", "metrics.json"
+
+
+def config_dict(model: torch.nn.Module) -> dict:
+    """The JSON-able config of a model: {"model_type": ..., **fields}."""
+    return {"model_type": model.model_type, **asdict(model.config)}
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    folder: str | os.PathLike,
+    *,
+    card: str | None = None,
+    metrics: dict | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a checkpoint folder atomically and return its path.
+
+    extra_files: name -> bytes (e.g. trainer state); extra_tensors: name -> safetensors dict.
+    With overwrite, an existing folder is replaced; otherwise it is an error.
+    """
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise CheckpointError(f"{folder} already exists; choose another folder or pass overwrite=True")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, tmp / WEIGHTS, metadata={"format": "pt"})
+        _write_text(tmp / CONFIG, json.dumps(config_dict(model), indent=2))
+        _write_text(tmp / CARD, card if card is not None else model_card(model, metrics))
+        if metrics is not None:
+            _write_text(tmp / METRICS, json.dumps(metrics, indent=2))
+        for name, tensors in (extra_tensors or {}).items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / name)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
+        for f in tmp.iterdir():
+            _fsync(f)
+        _fsync(tmp)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+        _fsync(folder.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def is_checkpoint(folder: str | os.PathLike) -> bool:
+    folder = Path(folder)
+    return (folder / CONFIG).is_file() and (folder / WEIGHTS).is_file()
+
+
+def read_config(folder: str | os.PathLike):
+    """The model config stored in a checkpoint folder (CheckpointError if there is none)."""
+    folder = _recover(Path(folder))
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is not a folder; a checkpoint is a folder with {CONFIG} and {WEIGHTS}")
+    path = folder / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{folder} is not a checkpoint: it has no {CONFIG}")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    try:
+        return config_from_dict(raw)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+
+
+def load_state(folder: Path, name: str = WEIGHTS) -> dict[str, torch.Tensor]:
+    path = folder / name
+    if not path.is_file():
+        raise CheckpointError(f"{folder} is not a checkpoint: it has no {name}")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
+
+
+def load_checkpoint(folder: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Build the model from config.json and load its weights strictly, in eval mode."""
+    folder = Path(folder)
+    model = build_model(read_config(folder))
+    state = load_state(folder)
+    expected = model.state_dict()
+    problems = [f"missing tensor {k!r}" for k in expected if k not in state]
+    problems += [f"unexpected tensor {k!r}" for k in state if k not in expected]
+    problems += [
+        f"tensor {k!r} has shape {tuple(state[k].shape)}, the config needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if problems:
+        raise CheckpointError(f"weights in {folder} do not match its {CONFIG}: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def read_metrics(folder: str | os.PathLike) -> dict:
+    path = Path(folder) / METRICS
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def model_card(model: torch.nn.Module, metrics: dict | None = None, notes: str = "") -> str:
+    """A Hub model card: YAML front matter, what the model is, its config and metrics."""
+    cfg = config_dict(model)
+    n_params = sum(p.numel() for p in model.parameters())
+    lines = [
+        "---",
+        "library_name: autoregressive-studio",
+        f"tags: [autoregressive-studio, {model.model_type}]",
+        "---",
+        f"# {model.model_type} checkpoint",
+        "",
+        f"Made with Autoregressive Studio. Parameters: {n_params:,}. "
+        f"Receptive field: {getattr(model, 'receptive_field', 'n/a')} samples.",
+        "",
+    ]
+    if notes:
+        lines += [notes.strip(), ""]
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in metrics.items()]
+        lines.append("")
+    lines += ["## Config", "", "```json", json.dumps(cfg, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _recover(folder: Path) -> Path:
+    """Finish an overwrite that was killed between its two renames: the old folder wins."""
+    old = folder.with_name(f".{folder.name}.old")
+    if not folder.exists() and old.is_dir():
+        os.replace(old, folder)
+    return folder
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint of a run folder (its `latest` pointer), or None."""
+    run_dir = Path(run_dir)
+    pointer = run_dir / "latest"
+    if pointer.is_file():
+        folder = run_dir / "checkpoints" / pointer.read_text().strip()
+        if is_checkpoint(folder):
+            return folder
+    found = sorted(p for p in (run_dir / "checkpoints").glob("step_*") if is_checkpoint(p))
+    return found[-1] if found else None
+
+
+def remove_checkpoint(folder: str | os.PathLike) -> None:
+    """Delete a checkpoint folder; it is renamed first so a half-deleted one never looks whole."""
+    folder = Path(folder)
+    doomed = folder.with_name(f".{folder.name}.deleting")
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)

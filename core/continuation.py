@@ -1,0 +1,65 @@
+"""Continue a waveform with an audio WaveNet: quantise the primer, prime, generate, decode.
+
+Shared by the sampling CLI and the audio page, so both produce the same audio for the same
+inputs and seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from core import codecs
+from core.errors import ConfigError
+from core.generate import generate
+from core.models.wavenet import Cond, WaveNet
+
+
+def check_audio_model(model: WaveNet) -> None:
+    if getattr(model, "model_type", None) != "wavenet" or model.config.codec == "none" or not model.config.sample_rate:
+        raise ConfigError("this model does not generate audio (it needs a WaveNet with an audio codec and sample rate)")
+
+
+def quantise(model: WaveNet, audio: np.ndarray) -> torch.Tensor:
+    """float (T,) in [-1, 1] -> LongTensor (T,) of the model's tokens."""
+    c = model.config
+    return torch.as_tensor(codecs.encode(np.asarray(audio, dtype=np.float32), c.quantization_levels, c.codec))
+
+
+def dequantise(model: WaveNet, tokens: torch.Tensor) -> np.ndarray:
+    """LongTensor (..., T) -> float32 numpy (..., T) in [-1, 1]."""
+    c = model.config
+    return codecs.decode(tokens.cpu().numpy(), c.quantization_levels, c.codec).astype(np.float32)
+
+
+def continue_audio(
+    model: WaveNet,
+    primer: np.ndarray | None,
+    seconds: float,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    batch: int = 1,
+    seed: int | None = None,
+    classes: int | None = None,
+    method: str = "cached",
+    chunk_size: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield float32 chunks (B, n) of the continuation of `primer` (T,) at the model's rate.
+
+    The primer itself is not repeated; quantise/dequantise it to get exactly what the model saw.
+    """
+    check_audio_model(model)
+    if not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise ConfigError(f"seconds must be > 0, got {seconds!r}")
+    if model.config.n_classes and classes is None:
+        raise ConfigError(f"this model is class-conditional: choose a class in [0, {model.config.n_classes})")
+    n = int(round(seconds * model.config.sample_rate))
+    prime = quantise(model, primer) if primer is not None and len(primer) else None
+    cond = Cond(classes=torch.tensor([classes])) if classes is not None else None
+    for chunk in generate(model, n, prime=prime, cond=cond, temperature=temperature, top_k=top_k, batch=batch,
+                          seed=seed, method=method, chunk_size=chunk_size, progress=progress):
+        yield dequantise(model, chunk)

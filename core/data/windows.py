@@ -1,0 +1,124 @@
+"""Training windows over token sequences, each scored target seeing a full receptive field.
+
+A model with receptive field R predicts x_t from x_{t-R} .. x_{t-1}. A window of
+length R + T cut from a sequence at `start` is
+
+    window = seq[start : start + R + T]                                     (R + T,)
+             |<----- R context ----->|<-------- T targets -------->|
+
+and the training loss uses only positions [R, R + T) of each window: their logits see R
+real samples, never the zero padding in front of the window, so the loss of a target
+does not depend on where the window was cut. Windows of one sequence start at
+`offset + k * T` (stride T): consecutive windows overlap by exactly R samples and every
+target is scored once per epoch.
+
+With `random_offset=True` (training), `set_epoch` re-draws each sequence's offset so
+that, over epochs, the targets left over at the end of a sequence get scored too. The
+offset of a sequence is drawn from [0, min(T, slack + 1)), where slack is what is left
+after its windows at offset 0; so a sequence gives the same number of windows every
+epoch, `len(dataset)` never changes (a `DistributedSampler` fixes it once), and over
+epochs every position in [R, len) is a target. Validation uses offset 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from core.errors import ConfigError
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+class WindowDataset(Dataset):
+    """Windows of length R + T and stride T over 1-D int64 token sequences.
+
+    sequences:       list of integer numpy arrays, each (L_i,)
+    receptive_field: R, positions of context in front of the targets
+    targets:         T, scored positions per window (also the stride)
+    seed:            with the epoch, decides the random offsets
+    random_offset:   True for training (a drawn offset per sequence and epoch), False for
+                     validation / test (offset 0)
+
+    `dataset[i]` is a LongTensor (R + T,); the loss uses positions [R, R + T).
+    Raises ConfigError when no sequence is long enough for one window.
+    """
+
+    def __init__(
+        self,
+        sequences: Sequence[np.ndarray],
+        receptive_field: int,
+        targets: int,
+        seed: int = 0,
+        random_offset: bool = True,
+    ):
+        _check_int("receptive_field", receptive_field, 1)
+        _check_int("targets", targets, 1)
+        _check_int("seed", seed, 0)
+        self.sequences = [np.asarray(s) for s in sequences]
+        for i, s in enumerate(self.sequences):
+            if s.ndim != 1 or not np.issubdtype(s.dtype, np.integer):
+                raise ConfigError(f"sequences[{i}] must be a 1-D integer array, got {s.dtype} {s.shape}")
+        self.receptive_field, self.targets = int(receptive_field), int(targets)
+        self.seed, self.random_offset = int(seed), random_offset
+        self.window = self.receptive_field + self.targets
+        if not self.sequences:
+            raise ConfigError("no sequences to cut windows from; the data split is empty")
+
+        lengths = np.array([len(s) for s in self.sequences])
+        room = np.maximum(lengths - self.receptive_field, 0)
+        self._counts = room // self.targets  # windows per sequence, at any offset
+        self._slack = room - self._counts * self.targets  # in [0, T): how far the offset may move
+        if self._counts.sum() == 0:
+            span = f"{lengths.min()} to {lengths.max()}" if lengths.min() < lengths.max() else f"{lengths.min()}"
+            raise ConfigError(
+                f"no clip is long enough for one training window: clips have {span} samples, "
+                f"but a window needs R + T = {self.receptive_field} + "
+                f"{self.targets} = {self.window} (receptive field R, targets T). Use a smaller "
+                f"`targets`, longer clips, or a model with a smaller receptive field."
+            )
+        self._ends = np.cumsum(self._counts)  # window i belongs to the first sequence with i < end
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the start offset of every sequence for `epoch` (all 0 without random_offset).
+
+        The offsets are a function of (seed, epoch) only, so every process of a
+        multi-process run, and every rerun, cuts the same windows.
+        """
+        _check_int("epoch", epoch, 0)
+        if self.random_offset:
+            rng = np.random.default_rng([self.seed, int(epoch)])
+            self._offsets = rng.integers(0, self._slack + 1)
+        else:
+            self._offsets = np.zeros_like(self._slack)
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """The start offset of each sequence's first window this epoch, each in [0, T)."""
+        return tuple(int(o) for o in self._offsets)
+
+    @property
+    def score_from(self) -> int:
+        """The first window position the loss scores: R (earlier ones lack a full field)."""
+        return self.receptive_field
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """LongTensor (R + T,): window `index`, counting through the sequences in order."""
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"window index {index} out of range for {n} windows")
+        index %= n
+        s = int(np.searchsorted(self._ends, index, side="right"))
+        k = index - (int(self._ends[s - 1]) if s else 0)
+        start = int(self._offsets[s]) + k * self.targets
+        return torch.from_numpy(self.sequences[s][start : start + self.window].astype(np.int64))

@@ -1,0 +1,267 @@
+"""Sampling loops: naive (recompute the receptive field each step) and cached (Paine et al. 2016).
+
+Both are *steppers* with one protocol, so tests can compare them logit by logit:
+
+    stepper.prime(tokens)  # (B, P) known prefix, run through the conv forward once -> logits (B, Q, P)
+    stepper.step(prev)     # prev (B,) = the previous token (None at t=0) -> logits (B, Q) for x_t
+
+`generate()` drives a stepper and yields chunks of tokens. A stepper reads the model's
+weights and keeps every bit of state itself: the model is never mutated, so one loaded model
+serves any number of concurrent generators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from core.models.wavenet import Cond, WaveNet
+from core.sampling import check_sampling_args, sample
+
+METHODS = ("naive", "cached")
+
+
+class NaiveStepper:
+    """Each step runs the full forward over the last R+1 tokens: O(R) work per sample."""
+
+    def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None):
+        self.model, self.batch, self.cond = model, batch, cond
+        self.history = torch.zeros(batch, 0, dtype=torch.long, device=_device(model))
+        self.t = 0
+
+    def prime(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, P) -> logits (B, Q, P); the next step() takes prev = tokens[:, -1]."""
+        _check_prime(self, tokens)
+        self.history = tokens[:, :-1]
+        self.t = tokens.shape[1]
+        return self.model(tokens, self.cond)
+
+    def step(self, prev: torch.Tensor | None) -> torch.Tensor:
+        """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""
+        if self.t > 0:
+            self.history = torch.cat([self.history, prev.view(-1, 1)], dim=1)
+        start = max(0, self.t - self.model.receptive_field)
+        # The last position of the window is x_t itself: a placeholder the logits never see.
+        window = F.pad(self.history[:, start:], (0, 1))
+        logits = self.model(window, self.cond, offset=start)[:, :, -1]
+        self.t += 1
+        return logits
+
+
+class CachedStepper:
+    """Per-layer ring buffers of past layer inputs: O(L) work per sample, independent of R.
+
+    Layer l keeps the last S_l = (K-1) d_l + 1 inputs (B, S_l, C_res); its dilated conv at
+    time t is one matmul of the K taps at t - (K-1-k) d_l against the conv weight.
+    """
+
+    def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None):
+        c = model.config
+        self.model, self.batch, self.cond = model, batch, cond
+        self.q, self.k_in, self.t = c.quantization_levels, c.input_kernel_size, 0
+        dev, dtype = _device(model), next(model.parameters()).dtype
+        self.input_tables = [model.input_table(k).detach() for k in range(self.k_in)]
+        self.input_bias = model.input_conv.bias.detach()
+        # Shifted tokens feeding the input conv; Q+1 is the zero padding row.
+        self.tokens = torch.full((batch, self.k_in), self.q + 1, dtype=torch.long, device=dev)
+        self.layers = []
+        for layer in model.layers:
+            w = layer.conv.weight.detach()  # (2C, C_res, K)
+            k, d = w.shape[2], layer.dilation
+            size = (k - 1) * d + 1
+            taps = torch.tensor([[(p - (k - 1 - j) * d) % size for j in range(k)] for p in range(size)],
+                                device=dev)
+            self.layers.append(dict(
+                w=w.permute(2, 1, 0).reshape(k * w.shape[1], w.shape[0]).contiguous(),  # (K*C_res, 2C)
+                b=layer.conv.bias.detach(),
+                w_out=layer.out.weight.detach()[:, :, 0].t().contiguous(),  # (C_dil, C_res + C_skip)
+                b_out=layer.out.bias.detach(),
+                res=layer.residual_channels, size=size, taps=taps,
+                buf=torch.zeros(batch, size, w.shape[1], device=dev, dtype=dtype),
+            ))
+        self.head = [(m.weight.detach()[:, :, 0].t().contiguous(), m.bias.detach())
+                     for m in model.head if isinstance(m, torch.nn.Conv1d)]
+        with torch.no_grad():  # the class part is constant over time
+            self.class_cond = model.class_conditioning(cond.classes if cond is not None else None)
+        if model.local_proj is not None:
+            self.local_w = model.local_proj.weight.detach()[:, :, 0].t().contiguous()  # (C_local, L*2C)
+            self.local_b = model.local_proj.bias.detach()
+
+    def prime(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, P): one conv forward fills every ring buffer -> logits (B, Q, P)."""
+        _check_prime(self, tokens)
+        p = tokens.shape[1]
+        skip, inputs = self.model.trunk(tokens, self.cond, keep_inputs=True)
+        for layer, h in zip(self.layers, inputs, strict=True):
+            for pos in range(max(0, p - layer["size"]), p):
+                layer["buf"][:, pos % layer["size"]] = h[:, :, pos]
+        shifted = torch.cat([torch.full_like(tokens[:, :1], self.q), tokens[:, :-1]], dim=1)
+        # step() drops slot 0 and appends the next token: slots 1.. hold the last K_in - 1.
+        for j in range(1, self.k_in):
+            pos = p - self.k_in + j
+            if pos >= 0:
+                self.tokens[:, j] = shifted[:, pos]
+        self.t = p
+        return self.model.head(skip)
+
+    def step(self, prev: torch.Tensor | None) -> torch.Tensor:
+        """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""
+        if prev is None:
+            prev = torch.full((self.batch,), self.q, dtype=torch.long, device=self.tokens.device)
+        self.tokens = torch.cat([self.tokens[:, 1:], prev.view(-1, 1)], dim=1)
+        h = self.input_bias + sum(table[self.tokens[:, k]] for k, table in enumerate(self.input_tables))
+        cond = self._cond_now()
+        skip = 0
+        for i, layer in enumerate(self.layers):
+            buf = layer["buf"]
+            slot = self.t % layer["size"]
+            buf[:, slot] = h
+            x = buf[:, layer["taps"][slot]].reshape(self.batch, -1)  # (B, K*C_res)
+            z = torch.addmm(layer["b"], x, layer["w"])  # (B, 2C)
+            if cond is not None:
+                z = z + cond[:, i]
+            a, g = z.chunk(2, dim=1)
+            o = torch.addmm(layer["b_out"], torch.tanh(a) * torch.sigmoid(g), layer["w_out"])
+            h = h + o[:, : layer["res"]] if layer["res"] else h
+            skip = skip + o[:, layer["res"] :]
+        (w1, b1), (w2, b2) = self.head
+        self.t += 1
+        return torch.addmm(b2, torch.relu(torch.addmm(b1, torch.relu(skip), w1)), w2)
+
+    def _cond_now(self) -> torch.Tensor | None:
+        """Conditioning for the current step, (B, L, 2C), or None."""
+        total = self.class_cond
+        if self.model.local_proj is not None:
+            frame = self.t // self.model.config.local_hop
+            local = self.cond.local
+            if frame >= local.shape[2]:
+                raise ValueError(f"local conditioning covers {local.shape[2]} frames; step {self.t} needs more")
+            g = torch.addmm(self.local_b, local[:, :, frame], self.local_w)
+            total = g if total is None else total + g
+        return None if total is None else total.view(self.batch, len(self.layers), -1)
+
+
+def make_stepper(method: str, model: WaveNet, batch: int, cond: Cond | None = None):
+    if method == "naive":
+        return NaiveStepper(model, batch, cond)
+    if method == "cached":
+        return CachedStepper(model, batch, cond)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def generate(
+    model: WaveNet,
+    n: int,
+    *,
+    prime: torch.Tensor | None = None,
+    cond: Cond | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    observed: tuple[torch.Tensor, torch.Tensor] | None = None,
+    batch: int = 1,
+    seed: int | None = None,
+    method: str = "cached",
+    chunk_size: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[torch.Tensor]:
+    """Sample n tokens after an optional prime; yields LongTensor chunks (B, <= chunk_size).
+
+    prime:    (P,) or (B, P) known tokens; the output does not repeat them.
+    cond:     Cond with classes (B,) or (1,) and/or local (B or 1, C_local, >= (P+n)/hop frames).
+    observed: (mask, values), each (n,) or (B, n): where mask is True the token is forced to
+              the value instead of sampled (infill); logits still condition on it.
+    temperature 0 is greedy; seed makes a run bit-reproducible; progress(done, n) per chunk.
+    """
+    if not (isinstance(n, int) and n >= 0):
+        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    if not (isinstance(batch, int) and batch >= 1):
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    check_sampling_args(temperature, top_k)
+    dev = _device(model)
+    prime = _batched(prime, batch, "prime", dev) if prime is not None else None
+    if prime is not None and prime.shape[1] == 0:
+        prime = None
+    if observed is not None:
+        mask = _batched(observed[0], batch, "observed mask", dev).bool()
+        values = _batched(observed[1], batch, "observed values", dev)
+        if mask.shape[1] != n or values.shape[1] != n:
+            raise ValueError(f"observed mask and values need n={n} columns, got {mask.shape[1]} and {values.shape[1]}")
+    cond = _batched_cond(cond, batch)
+    gen = torch.Generator(device=dev)
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(seed)
+
+    stepper = make_stepper(method, model, batch, cond)
+    prev = None
+    if prime is not None:
+        with torch.inference_mode():
+            stepper.prime(prime)
+        prev = prime[:, -1]
+    done = 0
+    while done < n:
+        # Grad mode is thread-local: enter it per chunk, never across a yield.
+        with torch.inference_mode():
+            out = []
+            for i in range(done, min(n, done + chunk_size)):
+                x = sample(stepper.step(prev), temperature, top_k, gen)
+                if observed is not None:
+                    x = torch.where(mask[:, i], values[:, i], x)
+                out.append(x)
+                prev = x
+            chunk = torch.stack(out, dim=1)
+        done += chunk.shape[1]
+        if progress is not None:
+            progress(done, n)
+        yield chunk.clone()
+
+
+def generate_all(model: WaveNet, n: int, **kwargs) -> torch.Tensor:
+    """`generate` collected into one LongTensor (B, n)."""
+    chunks = list(generate(model, n, **kwargs))
+    batch = kwargs.get("batch", 1)
+    return torch.cat(chunks, dim=1) if chunks else torch.zeros(batch, 0, dtype=torch.long)
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _check_prime(stepper, tokens: torch.Tensor) -> None:
+    if stepper.t != 0:
+        raise ValueError("prime() must come before the first step()")
+    if tokens.dim() != 2 or tokens.shape[0] != stepper.batch or tokens.shape[1] == 0:
+        raise ValueError(f"prime tokens must be (B={stepper.batch}, P>0), got {tuple(tokens.shape)}")
+
+
+def _batched(x, batch: int, name: str, device) -> torch.Tensor:
+    """(T,) or (1, T) or (B, T) -> (B, T) on device."""
+    x = torch.as_tensor(x, device=device)
+    if x.dim() == 1:
+        x = x.unsqueeze(0)
+    if x.dim() != 2 or x.shape[0] not in (1, batch):
+        raise ValueError(f"{name} must be (T,), (1, T) or (batch={batch}, T), got {tuple(x.shape)}")
+    return x.expand(batch, -1).contiguous()
+
+
+def _batched_cond(cond: Cond | None, batch: int) -> Cond | None:
+    if cond is None:
+        return None
+    classes, local = cond.classes, cond.local
+    if classes is not None:
+        classes = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
+        if classes.shape[0] not in (1, batch):
+            raise ValueError(f"Cond.classes must have 1 or batch={batch} entries, got {classes.shape[0]}")
+        classes = classes.expand(batch).contiguous()
+    if local is not None:
+        if local.dim() == 2:
+            local = local.unsqueeze(0)
+        if local.shape[0] not in (1, batch):
+            raise ValueError(f"Cond.local must have batch 1 or {batch}, got {local.shape[0]}")
+        local = local.expand(batch, -1, -1).contiguous()
+    return Cond(classes=classes, local=local)

@@ -1,0 +1,118 @@
+"""The checkpoints an app serves: found by scanning folders, loaded once, shared by every user.
+
+A folder given to the store is searched one level deep:
+
+    checkpoints/              itself a checkpoint, or holding checkpoint folders
+      tiny-tones/             config.json + model.safetensors  -> "checkpoints/tiny-tones"
+    runs/
+      my-run/checkpoints/...  a training run: its latest checkpoint -> "runs/my-run (step_000100)"
+
+Loaded models are cached per checkpoint folder (and per version of its weights file, so a
+folder overwritten by a new save is loaded afresh). They are shared across users and threads:
+generation never mutates a model (see core.generate), so sharing needs no more than a lock
+around loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from core.checkpoints import (
+    WEIGHTS,
+    config_dict,
+    is_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    read_config,
+    read_metrics,
+)
+from core.devices import pick_device
+from core.errors import CheckpointError, StudioError
+from core.models import build_model
+
+
+class ModelStore:
+    """Lists the checkpoints under `folders` and loads them on demand onto `device` (default: the best one)."""
+
+    def __init__(self, folders: Sequence[str | os.PathLike], device: str | torch.device | None = None):
+        self.folders = [Path(f) for f in folders]
+        self.device = torch.device(device) if device is not None else pick_device()
+        self._lock = threading.Lock()
+        self._models: dict[Path, tuple[int, torch.nn.Module]] = {}  # folder -> (weights mtime_ns, model)
+
+    def list_models(self) -> list[dict]:
+        """One entry per checkpoint found, in folder order; unreadable folders are skipped.
+
+        Entry keys: name, path (str), model_type, config (dict), receptive_field, parameters, metrics.
+        """
+        entries, seen = [], set()
+        for root in self.folders:
+            for name, folder in _candidates(root):
+                resolved = folder.resolve()
+                if resolved in seen:
+                    continue
+                entry = _describe(name, folder)
+                if entry is not None:
+                    seen.add(resolved)
+                    entries.append(entry)
+        return entries
+
+    def get(self, path: str | os.PathLike) -> torch.nn.Module:
+        """The model in checkpoint folder `path`, loaded on first use and cached (CheckpointError if unusable)."""
+        folder = Path(path).resolve()
+        if not any(folder.is_relative_to(root.resolve()) for root in self.folders):
+            raise CheckpointError(f"{path} is not in this app's model folders; choose one of the listed models")
+        if not is_checkpoint(folder):
+            raise CheckpointError(f"{path} is not a checkpoint folder (it needs config.json and {WEIGHTS})")
+        version = (folder / WEIGHTS).stat().st_mtime_ns
+        with self._lock:
+            cached = self._models.get(folder)
+            if cached is None or cached[0] != version:
+                self._models[folder] = (version, load_checkpoint(folder, self.device))
+            return self._models[folder][1]
+
+
+def _candidates(root: Path) -> list[tuple[str, Path]]:
+    """(display name, folder) for root, its subfolders, and each run folder's latest checkpoint."""
+    if is_checkpoint(root):
+        return [(root.name, root)]
+    if not root.is_dir():
+        return []
+    found = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = f"{root.name}/{child.name}"
+        if is_checkpoint(child):
+            found.append((label, child))
+        elif (latest := latest_checkpoint(child)) is not None:
+            found.append((f"{label} ({latest.name})", latest))
+    return found
+
+
+def _describe(name: str, folder: Path) -> dict | None:
+    """A listing entry, or None when the folder's config cannot be read."""
+    try:
+        config = read_config(folder)
+        # Built on the meta device: shapes only, no memory, no weights read.
+        with torch.device("meta"):
+            model = build_model(config)
+    except StudioError:
+        return None
+    try:
+        metrics = read_metrics(folder)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        metrics = {}
+    return {
+        "name": name,
+        "path": str(folder),
+        "model_type": model.model_type,
+        "config": config_dict(model),
+        "receptive_field": getattr(model, "receptive_field", None),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "metrics": metrics,
+    }

@@ -1,0 +1,357 @@
+"""The training loop and its CLI.
+
+    python -m core.train --config CONFIG.json --run-dir runs/NAME [--set train.lr=3e-4 ...]
+    python -m core.train --run-dir runs/NAME --resume [--set train.max_steps=5000]
+    torchrun --nproc_per_node=2 -m core.train --config CONFIG.json --run-dir runs/NAME
+
+A run folder holds:
+    config.json       the full TrainConfig
+    metrics.jsonl     one JSON row per log: {"split": "train"|"valid", "step", "nll_nats",
+                      "bits", "acc", ...}; train rows add "lr" and "samples_per_s"
+    status.json       {"state": "running"|"finished"|"stopped"|"failed", "step", "max_steps", ...}
+    checkpoints/step_XXXXXXXX/   checkpoint folders (config.json, model.safetensors, README.md,
+                      metrics.json, optimizer.safetensors, trainer_state.json)
+    latest            the name of the newest complete checkpoint folder (replaced atomically)
+
+SIGTERM or Ctrl-C stops gracefully: the current step finishes and a checkpoint is written.
+Under torchrun every rank trains on its own shard (DDP, gloo on CPU, nccl on CUDA); only
+rank 0 writes the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from core import checkpoints, train_config
+from core.data import build_split
+from core.devices import pick_device
+from core.errors import ConfigError, StudioError
+from core.models import build_model
+from core.models.wavenet import Cond
+from core.train_config import TrainConfig
+
+LN2 = math.log(2.0)
+
+
+class Trainer:
+    """One training run in one run folder; `run()` trains until max_steps or a stop signal."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False,
+                 device: str | None = None, show_progress: bool = True, command: str = ""):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.is_main = self.rank == 0
+        self.show_progress, self.command = show_progress, command
+        self.stop_requested = False
+        self.device = pick_device(device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+        opt = cfg.train
+        torch.manual_seed(opt.seed)
+        model_config = cfg.model_config()
+        self.model = build_model(model_config).to(self.device)
+        self.train_set = build_split(cfg.data, "train", model_config)
+        self.valid_set = build_split(cfg.data, "valid", model_config)
+        if len(self.train_set) < opt.batch_size * self.world:
+            raise ConfigError(
+                f"train.batch_size={opt.batch_size} x {self.world} process(es) is larger than the "
+                f"{len(self.train_set)} training windows; lower the batch size or add data"
+            )
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+        self.step, self.epoch = 0, 0
+        self.best_valid, self.bad_validations = math.inf, 0
+        if resume:
+            self._load_latest()
+        elif self.is_main and (self.run_dir / "config.json").exists():
+            raise ConfigError(f"{self.run_dir} already holds a run; pass --resume to continue it "
+                              "or pick another --run-dir")
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> dict:
+        """Train to max_steps (or until stopped); returns the last validation metrics."""
+        opt = self.cfg.train
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        net = DistributedDataParallel(self.model) if self.world > 1 else self.model
+        sampler = DistributedSampler(self.train_set, self.world, self.rank, shuffle=True, seed=opt.seed,
+                                     drop_last=True)
+        loader = DataLoader(self.train_set, batch_size=opt.batch_size, sampler=sampler, drop_last=True)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(self.run_dir / "config.json", self.cfg.to_dict())
+            self._status("running")
+        bar = tqdm(total=opt.max_steps, initial=self.step, disable=not (self.is_main and self.show_progress),
+                   desc="train", unit="step", dynamic_ncols=True)
+        window, last = _Mean(), {}
+        tick = time.perf_counter()
+        try:
+            while self.step < opt.max_steps and not self.stop_requested:
+                sampler.set_epoch(self.epoch)
+                self.train_set.set_epoch(self.epoch)
+                for batch in loader:
+                    stats = self._train_step(net, batch)
+                    self.step += 1
+                    window.add(stats)
+                    bar.update(1)
+                    if self.step % opt.log_every == 0 or self.step == opt.max_steps:
+                        now = time.perf_counter()
+                        row = window.mean()
+                        row["samples_per_s"] = row.pop("targets") * self.world / (now - tick)
+                        row["lr"] = self.optimizer.param_groups[0]["lr"]
+                        row["bits"] = row["nll_nats"] / LN2
+                        self._log("train", row)
+                        bar.set_postfix(bits=f"{row['bits']:.3f}", lr=f"{row['lr']:.2g}")
+                        window, tick = _Mean(), now
+                    stop = self._agree(self.stop_requested)
+                    if self.step % opt.valid_every == 0 or self.step == opt.max_steps or stop:
+                        last = self._validate_and_save()
+                    if self.step >= opt.max_steps or stop:
+                        self.stop_requested = stop
+                        break
+                self.epoch += 1
+        except BaseException:
+            if self.is_main:
+                self._status("failed", error=traceback.format_exc())
+            raise
+        finally:
+            bar.close()
+        if self.is_main:
+            self._status("stopped" if self.stop_requested and self.step < opt.max_steps else "finished")
+        return last
+
+    def _train_step(self, net, batch) -> dict:
+        opt = self.cfg.train
+        net.train()
+        x, cond, start = self._unpack(batch)
+        logits = net(x, cond)
+        nll = F.cross_entropy(logits[:, :, start:], x[:, start:])
+        self.optimizer.zero_grad(set_to_none=True)
+        nll.backward()
+        if opt.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), opt.clip_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            acc = (logits[:, :, start:].argmax(1) == x[:, start:]).float().mean()
+        return {"nll_nats": nll.item(), "acc": acc.item(), "targets": float(x[:, start:].numel())}
+
+    @torch.no_grad()
+    def evaluate(self, dataset) -> dict:
+        """Mean NLL (nats and bits per sample) and accuracy over a split, summed across ranks."""
+        self.model.eval()
+        opt = self.cfg.train
+        loader = DataLoader(dataset, batch_size=opt.batch_size,
+                            sampler=DistributedSampler(dataset, self.world, self.rank, shuffle=False))
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # nll sum, correct, count
+        for i, batch in enumerate(loader):
+            if opt.valid_batches and i >= opt.valid_batches:
+                break
+            x, cond, start = self._unpack(batch)
+            logits = self.model(x, cond)[:, :, start:]
+            target = x[:, start:]
+            totals[0] += F.cross_entropy(logits, target, reduction="sum").double()
+            totals[1] += (logits.argmax(1) == target).sum()
+            totals[2] += target.numel()
+        if self.world > 1:
+            dist.all_reduce(totals)
+        nll = (totals[0] / totals[2]).item()
+        return {"nll_nats": nll, "bits": nll / LN2, "acc": (totals[1] / totals[2]).item()}
+
+    def _validate_and_save(self) -> dict:
+        opt = self.cfg.train
+        metrics = self.evaluate(self.valid_set)
+        if metrics["nll_nats"] < self.best_valid - 1e-6:
+            self.best_valid, self.bad_validations = metrics["nll_nats"], 0
+        else:
+            self.bad_validations += 1
+            if self.bad_validations >= opt.decay_patience > 0:
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= opt.decay_rate
+                self.bad_validations = 0
+        if self.is_main:
+            self._log("valid", metrics)
+            self._save_checkpoint(metrics)
+            self._status("running")
+        if self.world > 1:
+            dist.barrier()
+        return metrics
+
+    def _unpack(self, batch) -> tuple[torch.Tensor, Cond | None, int]:
+        """A batch is x (B, T) or (x, classes); returns x, Cond, first scored position."""
+        if isinstance(batch, (list, tuple)):
+            x, classes = batch
+            cond = Cond(classes=classes.to(self.device))
+        else:
+            x, cond = batch, None
+        return x.to(self.device), cond, getattr(self.train_set, "score_from", 0)
+
+    def _agree(self, flag: bool) -> bool:
+        """Every rank stops together if any rank was asked to stop."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    # -- the run folder -----------------------------------------------------------------
+
+    def _log(self, split: str, row: dict) -> None:
+        if not self.is_main:
+            return
+        row = {"split": split, "step": self.step, **row, "time": time.time()}
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _status(self, state: str, **extra) -> None:
+        _write_json(self.run_dir / "status.json", {
+            "state": state, "step": self.step, "max_steps": self.cfg.train.max_steps,
+            "pid": os.getpid(), "world_size": self.world, "updated": time.time(), **extra,
+        })
+
+    def _save_checkpoint(self, metrics: dict) -> None:
+        ckpt_dir = self.run_dir / "checkpoints"
+        name = f"step_{self.step:08d}"
+        card_metrics = {"step": self.step, "valid_nll_nats": round(metrics["nll_nats"], 5),
+                        "valid_bits_per_sample": round(metrics["bits"], 5), "valid_accuracy": round(metrics["acc"], 5)}
+        notes = f"Trained with `{self.command}`." if self.command else ""
+        opt_tensors, opt_meta = _optimizer_state(self.optimizer)
+        state = {"step": self.step, "epoch": self.epoch + 1, "best_valid": self.best_valid,
+                 "bad_validations": self.bad_validations, "optimizer": opt_meta}
+        checkpoints.save_checkpoint(
+            self.model, ckpt_dir / name, overwrite=True, metrics=card_metrics,
+            card=checkpoints.model_card(self.model, card_metrics, notes),
+            extra_tensors={"optimizer.safetensors": opt_tensors},
+            extra_files={"trainer_state.json": json.dumps(state).encode()},
+        )
+        _write_text_atomic(self.run_dir / "latest", name)
+        old = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir() and p.name != name)
+        for p in old[: max(0, len(old) - (self.cfg.train.keep_checkpoints - 1))]:
+            checkpoints.remove_checkpoint(p)
+
+    def _load_latest(self) -> None:
+        folder = checkpoints.latest_checkpoint(self.run_dir)
+        if folder is None:
+            raise ConfigError(f"--resume: {self.run_dir} has no checkpoint yet; start it without --resume")
+        state = json.loads((folder / "trainer_state.json").read_text())
+        loaded = checkpoints.load_checkpoint(folder, self.device)
+        self.model.load_state_dict(loaded.state_dict())
+        _load_optimizer_state(self.optimizer, checkpoints.load_state(folder, "optimizer.safetensors"),
+                              state["optimizer"], self.device)
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.best_valid, self.bad_validations = state["best_valid"], state["bad_validations"]
+        if self.is_main:
+            _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+
+
+class _Mean:
+    """Running means of the per-step stats ("targets" is summed)."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, stats: dict) -> None:
+        self.n += 1
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def mean(self) -> dict:
+        return {k: (v if k == "targets" else v / self.n) for k, v in self.sums.items()}
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into safetensors-able tensors and JSON metadata."""
+    sd = optimizer.state_dict()
+    tensors = {f"{idx}.{k}": v for idx, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer_state(optimizer, tensors: dict, meta: dict, device) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v if name == "step" else v.to(device)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep metric rows up to the resumed step (drops a torn last line from a kill -9)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= step:
+            keep.append(line)
+    _write_text_atomic(path, "".join(line + "\n" for line in keep))
+
+
+def _write_json(path: Path, obj) -> None:
+    _write_text_atomic(path, json.dumps(obj, indent=2))
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="JSON config file with model, data and train sections")
+    p.add_argument("--run-dir", required=True, help="the run folder to write (or resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (JSON-parsed), e.g. --set train.lr=3e-4; repeatable")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args = p.parse_args(argv)
+    command = "python -m core.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        run_dir = Path(args.run_dir)
+        if args.resume:
+            if not (run_dir / "config.json").is_file():
+                raise ConfigError(f"--resume: {run_dir} has no config.json; start the run without --resume")
+            base = json.loads((run_dir / "config.json").read_text())
+            cfg = train_config.from_dict(train_config.apply_overrides(base, args.overrides))
+        else:
+            cfg = train_config.load(args.config, args.overrides)
+        trainer = Trainer(cfg, run_dir, resume=args.resume, device=args.device,
+                          show_progress=not args.no_progress, command=command)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: setattr(trainer, "stop_requested", True))
+    try:
+        metrics = trainer.run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if trainer.is_main:
+        print(json.dumps({"step": trainer.step, **{f"valid_{k}": v for k, v in metrics.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
