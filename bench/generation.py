@@ -1,0 +1,73 @@
+"""Generation speed of each method on the reference WaveNet, side by side in one run.
+
+    python bench/generation.py [--steps 2000] [--naive-steps 100] [--batches 1 16]
+
+Reference config: Q=256, dilations 1..512 twice (20 layers), K=2, residual = dilation = 64,
+skip = 128, head = 128 (random weights: speed does not depend on them). The last line printed
+is one JSON object: {"config", "receptive_field", "results": [{"method", "batch",
+"samples_per_s", "ratio_to_cached"}, ...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.generate import METHODS, generate  # noqa: E402
+from core.models.wavenet import WaveNet, WaveNetConfig  # noqa: E402
+
+REFERENCE = WaveNetConfig(quantization_levels=256, dilations=[2**i for i in range(10)] * 2, kernel_size=2,
+                          residual_channels=64, dilation_channels=64, skip_channels=128, head_channels=128)
+
+
+def samples_per_s(model: WaveNet, method: str, batch: int, steps: int) -> float:
+    """Generated samples (steps x batch) per second of wall time, after a short warm-up."""
+    for _ in generate(model, min(steps, 20), batch=batch, method=method, seed=0):
+        pass
+    start = time.perf_counter()
+    for _ in generate(model, steps, batch=batch, method=method, seed=0, chunk_size=steps):
+        pass
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=2000, help="samples per sequence for fast methods")
+    p.add_argument("--naive-steps", type=int, default=100, help="samples per sequence for the naive method")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    model = WaveNet(REFERENCE).eval()
+    results = []
+    for batch in args.batches:
+        row = {}
+        for method in args.methods:
+            steps = args.naive_steps if method == "naive" else args.steps
+            row[method] = samples_per_s(model, method, batch, steps)
+            print(f"{method:>8} batch {batch:>3}: {row[method]:10.1f} samples/s", file=sys.stderr)
+        for method, rate in row.items():
+            ratio = rate / row["cached"] if "cached" in row else None
+            results.append({"method": method, "batch": batch, "samples_per_s": round(rate, 1),
+                            "ratio_to_cached": None if ratio is None else round(ratio, 3)})
+    report = {
+        "config": asdict(REFERENCE),
+        "receptive_field": REFERENCE.receptive_field,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "results": results,
+    }
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Training: learning a tone end to end, resuming, graceful stop, bad configs, torchrun DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import train_config
+from core.checkpoints import latest_checkpoint, load_checkpoint
+from core.continuation import continue_audio
+from core.errors import ConfigError
+from core.train import Trainer, main
+
+ROOT = Path(__file__).resolve().parents[1]
+TONE = ROOT / "configs" / "tone500.json"
+TINY = [
+    "model.dilations=[1,2,4]", "model.residual_channels=8", "model.dilation_channels=8",
+    "model.skip_channels=8", "model.head_channels=8", "data.clips=4", "data.targets=128",
+    "train.batch_size=4", "train.log_every=2",
+]
+
+
+def rows(run_dir: Path, split: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == split]
+
+
+def spectral_peak_hz(audio: np.ndarray, sample_rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    return float(np.fft.rfftfreq(len(audio), 1 / sample_rate)[spectrum.argmax()])
+
+
+def test_a_model_trained_on_a_500hz_tone_generates_a_500hz_tone(tmp_path):
+    # The seed's first sanity check (002_e6172073bae3cf09.txt): overfit a 500 Hz tone at 8 kHz.
+    cfg = train_config.load(TONE)
+    metrics = Trainer(cfg, tmp_path / "run", show_progress=False).run()
+    valid = rows(tmp_path / "run", "valid")
+    assert valid[-1]["bits"] < valid[0]["bits"] - 1.0, "validation NLL must fall"
+    assert metrics["bits"] == pytest.approx(valid[-1]["bits"])
+    model = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    audio = np.concatenate(list(continue_audio(model, None, 0.5, temperature=1.0, seed=0)), axis=1)[0]
+    assert len(audio) == 4000
+    assert abs(spectral_peak_hz(audio, 8000) - 500.0) <= 10.0
+
+
+def test_metrics_rows_have_nll_in_nats_and_bits_accuracy_lr_and_throughput(tmp_path):
+    cfg = train_config.load(TONE, TINY + ["train.max_steps=4", "train.valid_every=2"])
+    Trainer(cfg, tmp_path / "run", show_progress=False).run()
+    train, valid = rows(tmp_path / "run", "train"), rows(tmp_path / "run", "valid")
+    assert [r["step"] for r in train] == [2, 4] and [r["step"] for r in valid] == [2, 4]
+    for r in train:
+        assert {"nll_nats", "bits", "acc", "lr", "samples_per_s"} <= set(r)
+        assert r["bits"] == pytest.approx(r["nll_nats"] / np.log(2))
+    assert {"nll_nats", "bits", "acc"} <= set(valid[0])
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "finished"
+
+
+def test_resume_continues_the_step_count_and_optimizer(tmp_path):
+    run = tmp_path / "run"
+    assert main(["--config", str(TONE), "--run-dir", str(run), "--no-progress", *sum((["--set", s] for s in TINY), []),
+                 "--set", "train.max_steps=6", "--set", "train.valid_every=3"]) == 0
+    first = load_checkpoint(latest_checkpoint(run))
+    assert main(["--run-dir", str(run), "--resume", "--no-progress", "--set", "train.max_steps=10"]) == 0
+    steps = [r["step"] for r in rows(run, "train")]
+    assert steps == [2, 4, 6, 8, 10]
+    assert latest_checkpoint(run).name == "step_00000010"
+    state = json.loads((latest_checkpoint(run) / "trainer_state.json").read_text())
+    assert state["step"] == 10
+    resumed = load_checkpoint(latest_checkpoint(run))
+    assert any((a != b).any() for a, b in zip(first.state_dict().values(), resumed.state_dict().values(), strict=True))
+
+
+def test_starting_over_an_existing_run_without_resume_is_refused(tmp_path, capsys):
+    args = ["--config", str(TONE), "--run-dir", str(tmp_path / "r"), "--no-progress",
+            *sum((["--set", s] for s in TINY), []), "--set", "train.max_steps=2", "--set", "train.valid_every=2"]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=-0.1", "train.lr must be a number > 0"),
+    ("train.learning_rate=0.1", "unknown train keys: learning_rate"),
+    ("model.kernel_size=1", "kernel_size"),
+    ("data.kind=mp3s", "kind must be one of"),
+    ("optim.lr=1", "section model, data or train"),
+    ("train.batch_size=1000", "larger than the"),
+])
+def test_bad_config_is_refused_with_the_reason_before_training(tmp_path, capsys, override, message):
+    code = main(["--config", str(TONE), "--run-dir", str(tmp_path / "r"), "--set", override, "--no-progress"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r" / "metrics.jsonl").exists()
+
+
+def test_missing_config_file_and_resume_without_run_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        train_config.load(tmp_path / "nope.json")
+    assert main(["--run-dir", str(tmp_path / "nothing"), "--resume"]) == 2
+
+
+def _train_cmd(run: Path, *extra: str) -> list[str]:
+    sets = sum((["--set", s] for s in TINY), [])
+    return ["-m", "core.train", "--config", str(TONE), "--run-dir", str(run), "--no-progress", *sets, *extra]
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:
+    end = time.time() + timeout
+    while not predicate():
+        if time.time() > end:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.1)
+
+
+def test_sigterm_stops_gracefully_with_a_loadable_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, *_train_cmd(run, "--set", "train.max_steps=100000",
+                                                          "--set", "train.valid_every=1000")], cwd=ROOT)
+    _wait_for(lambda: (run / "metrics.jsonl").exists())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "stopped"
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None and ckpt.name == f"step_{status['step']:08d}"
+    load_checkpoint(ckpt)
+
+
+def test_kill_9_mid_run_leaves_a_checkpoint_that_loads_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, *_train_cmd(run, "--set", "train.max_steps=100000",
+                                                          "--set", "train.valid_every=3")], cwd=ROOT)
+    _wait_for(lambda: latest_checkpoint(run) is not None and len(rows(run, "valid")) >= 2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ckpt = latest_checkpoint(run)
+    load_checkpoint(ckpt)
+    step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+    assert main(["--run-dir", str(run), "--resume", "--no-progress", "--set", f"train.max_steps={step + 2}"]) == 0
+    assert json.loads((run / "status.json").read_text())["step"] == step + 2
+
+
+def test_torchrun_two_processes_train_with_ddp_and_only_rank_0_writes(tmp_path):
+    run = tmp_path / "run"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2",
+           *_train_cmd(run, "--set", "train.max_steps=4", "--set", "train.valid_every=2")]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["world_size"] == 2
+    assert [r["step"] for r in rows(run, "train")] == [2, 4], "one row per log: only rank 0 writes"
+    load_checkpoint(latest_checkpoint(run))
