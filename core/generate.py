@@ -53,34 +53,35 @@ class NaiveStepper:
 class CachedStepper:
     """Per-layer ring buffers of past layer inputs: O(L) work per sample, independent of R.
 
-    Layer l keeps the last S_l = (K-1) d_l + 1 inputs (B, S_l, C_res); its dilated conv at
-    time t is one matmul of the K taps at t - (K-1-k) d_l against the conv weight.
+    Layer l keeps its last S_l = (K-1) d_l inputs in a ring (S_l, B, C_res). At time t every
+    past tap (t - j d_l, j >= 1) of every layer is already known, so one batched matmul
+    computes all their contributions before the layers run; each layer then adds only its
+    current input's tap, its gate and its residual. The skips of all layers are one matmul.
     """
 
     def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None):
         c = model.config
         self.model, self.batch, self.cond = model, batch, cond
-        self.q, self.k_in, self.t = c.quantization_levels, c.input_kernel_size, 0
+        self.q, self.k_in, self.k, self.t = c.quantization_levels, c.input_kernel_size, c.kernel_size, 0
         dev, dtype = _device(model), next(model.parameters()).dtype
         self.input_tables = [model.input_table(k).detach() for k in range(self.k_in)]
         self.input_bias = model.input_conv.bias.detach()
         # Shifted tokens feeding the input conv; Q+1 is the zero padding row.
         self.tokens = torch.full((batch, self.k_in), self.q + 1, dtype=torch.long, device=dev)
-        self.layers = []
-        for layer in model.layers:
-            w = layer.conv.weight.detach()  # (2C, C_res, K)
-            k, d = w.shape[2], layer.dilation
-            size = (k - 1) * d + 1
-            taps = torch.tensor([[(p - (k - 1 - j) * d) % size for j in range(k)] for p in range(size)],
-                                device=dev)
-            self.layers.append(dict(
-                w=w.permute(2, 1, 0).reshape(k * w.shape[1], w.shape[0]).contiguous(),  # (K*C_res, 2C)
-                b=layer.conv.bias.detach(),
-                w_out=layer.out.weight.detach()[:, :, 0].t().contiguous(),  # (C_dil, C_res + C_skip)
-                b_out=layer.out.bias.detach(),
-                res=layer.residual_channels, size=size, taps=taps,
-                buf=torch.zeros(batch, size, w.shape[1], device=dev, dtype=dtype),
-            ))
+        self.dilations = list(c.dilations)
+        self.sizes = [(self.k - 1) * d for d in self.dilations]
+        self.bufs = [torch.zeros(size, batch, c.residual_channels, device=dev, dtype=dtype) for size in self.sizes]
+        convs = [layer.conv.weight.detach() for layer in model.layers]  # each (2C, C_res, K); tap K-1 is "now"
+        self.w_now = [w[:, :, -1].t().contiguous() for w in convs]  # (C_res, 2C)
+        self.w_past = torch.stack([  # (L, (K-1)*C_res, 2C): tap K-1-j reads t - j*d, j = 1..K-1
+            torch.cat([w[:, :, self.k - 1 - j].t() for j in range(1, self.k)]) for w in convs
+        ]).contiguous()
+        self.b_conv = torch.stack([layer.conv.bias.detach() for layer in model.layers]).unsqueeze(1)  # (L, 1, 2C)
+        outs = [(layer.out.weight.detach()[:, :, 0].t(), layer.out.bias.detach(), layer.residual_channels)
+                for layer in model.layers]
+        self.res = [(w[:, :r].contiguous(), b[:r]) if r else None for w, b, r in outs]  # (C_dil, C_res)
+        self.w_skip = torch.cat([w[:, r:] for w, _, r in outs]).contiguous()  # (L*C_dil, C_skip)
+        self.b_skip = sum(b[r:] for _, b, r in outs)
         self.head = [(m.weight.detach()[:, :, 0].t().contiguous(), m.bias.detach())
                      for m in model.head if isinstance(m, torch.nn.Conv1d)]
         with torch.no_grad():  # the class part is constant over time
@@ -94,9 +95,9 @@ class CachedStepper:
         _check_prime(self, tokens)
         p = tokens.shape[1]
         skip, inputs = self.model.trunk(tokens, self.cond, keep_inputs=True)
-        for layer, h in zip(self.layers, inputs, strict=True):
-            for pos in range(max(0, p - layer["size"]), p):
-                layer["buf"][:, pos % layer["size"]] = h[:, :, pos]
+        for buf, size, h in zip(self.bufs, self.sizes, inputs, strict=True):
+            for pos in range(max(0, p - size), p):
+                buf[pos % size] = h[:, :, pos]
         shifted = torch.cat([torch.full_like(tokens[:, :1], self.q), tokens[:, :-1]], dim=1)
         # step() drops slot 0 and appends the next token: slots 1.. hold the last K_in - 1.
         for j in range(1, self.k_in):
@@ -110,22 +111,28 @@ class CachedStepper:
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""
         if prev is None:
             prev = torch.full((self.batch,), self.q, dtype=torch.long, device=self.tokens.device)
+        t, n_layers = self.t, len(self.bufs)
         self.tokens = torch.cat([self.tokens[:, 1:], prev.view(-1, 1)], dim=1)
         h = self.input_bias + sum(table[self.tokens[:, k]] for k, table in enumerate(self.input_tables))
+        past = torch.stack([buf[(t - j * d) % size] for buf, d, size in zip(self.bufs, self.dilations, self.sizes,
+                                                                              strict=True)
+                            for j in range(1, self.k)])  # (L*(K-1), B, C_res)
+        if self.k > 2:
+            past = past.view(n_layers, self.k - 1, self.batch, -1).transpose(1, 2)
+        z_past = torch.baddbmm(self.b_conv, past.reshape(n_layers, self.batch, -1), self.w_past)  # (L, B, 2C)
         cond = self._cond_now()
-        skip = 0
-        for i, layer in enumerate(self.layers):
-            buf = layer["buf"]
-            slot = self.t % layer["size"]
-            buf[:, slot] = h
-            x = buf[:, layer["taps"][slot]].reshape(self.batch, -1)  # (B, K*C_res)
-            z = torch.addmm(layer["b"], x, layer["w"])  # (B, 2C)
-            if cond is not None:
-                z = z + cond[:, i]
-            a, g = z.chunk(2, dim=1)
-            o = torch.addmm(layer["b_out"], torch.tanh(a) * torch.sigmoid(g), layer["w_out"])
-            h = h + o[:, : layer["res"]] if layer["res"] else h
-            skip = skip + o[:, layer["res"] :]
+        if cond is not None:
+            z_past = z_past + cond.transpose(0, 1)
+        gates = []
+        for i, buf in enumerate(self.bufs):
+            buf[t % self.sizes[i]] = h
+            a, g = torch.addmm(z_past[i], h, self.w_now[i]).chunk(2, dim=1)
+            gate = torch.tanh(a) * torch.sigmoid(g)  # (B, C_dil)
+            gates.append(gate)
+            if self.res[i] is not None:
+                w_res, b_res = self.res[i]
+                h = torch.addmm(h, gate, w_res).add_(b_res)
+        skip = torch.addmm(self.b_skip, torch.cat(gates, dim=1), self.w_skip)  # (B, C_skip)
         (w1, b1), (w2, b2) = self.head
         self.t += 1
         return torch.addmm(b2, torch.relu(torch.addmm(b1, torch.relu(skip), w1)), w2)
@@ -140,7 +147,7 @@ class CachedStepper:
                 raise ValueError(f"local conditioning covers {local.shape[2]} frames; step {self.t} needs more")
             g = torch.addmm(self.local_b, local[:, :, frame], self.local_w)
             total = g if total is None else total + g
-        return None if total is None else total.view(self.batch, len(self.layers), -1)
+        return None if total is None else total.view(self.batch, len(self.bufs), -1)
 
 
 def make_stepper(method: str, model: WaveNet, batch: int, cond: Cond | None = None):

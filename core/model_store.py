@@ -68,9 +68,10 @@ class ModelStore:
         folder = Path(path).resolve()
         if not any(folder.is_relative_to(root.resolve()) for root in self.folders):
             raise CheckpointError(f"{path} is not in this app's model folders; choose one of the listed models")
-        if not is_checkpoint(folder):
-            raise CheckpointError(f"{path} is not a checkpoint folder (it needs config.json and {WEIGHTS})")
-        version = (folder / WEIGHTS).stat().st_mtime_ns
+        try:
+            version = (folder / WEIGHTS).stat().st_mtime_ns
+        except OSError as e:
+            raise CheckpointError(f"{path} is not a checkpoint folder (it needs config.json and {WEIGHTS})") from e
         with self._lock:
             cached = self._models.get(folder)
             if cached is None or cached[0] != version:

@@ -1,0 +1,121 @@
+"""Autoregressive Studio: the Gradio app. Builds one page per entry of pages.PAGES and serves them.
+
+    python app.py                                  http://127.0.0.1:7860, models from checkpoints/ and runs/
+    python app.py --checkpoints my_models --port 8000 --auth alice:secret
+
+Gradio, torch and the pages are imported when the app is built, not when this module is
+imported, so `python app.py --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from functools import partial
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from core.model_store import ModelStore
+
+DEFAULT_FOLDERS = ["checkpoints", "runs"]
+
+
+def build_app(store: ModelStore, max_concurrency: int = 2) -> gr.Blocks:
+    """The whole app: a home page listing pages and models, then one routed page per pages.PAGES entry.
+
+    The queue runs at most `max_concurrency` calls of each event at once (generation is CPU/GPU bound).
+    """
+    import gradio as gr
+
+    from pages import PAGES
+
+    if not (isinstance(max_concurrency, int) and max_concurrency >= 1):
+        raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+    with gr.Blocks(title="Autoregressive Studio", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown("# Autoregressive Studio\nTrain, sample and look inside autoregressive models.\n\n"
+                    + "\n".join(f"- [{p.title}]({p.path})" for p in PAGES))
+        models = gr.Markdown()
+        demo.load(partial(models_markdown, store), None, models, api_visibility="private")  # fresh on every visit
+    for page in PAGES:
+        with demo.route(page.title, page.path):
+            page.build(store)
+    return demo.queue(default_concurrency_limit=max_concurrency)
+
+
+def models_markdown(store: ModelStore) -> str:
+    """A Markdown table of the store's models (or where to put some)."""
+    models = store.list_models()
+    if not models:
+        folders = ", ".join(f"`{f}`" for f in store.folders)
+        return f"No models found in {folders}. Train one (`python -m core.train`) or copy a checkpoint folder there."
+    rows = [
+        f"| {m['name']} | {m['model_type']} | {m['config'].get('sample_rate') or '—'} "
+        f"| {m['receptive_field'] or '—'} | {m['parameters']:,} |"
+        for m in models
+    ]
+    return "\n".join(["## Models", "", "| model | type | sample rate | receptive field | parameters |",
+                      "|---|---|---|---|---|", *rows])
+
+
+def launch(
+    demo: gr.Blocks,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    auth: tuple[str, str] | None = None,
+    block: bool = True,
+) -> str:
+    """Serve `demo` with the app's upload limit; returns the local URL (at once when block is False)."""
+    from pages.audio import MAX_UPLOAD_BYTES
+
+    _, url, _ = demo.launch(server_name=host, server_port=port, share=share, auth=auth,
+                            max_file_size=MAX_UPLOAD_BYTES, prevent_thread_lock=not block, quiet=not block)
+    return url
+
+
+def parse_auth(value: str) -> tuple[str, str]:
+    """"user:password" -> (user, password); argparse.ArgumentTypeError otherwise."""
+    user, sep, password = value.partition(":")
+    if not (sep and user and password):
+        raise argparse.ArgumentTypeError("auth must look like user:password")
+    return user, password
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python app.py", description="Serve the Autoregressive Studio web app.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve the network)")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
+    p.add_argument("--auth", type=parse_auth, default=None, metavar="USER:PASSWORD",
+                   help="require this login (default: the STUDIO_AUTH environment variable, if set)")
+    p.add_argument("--checkpoints", action="append", default=None, metavar="DIR",
+                   help="folder of checkpoints or training runs; repeatable (default: checkpoints/ and runs/)")
+    p.add_argument("--max-concurrency", type=int, default=2,
+                   help="generations run at once per event; more wait in the queue (default 2)")
+    args = p.parse_args(argv)
+    if args.auth is None and os.environ.get("STUDIO_AUTH"):
+        try:
+            args.auth = parse_auth(os.environ["STUDIO_AUTH"])
+        except argparse.ArgumentTypeError:
+            p.error("STUDIO_AUTH must look like user:password")
+    if args.max_concurrency < 1:
+        p.error(f"--max-concurrency must be >= 1, got {args.max_concurrency}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from core.model_store import ModelStore
+
+    store = ModelStore(args.checkpoints or DEFAULT_FOLDERS)
+    launch(build_app(store, args.max_concurrency), host=args.host, port=args.port, share=args.share, auth=args.auth)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""The audio page: upload a clip, let an audio WaveNet continue it, listen while it is generated.
+
+The flow is a chain of plain functions, each testable without a browser:
+
+    load_primer(upload, rate, prime_seconds)   the last N seconds of the upload at the model's rate
+    check_settings(model, ...)                 the user's choices, validated -> Settings
+    run_continuation(model, primer, settings)  yields a growing Take per chunk (core.continuation)
+    waveform_figure / spectrogram_figure       plots of a finished variation
+    generate_audio(store, ...)                 the event handler: a generator of UI outputs
+
+Each variation's audio is the primer *as the model heard it* (resampled, quantised, decoded)
+followed by the continuation, so what you hear is exactly the sequence the model saw and made.
+Audio goes to the browser as int16: Gradio peak-normalises float audio, which would change the
+loudness as the clip grows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+from matplotlib import mlab
+from matplotlib.figure import Figure
+
+from core.audio import read_audio, to_int16, write_wav
+from core.continuation import check_audio_model, continue_audio, dequantise, quantise
+from core.errors import ConfigError, StudioError
+from core.model_store import ModelStore
+from core.models.wavenet import WaveNet
+
+MAX_VARIATIONS = 4
+MAX_SECONDS = 20.0  # longest continuation a request may ask for
+MAX_PRIME_SECONDS = 10.0
+MAX_UPLOAD_BYTES = 20 * 2**20  # also the app's upload limit (launch(max_file_size=...))
+METHOD = "cached"
+UPDATE_EVERY = 0.5  # seconds between UI updates while generating
+PRIMER_COLOUR, CONTINUATION_COLOUR = "#7f7f7f", "#1f77b4"
+
+# One Generate yields: status, then per variation slot: audio, waveform, spectrogram, WAV file.
+OUTPUTS_PER_VARIATION = 4
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A validated generation request (what the sliders and boxes said)."""
+
+    seconds: float
+    temperature: float
+    top_k: int | None  # None = no top-k filter
+    variations: int
+    seed: int | None  # None = a fresh random seed
+    class_id: int | None  # None for a model without classes
+
+
+@dataclass(frozen=True)
+class Take:
+    """Where a generation stands after a chunk: all variations so far, and how fast they came."""
+
+    sample_rate: int
+    primer: np.ndarray  # (P,) float32, the primer as the model heard it
+    continuation: np.ndarray  # (B, n) float32, generated so far
+    total: int  # samples to generate per variation
+    elapsed: float  # seconds of generation so far
+
+    @property
+    def done(self) -> int:
+        return self.continuation.shape[1]
+
+    def audio(self, i: int) -> np.ndarray:
+        """Variation i: primer + continuation so far, float32 (P + n,)."""
+        return np.concatenate([self.primer, self.continuation[i]])
+
+
+def audio_models(store: ModelStore) -> list[dict]:
+    """The store's entries that generate audio (a WaveNet with an audio codec and a sample rate)."""
+    return [
+        m for m in store.list_models()
+        if m["model_type"] == "wavenet" and m["config"]["codec"] != "none" and m["config"]["sample_rate"]
+    ]
+
+
+def model_summary(entry: dict | None) -> str:
+    """Markdown describing a listed model: rate, receptive field, size, classes, metrics."""
+    if entry is None:
+        return "No audio model chosen. Put checkpoint folders in the app's checkpoint folders and press ↻."
+    c, rf = entry["config"], entry["receptive_field"]
+    lines = [
+        f"**{entry['name']}** — {c['sample_rate']:,} Hz, {c['quantization_levels']} levels ({c['codec']}), "
+        f"{entry['parameters']:,} parameters.",
+        f"The model hears the last **{rf:,} samples** ({1000 * rf / c['sample_rate']:.1f} ms) before each new one.",
+    ]
+    if c["n_classes"]:
+        names = c["extra"].get("class_names")
+        listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names)) if names else f"0 … {c['n_classes'] - 1}"
+        lines.append(f"Class-conditional: class ids {listed}.")
+    if entry["metrics"]:
+        lines.append("Metrics: " + ", ".join(f"{k} {v}" for k, v in entry["metrics"].items()))
+    return "\n\n".join(lines)
+
+
+def load_primer(upload: str | None, sample_rate: int, prime_seconds: float) -> np.ndarray | None:
+    """The last `prime_seconds` of the uploaded file at `sample_rate`, float32 (P,); None without an upload.
+
+    Raises AudioError for an upload that is not usable audio (not audio, empty, NaN, over 20 MiB).
+    """
+    if not upload:
+        return None
+    if not (isinstance(prime_seconds, (int, float)) and 0 < prime_seconds <= MAX_PRIME_SECONDS):
+        raise ConfigError(f"prime seconds must be in (0, {MAX_PRIME_SECONDS:g}], got {prime_seconds!r}")
+    audio = read_audio(upload, sample_rate, max_bytes=MAX_UPLOAD_BYTES)
+    keep = max(1, int(round(prime_seconds * sample_rate)))
+    return audio[-keep:]
+
+
+def check_settings(
+    model: WaveNet,
+    seconds: float,
+    temperature: float,
+    top_k: float | None,
+    variations: float,
+    seed: float | None,
+    class_id: float | None,
+) -> Settings:
+    """Validate the page's inputs for `model` (ConfigError naming the input); 0 top-k means off."""
+    check_audio_model(model)
+    need = _require
+    sr = model.config.sample_rate
+    need(isinstance(seconds, (int, float)) and 1 / sr <= seconds <= MAX_SECONDS,
+         f"seconds to generate must be in [1/{sr}, {MAX_SECONDS:g}], got {seconds!r}")
+    need(isinstance(temperature, (int, float)) and 0 <= temperature <= 2,
+         f"temperature must be in [0, 2] (0 = greedy), got {temperature!r}")
+    need(top_k is None or (_is_whole(top_k) and top_k >= 0), f"top-k must be a whole number >= 0, got {top_k!r}")
+    need(_is_whole(variations) and 1 <= variations <= MAX_VARIATIONS,
+         f"variations must be a whole number in [1, {MAX_VARIATIONS}], got {variations!r}")
+    need(seed is None or (_is_whole(seed) and 0 <= seed < 2**63), f"seed must be a whole number >= 0, got {seed!r}")
+    n_classes = model.config.n_classes
+    if n_classes:
+        need(class_id is not None and _is_whole(class_id) and 0 <= class_id < n_classes,
+             f"this model is class-conditional: class id must be in [0, {n_classes - 1}], got {class_id!r}")
+    return Settings(
+        seconds=float(seconds),
+        temperature=float(temperature),
+        top_k=int(top_k) if top_k else None,
+        variations=int(variations),
+        seed=int(seed) if seed is not None else None,
+        class_id=int(class_id) if n_classes else None,
+    )
+
+
+def run_continuation(model: WaveNet, primer: np.ndarray | None, settings: Settings) -> Iterator[Take]:
+    """Generate all variations in one batch; yield the growing Take after every chunk."""
+    sr = model.config.sample_rate
+    heard = dequantise(model, quantise(model, primer)) if primer is not None else np.zeros(0, np.float32)
+    total = int(round(settings.seconds * sr))
+    chunks: list[np.ndarray] = []
+    start = time.perf_counter()
+    for chunk in continue_audio(
+        model, primer, settings.seconds, temperature=settings.temperature, top_k=settings.top_k,
+        batch=settings.variations, seed=settings.seed, classes=settings.class_id, method=METHOD,
+        chunk_size=max(100, sr // 10),
+    ):
+        chunks.append(chunk)
+        yield Take(sr, heard, np.concatenate(chunks, axis=1), total, time.perf_counter() - start)
+
+
+def status_markdown(take: Take, finished: bool) -> str:
+    """Progress while generating; achieved speed and real-time factor when finished."""
+    rate = take.done / take.elapsed if take.elapsed > 0 else 0.0
+    batch = take.continuation.shape[0]
+    if finished:
+        audio_seconds = take.total / take.sample_rate
+        rtf = take.elapsed / audio_seconds if audio_seconds else 0.0
+        return (
+            f"**Done** in {take.elapsed:.1f} s with the *{METHOD}* method: {take.total:,} samples × {batch} "
+            f"variation(s) at **{rate:,.0f} samples/s** per variation. Real-time factor **{rtf:.2f}** "
+            f"(generation time / audio length; below 1 is faster than real time)."
+        )
+    frac = take.done / take.total if take.total else 1.0
+    left = (take.total - take.done) / rate if rate > 0 else float("nan")
+    bar = "█" * int(20 * frac) + "░" * (20 - int(20 * frac))
+    return (
+        f"`{bar}` {take.done:,} / {take.total:,} samples ({100 * frac:.0f}%) · {rate:,.0f} samples/s · "
+        f"about {left:.1f} s left · *{METHOD}* method"
+    )
+
+
+def waveform_figure(primer: np.ndarray, continuation: np.ndarray, sample_rate: int) -> go.Figure:
+    """Interactive waveform: primer (grey) then continuation (blue), decimated to a min/max envelope."""
+    fig = go.Figure()
+    for name, x, offset, colour in (
+        ("primer", primer, 0, PRIMER_COLOUR),
+        ("continuation", continuation, len(primer), CONTINUATION_COLOUR),
+    ):
+        if len(x):
+            t, y = _envelope(x, offset, sample_rate)
+            fig.add_trace(go.Scatter(x=t, y=y, name=name, mode="lines", line=dict(color=colour, width=1)))
+    fig.update_layout(
+        height=220, margin=dict(l=40, r=10, t=10, b=30), xaxis_title="seconds",
+        yaxis=dict(range=[-1.05, 1.05]), legend=dict(orientation="h", y=1.15),
+    )
+    return fig
+
+
+def spectrogram_figure(audio: np.ndarray, sample_rate: int, primer_length: int) -> Figure:
+    """Log-magnitude spectrogram of audio (T,), with a line where the continuation starts."""
+    fig = Figure(figsize=(6, 2.4), layout="constrained")
+    ax = fig.add_subplot()
+    n_fft = min(512, max(16, 2 ** int(np.log2(max(len(audio), 16) // 4))))  # ~4+ frames for short clips
+    padded = np.pad(audio, (0, max(0, n_fft + 1 - len(audio))))
+    power, _, _ = mlab.specgram(padded, NFFT=n_fft, Fs=sample_rate, noverlap=n_fft * 3 // 4)  # (F, frames)
+    db = 10 * np.log10(power + 1e-12)  # the floor keeps digital silence finite
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80,
+              extent=(0, len(audio) / sample_rate, 0, sample_rate / 2))
+    if primer_length:
+        ax.axvline(primer_length / sample_rate, color="white", linestyle="--", linewidth=1)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("Hz")
+    return fig
+
+
+def generate_audio(
+    store: ModelStore,
+    model: str | None,
+    audio: str | None,
+    prime_seconds: float,
+    seconds: float,
+    temperature: float,
+    top_k: float | None,
+    variations: float,
+    seed: float | None,
+    class_id: float | None,
+) -> Iterator[tuple]:
+    """The Generate handler. Yields (status, *per slot: audio, waveform, spectrogram, WAV path).
+
+    `audio` is a path to the uploaded file (or None: generate from silence). While generating,
+    each used slot's audio grows as (sample_rate, int16 (P + n,)) and the plots are empty; the last
+    yield adds the plots and a WAV to download. Unused slots are None. A StudioError becomes a
+    gr.Error with its message.
+    """
+    try:
+        if not model:
+            raise ConfigError("choose a model first")
+        net = store.get(model)
+        settings = check_settings(net, seconds, temperature, top_k, variations, seed, class_id)
+        primer = load_primer(audio, net.config.sample_rate, prime_seconds)
+        yield ("Starting…", *[None] * (MAX_VARIATIONS * OUTPUTS_PER_VARIATION))  # clears the last run's outputs
+        last, take = 0.0, None
+        for take in run_continuation(net, primer, settings):
+            if time.perf_counter() - last >= UPDATE_EVERY and take.done < take.total:
+                last = time.perf_counter()
+                yield _outputs(status_markdown(take, finished=False), take, _streaming_slot)
+        with tempfile.TemporaryDirectory(prefix="studio-audio-") as folder:
+            yield _outputs(status_markdown(take, finished=True), take, lambda t, i: _final_slot(t, i, Path(folder)))
+    except StudioError as e:
+        raise gr.Error(str(e), print_exception=False) from e
+
+
+def build(store: ModelStore) -> None:
+    """Lay out the audio page inside the current Blocks context and wire its events."""
+    entries = audio_models(store)
+    choices = [(m["name"], m["path"]) for m in entries]
+    first = entries[0] if entries else None
+    gr.Markdown("## Continue audio\nUpload a clip (or record one); the model continues it. "
+                "Leave it empty to generate from silence.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            with gr.Row():
+                model = gr.Dropdown(choices, value=first and first["path"], label="model", scale=5,
+                                    allow_custom_value=True)
+                refresh = gr.Button("↻", scale=0, min_width=40)
+            info = gr.Markdown(model_summary(first))
+            upload = gr.Audio(sources=["upload", "microphone"], type="filepath", label="conditioning audio")
+            prime_seconds = gr.Slider(0.1, MAX_PRIME_SECONDS, value=1.0, step=0.1, label="prime seconds",
+                                      info="the last N seconds of the upload prime the model")
+            seconds = gr.Slider(0.1, MAX_SECONDS, value=2.0, step=0.1, label="seconds to generate")
+            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="temperature", info="0 = greedy")
+            top_k = gr.Number(0, precision=0, minimum=0, label="top-k", info="sample among the k likeliest; 0 = off")
+            variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="variations",
+                                   info="generated together, in one batch")
+            seed = gr.Number(0, precision=0, minimum=0, label="seed", info="blank = random")
+            class_id = gr.Number(0, precision=0, minimum=0, label="class id", **_class_props(first))
+            with gr.Row():
+                generate_button = gr.Button("Generate", variant="primary")
+                cancel = gr.Button("Cancel", variant="stop")
+        with gr.Column(scale=2):
+            status = gr.Markdown()
+            slots, outputs = [], []
+            for i in range(MAX_VARIATIONS):
+                with gr.Column(visible=i == 0) as slot:
+                    gr.Markdown(f"### Variation {i + 1}")
+                    outputs += [
+                        gr.Audio(format="wav", label=f"variation {i + 1}", interactive=False),
+                        gr.Plot(label="waveform (grey: primer, blue: continuation)"),
+                        gr.Plot(label="spectrogram"),
+                        gr.File(label="download WAV"),
+                    ]
+                slots.append(slot)
+
+    def refresh_models(current: str | None):
+        found = [(m["name"], m["path"]) for m in audio_models(store)]
+        paths = [path for _, path in found]
+        return gr.Dropdown(choices=found, value=current if current in paths else next(iter(paths), None))
+
+    def describe(path: str | None):
+        entry = next((m for m in audio_models(store) if m["path"] == path), None)
+        return model_summary(entry), gr.Number(**_class_props(entry))
+
+    inputs = [model, upload, prime_seconds, seconds, temperature, top_k, variations, seed, class_id]
+    run = generate_button.click(partial(generate_audio, store), inputs, [status, *outputs], api_name="generate_audio",
+                                show_progress_on=status)  # the players stay uncovered while they grow
+    cancel.click(None, cancels=[run])
+    refresh.click(refresh_models, model, model, api_visibility="private")
+    model.change(describe, model, [info, class_id], api_visibility="private")
+    variations.change(lambda n: [gr.Column(visible=i < n) for i in range(MAX_VARIATIONS)], variations, slots,
+                      api_visibility="private")
+
+
+def _outputs(status: str, take: Take, slot: Callable[[Take, int], list]) -> tuple:
+    """(status, *slot(take, i) for used slots, None x 4 for unused ones)."""
+    batch = take.continuation.shape[0]
+    values: list = [status]
+    for i in range(MAX_VARIATIONS):
+        values += slot(take, i) if i < batch else [None] * OUTPUTS_PER_VARIATION
+    return tuple(values)
+
+
+def _streaming_slot(take: Take, i: int) -> list:
+    return [(take.sample_rate, to_int16(take.audio(i))), None, None, None]
+
+
+def _final_slot(take: Take, i: int, folder: Path) -> list:
+    audio, sr = take.audio(i), take.sample_rate
+    path = folder / f"variation_{i + 1}.wav"
+    write_wav(path, audio, sr)
+    return [
+        (sr, to_int16(audio)),
+        waveform_figure(take.primer, take.continuation[i], sr),
+        spectrogram_figure(audio, sr, len(take.primer)),
+        str(path),
+    ]
+
+
+def _class_props(entry: dict | None) -> dict:
+    n = entry["config"]["n_classes"] if entry else 0
+    return dict(visible=bool(n), maximum=max(n - 1, 0), info=f"0 … {n - 1}" if n else None)
+
+
+def _envelope(x: np.ndarray, offset: int, sample_rate: int, bins: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    """Times and values of a min/max zig-zag over ~bins bins: the shape of x in few points."""
+    if len(x) <= 2 * bins:
+        return (offset + np.arange(len(x))) / sample_rate, x
+    edges = np.linspace(0, len(x), bins + 1).astype(int)
+    lo, hi = np.minimum.reduceat(x, edges[:-1]), np.maximum.reduceat(x, edges[:-1])
+    t = (offset + np.repeat(edges[:-1], 2)) / sample_rate
+    return t, np.stack([lo, hi], axis=1).reshape(-1)
+
+
+def _is_whole(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and float(x).is_integer()
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)

@@ -1,0 +1,182 @@
+"""End to end: the app served on a free port, driven by gradio_client like any API user.
+
+Contract checked here: `generate_audio` returns, per variation, the primer as the model heard
+it (the upload's last `prime_seconds`, resampled to the model's rate, quantised, decoded)
+followed by the continuation, as int16 WAV.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+import pages.audio as audio_page
+from app import build_app, launch
+from core.audio import read_audio, to_int16
+from core.checkpoints import save_checkpoint
+from core.continuation import dequantise, quantise
+from core.errors import AudioError, CheckpointError, ConfigError
+from core.model_store import ModelStore
+from core.models.wavenet import WaveNet, WaveNetConfig
+
+SR = 8000  # the tiny model's rate; uploads are written at 16 kHz so they are resampled
+
+
+def tiny_config(**kwargs) -> WaveNetConfig:
+    return WaveNetConfig(quantization_levels=256, dilations=[1, 2, 4, 8], residual_channels=8, dilation_channels=8,
+                         skip_channels=8, head_channels=8, sample_rate=SR, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("models")
+    save_checkpoint(WaveNet(tiny_config()), folder / "tiny")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client(model_dir: Path):
+    demo = build_app(ModelStore([model_dir], device="cpu"))
+    url = launch(demo, port=_free_port(), block=False)
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def wav(tmp_path: Path) -> Path:
+    t = np.arange(8000) / 16000
+    path = tmp_path / "tone.wav"
+    sf.write(path, 0.5 * np.sin(2 * np.pi * 440 * t), 16000, subtype="PCM_16")
+    return path
+
+
+def generate(client: Client, model_dir: Path, audio: Path | None = None, **settings):
+    args = dict(prime_seconds=0.1, seconds=0.1, temperature=1.0, top_k=0, variations=1, seed=0, class_id=0)
+    args.update(settings)
+    return client.predict(model=str(model_dir / "tiny"), audio=handle_file(str(audio)) if audio else None,
+                          api_name="/generate_audio", **args)
+
+
+def samples(result, variation: int = 0) -> np.ndarray:
+    """The int16 samples of one variation's audio output."""
+    data, rate = sf.read(result[1 + 4 * variation], dtype="int16")
+    assert rate == SR
+    return data
+
+
+def test_output_is_primer_as_heard_then_continuation(client: Client, model_dir: Path, wav: Path) -> None:
+    result = generate(client, model_dir, wav, prime_seconds=0.25, seconds=0.25)
+    model = WaveNet(tiny_config())
+    heard = dequantise(model, quantise(model, read_audio(wav, SR)[-2000:]))
+    audio = samples(result)
+    assert len(audio) == 2000 + 2000
+    np.testing.assert_array_equal(audio[:2000], to_int16(heard))
+    np.testing.assert_array_equal(sf.read(result[4], dtype="int16")[0], audio)  # the download is the same audio
+    assert result[2] is not None and result[3] is not None  # waveform and spectrogram
+    assert "Done" in result[0] and "samples/s" in result[0] and "Real-time factor" in result[0]
+    assert all(x is None for x in result[5:])  # unused variation slots
+
+
+def test_greedy_generation_is_deterministic(client: Client, model_dir: Path) -> None:
+    first = generate(client, model_dir, temperature=0, variations=2, seed=None)
+    second = generate(client, model_dir, temperature=0, variations=2, seed=None)
+    outputs = [samples(r, v) for r in (first, second) for v in range(2)]
+    assert len(outputs[0]) == 800
+    for other in outputs[1:]:
+        np.testing.assert_array_equal(other, outputs[0])
+
+
+def _not_audio(path: Path) -> None:
+    path.write_text("this is not audio")
+
+
+def _empty(path: Path) -> None:
+    sf.write(path, np.zeros(0, np.float32), 16000, subtype="PCM_16")
+
+
+def _nans(path: Path) -> None:
+    sf.write(path, np.full(800, np.nan, np.float32), 16000, subtype="FLOAT")
+
+
+@pytest.mark.parametrize(("make", "message"), [(_not_audio, "could not read"), (_empty, "no samples"),
+                                               (_nans, "NaN")])
+def test_bad_upload_shows_its_message_and_app_keeps_serving(client: Client, model_dir: Path, wav: Path,
+                                                            tmp_path: Path, make, message: str) -> None:
+    bad = tmp_path / "bad.wav"
+    make(bad)
+    with pytest.raises(AppError, match=message):
+        generate(client, model_dir, bad)
+    assert len(samples(generate(client, model_dir, wav))) == 1600
+
+
+def test_generation_can_be_cancelled(client: Client, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chunks, original = [], audio_page.continue_audio
+
+    def counting(*args, **kwargs):
+        for chunk in original(*args, **kwargs):
+            chunks.append(chunk.shape[1])
+            yield chunk
+
+    monkeypatch.setattr(audio_page, "continue_audio", counting)
+    job = client.submit(model=str(model_dir / "tiny"), audio=None, prime_seconds=0.1, seconds=20.0, temperature=1.0,
+                        top_k=0, variations=1, seed=0, class_id=0, api_name="/generate_audio")
+    deadline = time.monotonic() + 30
+    while len(chunks) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(chunks) >= 2, "generation did not start"
+    job.cancel()
+    time.sleep(2.0)  # the generator runs on to its next yield (at most UPDATE_EVERY + one chunk)
+    stopped_at = len(chunks)
+    time.sleep(1.5)
+    assert len(chunks) == stopped_at and sum(chunks) < 20 * SR
+    monkeypatch.undo()
+    assert len(samples(generate(client, model_dir))) == 800
+
+
+def test_upload_over_the_size_limit_is_refused(wav: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audio_page, "MAX_UPLOAD_BYTES", 1000)
+    with pytest.raises(AudioError, match="over the limit"):
+        audio_page.load_primer(str(wav), SR, 1.0)
+
+
+def test_class_conditional_model_needs_a_class_in_range() -> None:
+    model = WaveNet(tiny_config(n_classes=3))
+    assert audio_page.check_settings(model, 1.0, 1.0, 0, 1, 0, 2).class_id == 2
+    with pytest.raises(ConfigError, match="class id"):
+        audio_page.check_settings(model, 1.0, 1.0, 0, 1, 0, 3)
+
+
+def test_model_store_skips_bad_folders_and_caches_loads(model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    (tmp_path / "broken" / "model.safetensors").write_bytes(b"")
+    run = tmp_path / "run"
+    save_checkpoint(WaveNet(tiny_config()), run / "checkpoints" / "step_000010")
+    store = ModelStore([model_dir, tmp_path, tmp_path / "missing"], device="cpu")
+    listed = {m["name"]: m for m in store.list_models()}
+    assert set(listed) == {f"{model_dir.name}/tiny", f"{tmp_path.name}/run (step_000010)"}
+    tiny = listed[f"{model_dir.name}/tiny"]
+    assert tiny["receptive_field"] == 16 and tiny["parameters"] == sum(p.numel() for p in WaveNet(tiny_config())
+                                                                       .parameters())
+    assert store.get(tiny["path"]) is store.get(tiny["path"])
+    with pytest.raises(CheckpointError):
+        store.get(tmp_path / "broken")
+    with pytest.raises(CheckpointError, match="not in this app's model folders"):
+        ModelStore([tmp_path], device="cpu").get(tiny["path"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
