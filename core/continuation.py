@@ -44,7 +44,7 @@ def continue_audio(
     batch: int = 1,
     seed: int | None = None,
     classes: int | None = None,
-    method: str = "cached",
+    method: str = "auto",
     chunk_size: int = 2000,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[np.ndarray]:

@@ -20,3 +20,7 @@ class ConfigError(StudioError):
 
 class CheckpointError(StudioError):
     """A folder that is not a loadable checkpoint, or weights that do not match its config."""
+
+
+class HubError(StudioError):
+    """A Hugging Face Hub request that failed: bad repo id or revision, repo not found, no network, token refused."""

@@ -1,11 +1,13 @@
 """Sampling loops: naive (recompute the receptive field each step) and cached (Paine et al. 2016).
 
-Both are *steppers* with one protocol, so tests can compare them logit by logit:
+All are *steppers* with one protocol, so tests can compare them logit by logit:
 
     stepper.prime(tokens)  # (B, P) known prefix, run through the conv forward once -> logits (B, Q, P)
     stepper.step(prev)     # prev (B,) = the previous token (None at t=0) -> logits (B, Q) for x_t
+    stepper.sample(n, temperature, top_k, observed)  # the next n tokens (B, n), sampled in a loop
 
-`generate()` drives a stepper and yields chunks of tokens. A stepper reads the model's
+The third method, "fused" (core/fused.py), runs the cached step and the sampling in one
+compiled CPU kernel. `generate()` drives a stepper and yields chunks of tokens. A stepper reads the model's
 weights and keeps every bit of state itself: the model is never mutated, so one loaded model
 serves any number of concurrent generators.
 """
@@ -20,22 +22,47 @@ import torch.nn.functional as F
 from core.models.wavenet import Cond, WaveNet
 from core.sampling import check_sampling_args, sample
 
-METHODS = ("naive", "cached")
+METHODS = ("naive", "cached", "fused")
 
 
-class NaiveStepper:
+class _SamplingLoop:
+    """`sample()` for the PyTorch steppers: step, draw with core.sampling, force observed values."""
+
+    def _init_sampling(self, seed: int | None, device: torch.device) -> None:
+        self.gen = torch.Generator(device=device)
+        if seed is None:
+            self.gen.seed()
+        else:
+            self.gen.manual_seed(seed)
+        self.prev: torch.Tensor | None = None  # the last token, input of the next step
+
+    def sample(self, n: int, temperature: float = 1.0, top_k: int | None = None,
+               observed: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The next n tokens, LongTensor (B, n); observed = (mask (B, n) bool, values (B, n))."""
+        out = []
+        for i in range(n):
+            x = sample(self.step(self.prev), temperature, top_k, self.gen)
+            if observed is not None:
+                x = torch.where(observed[0][:, i], observed[1][:, i], x)
+            out.append(x)
+            self.prev = x
+        return torch.stack(out, dim=1)
+
+
+class NaiveStepper(_SamplingLoop):
     """Each step runs the full forward over the last R+1 tokens: O(R) work per sample."""
 
-    def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None):
+    def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None):
         self.model, self.batch, self.cond = model, batch, cond
         self.history = torch.zeros(batch, 0, dtype=torch.long, device=_device(model))
         self.t = 0
+        self._init_sampling(seed, _device(model))
 
     def prime(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, P) -> logits (B, Q, P); the next step() takes prev = tokens[:, -1]."""
         _check_prime(self, tokens)
         self.history = tokens[:, :-1]
-        self.t = tokens.shape[1]
+        self.t, self.prev = tokens.shape[1], tokens[:, -1]
         return self.model(tokens, self.cond)
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
@@ -50,7 +77,7 @@ class NaiveStepper:
         return logits
 
 
-class CachedStepper:
+class CachedStepper(_SamplingLoop):
     """Per-layer ring buffers of past layer inputs: O(L) work per sample, independent of R.
 
     Layer l keeps its last S_l = (K-1) d_l inputs in a ring (S_l, B, C_res). At time t every
@@ -59,11 +86,12 @@ class CachedStepper:
     current input's tap, its gate and its residual. The skips of all layers are one matmul.
     """
 
-    def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None):
+    def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None):
         c = model.config
         self.model, self.batch, self.cond = model, batch, cond
         self.q, self.k_in, self.k, self.t = c.quantization_levels, c.input_kernel_size, c.kernel_size, 0
         dev, dtype = _device(model), next(model.parameters()).dtype
+        self._init_sampling(seed, dev)
         self.input_tables = [model.input_table(k).detach() for k in range(self.k_in)]
         self.input_bias = model.input_conv.bias.detach()
         # Shifted tokens feeding the input conv; Q+1 is the zero padding row.
@@ -104,7 +132,7 @@ class CachedStepper:
             pos = p - self.k_in + j
             if pos >= 0:
                 self.tokens[:, j] = shifted[:, pos]
-        self.t = p
+        self.t, self.prev = p, tokens[:, -1]
         return self.model.head(skip)
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
@@ -150,12 +178,29 @@ class CachedStepper:
         return None if total is None else total.view(self.batch, len(self.bufs), -1)
 
 
-def make_stepper(method: str, model: WaveNet, batch: int, cond: Cond | None = None):
+def default_method(model: WaveNet, batch: int = 1) -> str:
+    """The fastest method for this model and batch: the fused kernel for a float32 WaveNet on the
+    CPU at small batch (below FUSED_MAX_BATCH PyTorch's GEMMs win), else the PyTorch cached path."""
+    try:
+        from core.fused import FUSED_MAX_BATCH, supports
+    except ImportError:  # numba missing or broken: the PyTorch path always works
+        return "cached"
+    return "fused" if supports(model) and batch <= FUSED_MAX_BATCH else "cached"
+
+
+def make_stepper(method: str, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None):
+    """A stepper for `method` ("naive", "cached", "fused" or "auto" = default_method)."""
+    if method == "auto":
+        method = default_method(model, batch)
     if method == "naive":
-        return NaiveStepper(model, batch, cond)
+        return NaiveStepper(model, batch, cond, seed)
     if method == "cached":
-        return CachedStepper(model, batch, cond)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        return CachedStepper(model, batch, cond, seed)
+    if method == "fused":
+        from core.fused import FusedStepper
+
+        return FusedStepper(model, batch, cond, seed)
+    raise ValueError(f"method must be one of {METHODS} or 'auto', got {method!r}")
 
 
 def generate(
@@ -169,7 +214,7 @@ def generate(
     observed: tuple[torch.Tensor, torch.Tensor] | None = None,
     batch: int = 1,
     seed: int | None = None,
-    method: str = "cached",
+    method: str = "auto",
     chunk_size: int = 1000,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[torch.Tensor]:
@@ -180,6 +225,7 @@ def generate(
     observed: (mask, values), each (n,) or (B, n): where mask is True the token is forced to
               the value instead of sampled (infill); logits still condition on it.
     temperature 0 is greedy; seed makes a run bit-reproducible; progress(done, n) per chunk.
+    method: "naive", "cached", "fused", or "auto" (`default_method`: fused where it runs).
     """
     if not (isinstance(n, int) and n >= 0):
         raise ValueError(f"n must be an integer >= 0, got {n!r}")
@@ -198,31 +244,18 @@ def generate(
         if mask.shape[1] != n or values.shape[1] != n:
             raise ValueError(f"observed mask and values need n={n} columns, got {mask.shape[1]} and {values.shape[1]}")
     cond = _batched_cond(cond, batch)
-    gen = torch.Generator(device=dev)
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(seed)
-
-    stepper = make_stepper(method, model, batch, cond)
-    prev = None
+    stepper = make_stepper(method, model, batch, cond, seed)
     if prime is not None:
         with torch.inference_mode():
             stepper.prime(prime)
-        prev = prime[:, -1]
     done = 0
     while done < n:
+        m = min(chunk_size, n - done)
         # Grad mode is thread-local: enter it per chunk, never across a yield.
         with torch.inference_mode():
-            out = []
-            for i in range(done, min(n, done + chunk_size)):
-                x = sample(stepper.step(prev), temperature, top_k, gen)
-                if observed is not None:
-                    x = torch.where(mask[:, i], values[:, i], x)
-                out.append(x)
-                prev = x
-            chunk = torch.stack(out, dim=1)
-        done += chunk.shape[1]
+            obs = (mask[:, done : done + m], values[:, done : done + m]) if observed is not None else None
+            chunk = stepper.sample(m, temperature, top_k, obs)
+        done += m
         if progress is not None:
             progress(done, n)
         yield chunk.clone()

@@ -45,19 +45,34 @@ class ModelStore:
         self.device = torch.device(device) if device is not None else pick_device()
         self._lock = threading.Lock()
         self._models: dict[Path, tuple[int, torch.nn.Module]] = {}  # folder -> (weights mtime_ns, model)
+        self._folders_lock = threading.Lock()  # add_folder replaces self.folders whole: readers need no lock
+        self._labels: dict[Path, str] = {}  # resolved checkpoint folder -> display name (e.g. a Hub repo id)
+
+    def add_folder(self, path: str | os.PathLike, label: str | None = None) -> None:
+        """Also serve the checkpoints in `path` (e.g. a snapshot pulled from the Hub), listed as `label` if given.
+
+        Thread-safe; adding a folder twice only updates its label.
+        """
+        folder = Path(path)
+        resolved = folder.resolve()
+        with self._folders_lock:
+            if label is not None:
+                self._labels = {**self._labels, resolved: label}
+            if all(f.resolve() != resolved for f in self.folders):
+                self.folders = [*self.folders, folder]
 
     def list_models(self) -> list[dict]:
         """One entry per checkpoint found, in folder order; unreadable folders are skipped.
 
         Entry keys: name, path (str), model_type, config (dict), receptive_field, parameters, metrics.
         """
-        entries, seen = [], set()
+        entries, seen, labels = [], set(), self._labels
         for root in self.folders:
             for name, folder in _candidates(root):
                 resolved = folder.resolve()
                 if resolved in seen:
                     continue
-                entry = _describe(name, folder)
+                entry = _describe(labels.get(resolved, name), folder)
                 if entry is not None:
                     seen.add(resolved)
                     entries.append(entry)

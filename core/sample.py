@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
     p.add_argument("--class", dest="class_id", type=int, default=None, help="class id for class-conditional models")
     p.add_argument("--count", type=int, default=1, help="unconditional samples to write when no WAV is given")
-    p.add_argument("--method", default="cached", choices=["cached", "naive"], help="generation algorithm")
+    p.add_argument("--method", default="auto", choices=["auto", "fused", "cached", "naive"],
+                   help="generation path: auto (fused CPU kernel where it runs, else cached), fused, cached, naive")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

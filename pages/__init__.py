@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from core.model_store import ModelStore
-from pages import audio
+from pages import audio, models
 
 
 class Page(NamedTuple):
@@ -19,4 +19,5 @@ class Page(NamedTuple):
 
 PAGES: list[Page] = [
     Page("Audio", "audio", audio.build),
+    Page("Models", "models", models.build),
 ]

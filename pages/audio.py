@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from core.audio import read_audio, to_int16, write_wav
 from core.continuation import check_audio_model, continue_audio, dequantise, quantise
 from core.errors import ConfigError, StudioError
+from core.generate import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 
@@ -39,7 +40,6 @@ MAX_VARIATIONS = 4
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
 MAX_PRIME_SECONDS = 10.0
 MAX_UPLOAD_BYTES = 20 * 2**20  # also the app's upload limit (launch(max_file_size=...))
-METHOD = "cached"
 UPDATE_EVERY = 0.5  # seconds between UI updates while generating
 PRIMER_COLOUR, CONTINUATION_COLOUR = "#7f7f7f", "#1f77b4"
 
@@ -68,6 +68,7 @@ class Take:
     continuation: np.ndarray  # (B, n) float32, generated so far
     total: int  # samples to generate per variation
     elapsed: float  # seconds of generation so far
+    method: str  # the generation path that ran: "fused" (compiled CPU kernel) or "cached" (PyTorch)
 
     @property
     def done(self) -> int:
@@ -160,14 +161,15 @@ def run_continuation(model: WaveNet, primer: np.ndarray | None, settings: Settin
     heard = dequantise(model, quantise(model, primer)) if primer is not None else np.zeros(0, np.float32)
     total = int(round(settings.seconds * sr))
     chunks: list[np.ndarray] = []
+    method = default_method(model, settings.variations)
     start = time.perf_counter()
     for chunk in continue_audio(
         model, primer, settings.seconds, temperature=settings.temperature, top_k=settings.top_k,
-        batch=settings.variations, seed=settings.seed, classes=settings.class_id, method=METHOD,
+        batch=settings.variations, seed=settings.seed, classes=settings.class_id, method=method,
         chunk_size=max(100, sr // 10),
     ):
         chunks.append(chunk)
-        yield Take(sr, heard, np.concatenate(chunks, axis=1), total, time.perf_counter() - start)
+        yield Take(sr, heard, np.concatenate(chunks, axis=1), total, time.perf_counter() - start, method)
 
 
 def status_markdown(take: Take, finished: bool) -> str:
@@ -178,7 +180,7 @@ def status_markdown(take: Take, finished: bool) -> str:
         audio_seconds = take.total / take.sample_rate
         rtf = take.elapsed / audio_seconds if audio_seconds else 0.0
         return (
-            f"**Done** in {take.elapsed:.1f} s with the *{METHOD}* method: {take.total:,} samples × {batch} "
+            f"**Done** in {take.elapsed:.1f} s with the *{take.method}* method: {take.total:,} samples × {batch} "
             f"variation(s) at **{rate:,.0f} samples/s** per variation. Real-time factor **{rtf:.2f}** "
             f"(generation time / audio length; below 1 is faster than real time)."
         )
@@ -187,7 +189,7 @@ def status_markdown(take: Take, finished: bool) -> str:
     bar = "█" * int(20 * frac) + "░" * (20 - int(20 * frac))
     return (
         f"`{bar}` {take.done:,} / {take.total:,} samples ({100 * frac:.0f}%) · {rate:,.0f} samples/s · "
-        f"about {left:.1f} s left · *{METHOD}* method"
+        f"about {left:.1f} s left · *{take.method}* method"
     )
 
 
@@ -202,7 +204,7 @@ def waveform_figure(primer: np.ndarray, continuation: np.ndarray, sample_rate: i
             t, y = _envelope(x, offset, sample_rate)
             fig.add_trace(go.Scatter(x=t, y=y, name=name, mode="lines", line=dict(color=colour, width=1)))
     fig.update_layout(
-        height=220, margin=dict(l=40, r=10, t=10, b=30), xaxis_title="seconds",
+        height=220, margin=dict(l=40, r=10, t=30, b=30), xaxis_title="seconds",
         yaxis=dict(range=[-1.05, 1.05]), legend=dict(orientation="h", y=1.15),
     )
     return fig

@@ -1,0 +1,50 @@
+"""Fixtures shared by test modules: a tiny random audio WaveNet checkpoint, and the app serving it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from app import build_app, launch
+from core.checkpoints import save_checkpoint
+from core.model_store import ModelStore
+from core.models.wavenet import WaveNet, WaveNetConfig
+
+TINY_SAMPLE_RATE = 8000
+
+
+def tiny_audio_config(**kwargs) -> WaveNetConfig:
+    """An 8 kHz, 256-level audio WaveNet with receptive field 16: random weights generate in well under a second."""
+    return WaveNetConfig(quantization_levels=256, dilations=[1, 2, 4, 8], residual_channels=8, dilation_channels=8,
+                         skip_channels=8, head_channels=8, sample_rate=TINY_SAMPLE_RATE, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding one checkpoint, `tiny`: a random (seed 0) `tiny_audio_config()` WaveNet."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("models")
+    save_checkpoint(WaveNet(tiny_audio_config()), folder / "tiny")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_audio_models: Path) -> Iterator[str]:
+    """The whole app serving `tiny_audio_models` on a free local port; yields its base URL (ending in '/')."""
+    demo = build_app(ModelStore([tiny_audio_models], device="cpu"))
+    url = launch(demo, port=free_port(), block=False)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,112 @@
+"""In a real browser: the audio page driven the way a person uses it.
+
+Debian's chromium, headless, through Playwright (Playwright's own browser download does not work
+on these machines). Install it with `apt-get install chromium`; `.ci/run` does so in CI, where a
+missing browser fails this test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+import pages.audio as audio_page
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+TIMEOUT_MS = 30_000  # generous: CI machines are small and shared
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        reason = f"no chromium at {CHROMIUM}: apt-get install chromium"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests must run in CI, but there is {reason}", pytrace=False)
+        pytest.skip(reason)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def test_upload_move_temperature_generate_and_listen(app_url: str, page: Page, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, 0.5 * np.sin(2 * np.pi * 440 * np.arange(8000) / 16000), 16000, subtype="PCM_16")  # 0.5 s
+    requests = []  # what the server was asked for: the Settings the handler validated
+    original = audio_page.check_settings
+
+    def recording(*args):
+        requests.append(original(*args))
+        return requests[-1]
+
+    monkeypatch.setattr(audio_page, "check_settings", recording)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    page.goto(app_url + "audio")
+    page.locator("input[type=file]").first.set_input_files(wav)
+    expect(page.get_by_test_id("waveform-conditioning audio")).to_be_visible()  # the upload reached the server
+
+    slider = page.get_by_label("range slider for temperature")
+    temperature = page.get_by_label("number input for temperature")
+    expect(temperature).to_have_value("1")
+    box = slider.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2, y)  # the thumb, at 1.0 of [0, 2]
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 4, y, steps=5)
+    page.mouse.up()
+    expect(temperature).not_to_have_value("1")
+    chosen = float(temperature.input_value())
+    assert 0 < chosen < 1 and float(slider.input_value()) == chosen
+
+    seconds = page.get_by_label("number input for seconds to generate")
+    seconds.fill("0.2")
+    seconds.press("Enter")
+    expect(page.get_by_label("range slider for seconds to generate")).to_have_value("0.2")
+
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.get_by_text(re.compile(r"Done in [\d.]+ s"))).to_be_visible()
+    assert [(r.temperature, r.seconds) for r in requests] == [(chosen, 0.2)]
+
+    player = page.locator("div.block", has=page.get_by_test_id("waveform-variation 1"))
+    source = player.get_by_test_id("download-link")
+    expect(source).to_have_attribute("href", re.compile(r"/gradio_api/file=.*\.wav$"))
+    response = page.request.get(source.get_attribute("href"))
+    assert response.ok
+    audio, rate = sf.read(io.BytesIO(response.body()), dtype="int16")
+    assert rate == 8000 and len(audio) == 4000 + 1600  # the tiny model's rate: all the upload as primer, then 0.2 s
+
+    waveform = page.locator("div.block", has_text="waveform (grey: primer, blue: continuation)")
+    expect(waveform.locator(".js-plotly-plot .scatterlayer .trace")).to_have_count(2)  # drawn before the shot
+    spectrogram = page.locator("div.block", has_text="spectrogram")
+    expect(spectrogram.locator("img[src^='data:image']")).to_be_visible()
+    shot = tmp_path / "audio_page.png"
+    page.screenshot(path=shot, full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+    assert errors == []
