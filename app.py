@@ -97,6 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder of checkpoints or training runs; repeatable (default: checkpoints/ and runs/)")
     p.add_argument("--max-concurrency", type=int, default=2,
                    help="generations run at once per event; more wait in the queue (default 2)")
+    p.add_argument("--runs", default="runs", metavar="DIR",
+                   help="folder for runs started on the Train page; also served as models (default runs/)")
+    p.add_argument("--max-runs", type=int, default=1, help="training runs at once from the Train page (default 1)")
     args = p.parse_args(argv)
     if args.auth is None and os.environ.get("STUDIO_AUTH"):
         try:
@@ -105,14 +108,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error("STUDIO_AUTH must look like user:password")
     if args.max_concurrency < 1:
         p.error(f"--max-concurrency must be >= 1, got {args.max_concurrency}")
+    if args.max_runs < 1:
+        p.error(f"--max-runs must be >= 1, got {args.max_runs}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from core.model_store import ModelStore
+    from pages import train
 
     store = ModelStore(args.checkpoints or DEFAULT_FOLDERS)
+    train.configure(runs=args.runs, max_runs=args.max_runs)
     launch(build_app(store, args.max_concurrency), host=args.host, port=args.port, share=args.share, auth=args.auth)
     return 0
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from core.model_store import ModelStore
-from pages import audio, models
+from pages import audio, models, train
 
 
 class Page(NamedTuple):
@@ -20,4 +20,5 @@ class Page(NamedTuple):
 PAGES: list[Page] = [
     Page("Audio", "audio", audio.build),
     Page("Models", "models", models.build),
+    Page("Train", "train", train.build),
 ]

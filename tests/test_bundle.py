@@ -1,0 +1,33 @@
+"""scripts/bundle.py: a bundled checkpoint loads, documents itself, and resumes as a run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from core.checkpoints import load_checkpoint
+from core.train import main as train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["model.dilations=[1,2]", "model.residual_channels=4", "model.dilation_channels=4", "model.skip_channels=4",
+        "model.head_channels=4", "data.clips=2", "data.targets=64", "train.batch_size=2", "train.log_every=2",
+        "train.valid_every=2", "train.max_steps=4"]
+
+
+def bundle(*args: str) -> None:
+    subprocess.run([sys.executable, "scripts/bundle.py", *args], cwd=ROOT, check=True, capture_output=True)
+
+
+def test_export_then_restore_resumes_training_where_the_bundle_stopped(tmp_path):
+    run = tmp_path / "run"
+    assert train(["--config", str(ROOT / "configs/tone500.json"), "--run-dir", str(run), "--no-progress",
+                  *sum((["--set", s] for s in TINY), [])]) == 0
+    dest = tmp_path / "bundled"
+    bundle("export", str(run), str(dest), "--data", "a 500 Hz tone", "--command", "python -m core.train ...")
+    card = (dest / "README.md").read_text()
+    assert "a 500 Hz tone" in card and "bits per sample" in card and "python -m core.train" in card
+    load_checkpoint(dest)
+    again = tmp_path / "again"
+    bundle("restore", str(dest), str(again))
+    assert train(["--run-dir", str(again), "--resume", "--no-progress", "--set", "train.max_steps=6"]) == 0
+    assert json.loads((again / "status.json").read_text())["step"] == 6
