@@ -97,8 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder of checkpoints or training runs; repeatable (default: checkpoints/ and runs/)")
     p.add_argument("--max-concurrency", type=int, default=2,
                    help="generations run at once per event; more wait in the queue (default 2)")
-    p.add_argument("--runs", default="runs", metavar="DIR",
-                   help="folder for runs started on the Train page; also served as models (default runs/)")
+    p.add_argument("--runs", default=None, metavar="DIR",
+                   help="folder for runs started on the Train page, also served as models (default runs/)")
     p.add_argument("--max-runs", type=int, default=1, help="training runs at once from the Train page (default 1)")
     args = p.parse_args(argv)
     if args.auth is None and os.environ.get("STUDIO_AUTH"):
@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     from pages import train
 
     store = ModelStore(args.checkpoints or DEFAULT_FOLDERS)
-    train.configure(runs=args.runs, max_runs=args.max_runs)
+    if args.runs:
+        store.add_folder(args.runs)
+    train.configure(runs=args.runs or "runs", max_runs=args.max_runs)
     launch(build_app(store, args.max_concurrency), host=args.host, port=args.port, share=args.share, auth=args.auth)
     return 0
 

@@ -272,7 +272,7 @@ class JobManager:
         _write_json(run_dir / JOB, {"pid": proc.pid, "command": shlex.join(cmd), "argv": cmd, "started": started,
                                     "device": device, "processes": processes, "log_offset": offset})
 
-    def _alive(self, name: str, pid: int | None) -> tuple[bool, int | None]:
+    def _alive(self, name: str, pid: int | None, marker: bytes) -> tuple[bool, int | None]:
         """(is the run's process alive, its exit code if this manager started and reaped it)."""
         if pid is None:
             return False, None
@@ -281,7 +281,7 @@ class JobManager:
             if proc is not None and proc.pid == pid:
                 code = proc.poll()
                 return code is None, code
-        return _pid_alive(pid), None
+        return _pid_alive(pid, marker), None
 
     def _describe(self, name: str, run_dir: Path) -> dict:
         """The run's state from its files and its process (see the module docstring)."""
@@ -291,7 +291,9 @@ class JobManager:
         # status.json belongs to the latest attempt only if it was written after that attempt started.
         fresh = st if st is not None and (job is None or st.get("updated", 0) >= job["started"]) else None
         pid = job["pid"] if job else (st or {}).get("pid")
-        alive, code = self._alive(name, pid) if (job or (st or {}).get("state") == "running") else (False, None)
+        # A job's command line names its (absolute) run folder; a shell's may name it relatively.
+        marker = str(run_dir).encode() if job else b"core.train"
+        alive, code = self._alive(name, pid, marker) if (job or (st or {}).get("state") == "running") else (False, None)
         stopping = bool(job and job.get("stop_requested", 0) >= job["started"])
         error = None
         if alive:  # live until its process exits, even after status.json says it is done
@@ -301,8 +303,7 @@ class JobManager:
         elif fresh is not None and fresh.get("state") in DONE:
             state, error = fresh["state"], fresh.get("error")
         elif fresh is not None:  # says running, but nobody is
-            how = f" (exit code {code})" if code is not None and code >= 0 else (
-                f" (signal {-code})" if code is not None else "")
+            how = "" if code is None else f", with exit code {code}" if code >= 0 else f", by signal {-code}"
             state, error = "failed", f"{DIED}{how}; its last checkpoint is kept and can be resumed."
         elif stopping:
             state = "stopped"  # stopped before its first step: nothing was saved
@@ -363,8 +364,8 @@ def _check_data(cfg: TrainConfig, processes: int) -> None:
                           "training windows; lower the batch size or add data")
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether `pid` is a live (not zombie) training process; a recycled pid running something else is not."""
+def _pid_alive(pid: int, marker: bytes) -> bool:
+    """Whether `pid` is a live (not zombie) process whose command line holds `marker`; a recycled pid is not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -379,7 +380,7 @@ def _pid_alive(pid: int) -> bool:
         cmdline = (proc / "cmdline").read_bytes()
     except (OSError, IndexError):
         return False
-    return state != "Z" and b"core.train" in cmdline
+    return state != "Z" and marker in cmdline
 
 
 def _eta(train_rows: list[dict], max_steps: int | None, started: float | None) -> float | None:

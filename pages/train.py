@@ -3,11 +3,13 @@
 Runs are subprocesses of the training CLI managed by core.jobs.JobManager, each writing its run
 folder under the app's runs folder (`python app.py --runs DIR --max-runs N`); the page polls
 the folder with a gr.Timer, so a browser reload or an app restart re-attaches to running runs.
+Once a run starts here, the runs folder is also served by the app's model store: stopped and
+finished runs are models on the Models and Audio pages (their latest checkpoint).
 
 Plain functions, each testable without a browser:
 
     config_from_form(...)                    the form's values -> a training config dict (train_config layout)
-    start_run(jobs, ...)                     validate (before any process starts) and start; (run name, message)
+    start_run(jobs, store, ...)              validate (before any process starts) and start; (run name, message)
     run_status(jobs, run)                    (status dict, curves, progress bar, log, error) of a run
     stop_run / resume_run / delete_run       the buttons
     save_uploads(root, name, files)          uploaded audio -> a new data folder root/name/{train,valid}
@@ -216,11 +218,12 @@ def save_uploads(root: str | os.PathLike, name: str, files: list[str] | None) ->
 # -- the handlers ------------------------------------------------------------------------------
 
 
-def start_run(jobs: JobManager, name: str, family: str, model_json: str, data_kind: str, data_folder: str | None,
-              targets, clips, seconds, frequency, tone_kinds, lr, batch_size, max_steps, valid_every, log_every,
-              overrides: str, device: str, processes) -> tuple:
+def start_run(jobs: JobManager, store: ModelStore, name: str, family: str, model_json: str, data_kind: str,
+              data_folder: str | None, targets, clips, seconds, frequency, tone_kinds, lr, batch_size, max_steps,
+              valid_every, log_every, overrides: str, device: str, processes) -> tuple:
     """The Start handler: validate everything, then start the run; (the run's name, a message).
 
+    The runs folder is then served by `store`, so the run is a model on every page once it has a checkpoint.
     A config that cannot run (a negative learning rate, an unknown key, a batch larger than the data,
     a device this machine lacks, one run too many) is refused with its reason and no process starts.
     """
@@ -231,7 +234,8 @@ def start_run(jobs: JobManager, name: str, family: str, model_json: str, data_ki
         run = jobs.start(config, name=(name or "").strip() or None, device=_device(device), processes=procs)
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    return gr.Dropdown(choices=_run_names(jobs), value=run), f"Started **{run}**."
+    store.add_folder(jobs.runs_root)
+    return run, f"Started **{run}**."
 
 
 def run_status(jobs: JobManager, run: str | None) -> tuple:
@@ -255,7 +259,7 @@ def stop_run(jobs: JobManager, run: str | None) -> str:
     return f"Stopping **{run}**: it saves a checkpoint first."
 
 
-def resume_run(jobs: JobManager, run: str | None, max_steps) -> str:
+def resume_run(jobs: JobManager, store: ModelStore, run: str | None, max_steps) -> str:
     """The Resume handler: continue from the latest checkpoint, to `max_steps` (empty or 0: as before)."""
     try:
         steps = None if max_steps in (None, "", 0) else max_steps
@@ -264,6 +268,7 @@ def resume_run(jobs: JobManager, run: str | None, max_steps) -> str:
         jobs.resume(_need_run(run), max_steps=steps)
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from None
+    store.add_folder(jobs.runs_root)
     return f"Resumed **{run}**" + (f" to step {steps}." if steps else ".")
 
 
@@ -342,7 +347,6 @@ def progress_html(status: dict | None) -> str:
 def build(store: ModelStore) -> None:
     """Lay out the training page inside the current Blocks context and wire its events."""
     jobs = job_manager()
-    store.add_folder(jobs.runs_root)  # finished and stopped runs are models on every page
     found = presets()
     first = preset_values(found["tone500"] if "tone500" in found else train_config.from_dict({}).to_dict())
     gr.Markdown("## Train\nTrain a model on the server: each run is `python -m core.train` (or `torchrun` for "
@@ -408,7 +412,7 @@ def build(store: ModelStore) -> None:
             log = gr.Textbox(label="log (last lines)", lines=8, max_lines=12, autoscroll=True)
             with gr.Row():
                 stop = gr.Button("Stop", variant="stop")
-                resume_steps = gr.Number(None, precision=0, label="resume to step", info="empty: as before",
+                resume_steps = gr.Number(None, precision=0, label="resume to step", info="0: as before",
                                          scale=2)
                 resume = gr.Button("Resume")
                 ask_delete = gr.Button("Delete…")
@@ -476,8 +480,9 @@ def build(store: ModelStore) -> None:
         return gr.Row(visible=True), f"Delete **{current}** and all its checkpoints? This cannot be undone."
 
     timer.tick(poll, [run, seen], [table, run, *view, seen], api_visibility="private")
-    start.click(partial(start_run, jobs), [name, *form, device, processes], [run, start_message],
-                api_name="start_run").success(show, run, view, api_visibility="private")
+    start.click(partial(start_run, jobs, store), [name, *form, device, processes], [run, start_message],
+                api_name="start_run").success(refresh_list, run, [table, run], api_visibility="private").then(
+        show, run, view, api_visibility="private")
     refresh.click(show, run, view, api_name="run_status").then(refresh_list, run, [table, run],
                                                                 api_visibility="private")
     run.input(show, run, view, api_visibility="private")
@@ -486,7 +491,7 @@ def build(store: ModelStore) -> None:
 
     table.select(select_row, None, run, api_visibility="private").success(show, run, view, api_visibility="private")
     stop.click(partial(stop_run, jobs), run, action_message, api_name="stop_run")
-    resume.click(partial(resume_run, jobs), [run, resume_steps], action_message, api_name="resume_run")
+    resume.click(partial(resume_run, jobs, store), [run, resume_steps], action_message, api_name="resume_run")
     ask_delete.click(ask, run, [confirm_row, confirm_text], api_visibility="private")
     cancel.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
     confirm.click(partial(delete_run, jobs), run, [run, action_message], api_visibility="private").then(

@@ -8,8 +8,9 @@ Needs what `requirements-build.txt` lists (music21) and Debian's `fluidsynth` an
 (Riemenschneider order; a harmonisation listed twice is rendered once, so it cannot land
 in two splits), in order, with index i counted from 0:
 
-1. music21 writes a MIDI file (repeats expanded where they pair up) with every part playing the General MIDI
-   program `program_for(i, programs)`, at 120 quarter notes per minute times `--tempo-scale`;
+1. music21 writes a MIDI file (repeats expanded where they pair up, grace notes left out) with
+   every part playing the General MIDI program `program_for(i, programs)`, at 120 quarter notes
+   per minute times `--tempo-scale`;
 2. fluidsynth renders it to a WAV at 44.1 kHz (re-rendered at half the gain if it clipped);
 3. `core.audio.read_audio` mixes it to mono and resamples it to `--sample-rate` (soxr);
    silence more than 60 dB below the peak is trimmed from both ends, the peak is set to
@@ -53,6 +54,7 @@ BASE_QPM = 120.0
 SILENCE_DB = -60.0
 PEAK = 0.9
 MAX_GAIN_HALVINGS = 4
+FLUIDSYNTH_TIMEOUT_S = 300  # a chorale renders in seconds; this only stops a render that never ends
 BUILD_REQUIREMENTS = "pip install -r requirements-build.txt"
 
 
@@ -155,6 +157,11 @@ def write_midi(music21: ModuleType, score, program: int, tempo_scale: float, pat
         part.insert(0, new)
     for mark in list(score.recurse().getElementsByClass(tempo.MetronomeMark)):
         mark.activeSite.remove(mark)
+    # music21 writes a grace note's note-off before its note-on (same tick): the note would sound until the
+    # same key is played again. The chorales' few grace notes are ornaments; they are left out.
+    for note in list(score.recurse().notes):
+        if note.duration.isGrace:
+            note.activeSite.remove(note)
     score.parts[0].insert(0, tempo.MetronomeMark(number=BASE_QPM * tempo_scale, referent=1.0))
     try:
         midi_file = music21.midi.translate.streamToMidiFile(score)  # expands repeats
@@ -165,6 +172,7 @@ def write_midi(music21: ModuleType, score, program: int, tempo_scale: float, pat
             if isinstance(measure.rightBarline, music21.bar.Repeat):
                 measure.rightBarline = music21.bar.Barline("regular")
         midi_file = music21.midi.translate.streamToMidiFile(score)
+    _end_with_all_notes_off(music21.midi, midi_file)
     midi_file.open(str(path), "wb")
     try:
         midi_file.write()
@@ -172,12 +180,29 @@ def write_midi(music21: ModuleType, score, program: int, tempo_scale: float, pat
         midi_file.close()
 
 
+def _end_with_all_notes_off(midi: ModuleType, midi_file) -> None:
+    """Release every note at the last event of each track (controller 123, all notes off).
+
+    fluidsynth 2.3.1 (Debian 12) renders until every voice has ended, so one note left on would
+    make it write audio forever (FluidSynth issue #1257).
+    """
+    for track in midi_file.tracks:
+        channels = sorted({e.channel for e in track.events if not e.isDeltaTime() and e.isNoteOn()})
+        events = []
+        for channel in channels:
+            all_notes_off = midi.MidiEvent(track, type=midi.ChannelVoiceMessages.CONTROLLER_CHANGE, channel=channel)
+            all_notes_off.parameter1, all_notes_off.parameter2 = 123, 0
+            events += [midi.DeltaTime(track, time=0), all_notes_off]
+        track.events[-2:-2] = events  # before the last (delta time, end of track) pair
+        track.updateEvents()
+
+
 def render_midi(fluidsynth: str, soundfont: Path, midi: Path, wav: Path, gain: float) -> None:
     """Render `midi` to the 16-bit WAV `wav` at RENDER_RATE; halve `gain` until it does not clip."""
     for _ in range(MAX_GAIN_HALVINGS + 1):
         command = [fluidsynth, "-ni", "-q", "-F", str(wav), "-T", "wav", "-O", "s16",
                    "-r", str(RENDER_RATE), "-g", f"{gain:g}", str(soundfont), str(midi)]
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=FLUIDSYNTH_TIMEOUT_S)
         if done.returncode != 0 or not wav.is_file():
             raise RuntimeError(f"{shlex.join(command)} failed (exit status {done.returncode}): "
                                f"{(done.stderr or done.stdout).strip()}")
@@ -233,8 +258,9 @@ instrument at a time. Not committed (`data/` is in .gitignore); rebuild it with
   (`music21.corpus.chorales.Iterator()`, Riemenschneider order; a harmonisation the list
   repeats is rendered once). Chorale i (from 0) is `chorale{{i:03d}}_{{bwv}}_gm{{program:03d}}.wav`.
 - MIDI: written by music21 with repeats expanded (played as written where they do not pair
-  up), every part playing one General MIDI program, programs {list(args.programs)} in turn,
-  changing every ten chorales; {BASE_QPM:g} quarter notes per minute x tempo scale {args.tempo_scale:g}.
+  up) and grace notes left out; every part plays one General MIDI program, programs
+  {list(args.programs)} in turn, changing every ten chorales; {BASE_QPM:g} quarter notes per minute
+  x tempo scale {args.tempo_scale:g}.
 - Audio: {version[0] if version else 'fluidsynth'} with the soundfont {args.soundfont}
   (Debian fluid-soundfont-gm), rendered at {RENDER_RATE} Hz with gain {args.gain:g} (halved if it clipped),
   mixed to mono and resampled to {args.sample_rate} Hz (soxr HQ), silence {-SILENCE_DB:g} dB below

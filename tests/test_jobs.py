@@ -165,7 +165,7 @@ def test_a_killed_run_shows_as_failed_and_its_last_checkpoint_loads_and_resumes(
 
     failed = wait_for_state(jobs, name, ("failed", "stopped", "finished"))
     assert failed["state"] == "failed"
-    assert "the training process died (killed?) (signal 9)" in failed["error"]
+    assert "the training process died (killed?), by signal 9" in failed["error"]
     assert JobManager(jobs.runs_root).status(name)["state"] == "failed", "a restarted app sees it failed too"
 
     checkpoint = latest_checkpoint(run_dir)

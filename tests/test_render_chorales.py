@@ -109,6 +109,29 @@ def test_missing_music21_says_how_to_install_it(monkeypatch):
         render_chorales.import_music21()
 
 
+def test_midi_of_a_chorale_with_a_grace_note_leaves_no_note_on(tmp_path):
+    """bwv315 has a grace note, which music21 writes off-before-on: fluidsynth 2.3.1 then rendered it forever."""
+    music21 = pytest.importorskip("music21", reason="needs music21 (requirements-build.txt)")
+    path = tmp_path / "score.mid"
+    render_chorales.write_midi(music21, music21.corpus.parse("bach/bwv315"), 48, 1.0, path)
+    midi_file = music21.midi.MidiFile()
+    midi_file.open(str(path))
+    midi_file.read()
+    midi_file.close()
+    for track in midi_file.tracks:
+        sounding = set()
+        for event in track.events:
+            if not event.isDeltaTime() and event.isNoteOn():
+                sounding.add((event.channel, event.pitch))
+            elif not event.isDeltaTime() and event.isNoteOff():
+                assert (event.channel, event.pitch) in sounding, "note-off before its note-on"
+                sounding.discard((event.channel, event.pitch))
+        assert not sounding
+        if any(not e.isDeltaTime() and e.isNoteOn() for e in track.events):
+            last = [e for e in track.events if not e.isDeltaTime()][-2]  # the event before end-of-track
+            assert (last.parameter1, last.parameter2) == (123, 0)  # all notes off
+
+
 @pytest.mark.skipif(not HAS_RENDERER, reason="needs Debian fluidsynth + fluid-soundfont-gm (only for rebuilding "
                                               "bundled data)")
 def test_renders_one_chorale_to_a_tonal_trimmed_normalised_wav_and_skips_it_the_second_time(tmp_path, capsys):
