@@ -15,6 +15,8 @@ def pick_device(name: str | None = None, local_rank: int = 0) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if name == "cuda" and torch.cuda.is_available():  # under torchrun each rank takes its own GPU
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     try:
         device = torch.device(name)
     except RuntimeError as e:

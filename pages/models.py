@@ -116,7 +116,8 @@ def build(store: ModelStore) -> None:
     first_config, first_card = model_details(store, first)
     gr.Markdown("## Models\nThe checkpoints this app serves: bundled, trained here, or pulled from the Hugging Face "
                 "Hub. Select a row to see its config and model card.")
-    table = gr.Dataframe(partial(table_rows, store), headers=HEADERS, interactive=False, wrap=True,
+    # A static first value: a callable one would become a public API endpoint; ↻ Refresh re-reads.
+    table = gr.Dataframe(rows, headers=HEADERS, interactive=False, wrap=True,
                          label="models", max_height=400)
     refresh = gr.Button("↻ Refresh", size="sm")
     with gr.Row():
