@@ -193,10 +193,14 @@ class Trainer:
         return metrics
 
     def _unpack(self, batch) -> tuple[torch.Tensor, Cond | None, int]:
-        """A batch is x (B, T) or (x, classes); returns x, Cond, first scored position."""
+        """A batch is x (B, T), (x, classes (B,) long) or (x, local (B, C_local, T_local) float).
+
+        Returns x, its Cond, and the first position the loss scores (the dataset's score_from).
+        """
         if isinstance(batch, (list, tuple)):
-            x, classes = batch
-            cond = Cond(classes=classes.to(self.device))
+            x, c = batch
+            c = c.to(self.device)
+            cond = Cond(local=c) if c.dtype.is_floating_point else Cond(classes=c)
         else:
             x, cond = batch, None
         return x.to(self.device), cond, getattr(self.train_set, "score_from", 0)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.config_dicts import dataclass_from_dict
 from core.data import DataConfig
 from core.errors import ConfigError
 from core.models import config_from_dict
@@ -74,8 +75,8 @@ def from_dict(d: dict) -> TrainConfig:
         raise ConfigError(f"unknown config sections: {', '.join(unknown)}; known: model, data, train")
     model = dict(d.get("model") or {"model_type": "wavenet"})
     model.setdefault("model_type", "wavenet")
-    cfg = TrainConfig(model=model, data=_section(DataConfig, d.get("data"), "data"),
-                      train=_section(OptimConfig, d.get("train"), "train"))
+    cfg = TrainConfig(model=model, data=dataclass_from_dict(DataConfig, d.get("data"), "data"),
+                      train=dataclass_from_dict(OptimConfig, d.get("train"), "train"))
     # Normalise the model section through its dataclass (fills defaults, validates).
     cfg.model = {"model_type": model["model_type"], **asdict(cfg.model_config())}
     return cfg
@@ -109,15 +110,3 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
             value = raw
         d.setdefault(parts[0], {})[parts[1]] = value
     return d
-
-
-def _section(cls, d: dict | None, name: str):
-    d = dict(d or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"unknown {name} keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    try:
-        return cls(**d)
-    except TypeError as e:
-        raise ConfigError(f"invalid {name} config: {e}") from e

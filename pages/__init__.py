@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from core.model_store import ModelStore
-from pages import audio, models, train
+from pages import audio, models, receptive_field, train
 
 
 class Page(NamedTuple):
@@ -21,4 +21,5 @@ PAGES: list[Page] = [
     Page("Audio", "audio", audio.build),
     Page("Models", "models", models.build),
     Page("Train", "train", train.build),
+    Page("Receptive field", "receptive-field", receptive_field.build),
 ]

@@ -39,7 +39,8 @@ RANDOM = "random"  # the model choice that builds a random model from the contro
 GRADIENT_SEEDS = 4  # random input sequences the measured gradient is averaged over
 EFFECTIVE_MASS = 0.9  # the effective field: the last J lags holding this share of the gradient
 COST_LAYERS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)  # one exponential stack per point: R = (K-1)(2^n - 1) + 1
-COST_SECONDS = 0.12  # time spent timing each (method, R) point
+COST_SECONDS = 0.1  # time spent timing each (method, R) point
+COST_BUDGET = 5.0  # seconds after which no larger R is started (at least 3 points are measured)
 LIT, FAINT, PAD, TARGET = "#d62728", "#c7c7c7", "#7f7f7f", "#1f77b4"
 
 
@@ -406,7 +407,7 @@ def generation_cost(kernel_size: float, channels: float) -> tuple[go.Figure, str
 
     One random model per point: one exponential stack of n = 1..10 layers with kernel `kernel_size`,
     `channels` wide, 64 levels, batch 1. Each stepper is primed with R tokens (so the naive window is
-    full) and then samples for about COST_SECONDS.
+    full) and then samples for about COST_SECONDS; no larger R is started after COST_BUDGET seconds.
     """
     try:
         if not (_is_whole(kernel_size) and 2 <= kernel_size <= 5):
@@ -415,8 +416,11 @@ def generation_cost(kernel_size: float, channels: float) -> tuple[go.Figure, str
             raise ConfigError(f"channels must be a whole number in [1, 128], got {channels!r}")
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
-    rows = []
+    rows: list[tuple[int, float, float]] = []  # (R, naive, cached seconds per sample)
+    deadline = time.perf_counter() + COST_BUDGET
     for n in COST_LAYERS:
+        if len(rows) >= 3 and time.perf_counter() > deadline:
+            break
         config = config_from_controls(kernel_size, 1, n, "exponential", None, 1, channels, quantization_levels=64)
         torch.manual_seed(0)
         model = WaveNet(config).eval()
@@ -437,6 +441,8 @@ def generation_cost(kernel_size: float, channels: float) -> tuple[go.Figure, str
               for r, naive, cached in rows]
     where = (f"**Crossover: the cached generator is faster from R = {cross:,} on** (every larger R measured)."
              if cross is not None else "The cached generator was not faster at the largest R measured.")
+    if len(rows) < len(COST_LAYERS):
+        where += f" Stopped at R = {rs[-1]:,} to keep this under ~{COST_BUDGET:g} s."
     md = (f"{where} Measured now on this machine ({torch.get_num_threads()} torch threads), K = {int(kernel_size)}, "
           f"{int(channels)} channels, batch 1. Naive grows with R; cached grows only with the number of layers.\n\n"
           + "\n".join(table))
@@ -444,14 +450,15 @@ def generation_cost(kernel_size: float, channels: float) -> tuple[go.Figure, str
 
 
 def _seconds_per_sample(model: WaveNet, prime: torch.Tensor, method: str) -> float:
+    """Mean seconds per sampled token over about COST_SECONDS (at least 2 samples, after one to warm up)."""
     stepper = make_stepper(method, model, batch=1, seed=0)
     with torch.inference_mode():
         stepper.prime(prime)
-        stepper.sample(2)  # warm up
+        stepper.sample(1)
         steps, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < COST_SECONDS or steps < 4:
-            stepper.sample(4)
-            steps += 4
+        while (elapsed := time.perf_counter() - start) < COST_SECONDS or steps < 2:
+            stepper.sample(1)
+            steps += 1
     return elapsed / steps
 
 

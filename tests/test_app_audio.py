@@ -7,50 +7,35 @@ followed by the continuation, as int16 WAV.
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import pages.audio as audio_page
-from app import build_app, launch
 from core.audio import read_audio, to_int16
 from core.checkpoints import save_checkpoint
 from core.continuation import dequantise, quantise
 from core.errors import AudioError, CheckpointError, ConfigError
 from core.model_store import ModelStore
-from core.models.wavenet import WaveNet, WaveNetConfig
+from core.models.wavenet import WaveNet
+from tests.conftest import TINY_SAMPLE_RATE, tiny_audio_config
 
-SR = 8000  # the tiny model's rate; uploads are written at 16 kHz so they are resampled
-
-
-def tiny_config(**kwargs) -> WaveNetConfig:
-    return WaveNetConfig(quantization_levels=256, dilations=[1, 2, 4, 8], residual_channels=8, dilation_channels=8,
-                         skip_channels=8, head_channels=8, sample_rate=SR, **kwargs)
+SR = TINY_SAMPLE_RATE  # uploads are written at 16 kHz so they are resampled
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("models")
-    save_checkpoint(WaveNet(tiny_config()), folder / "tiny")
-    return folder
+def model_dir(tiny_audio_models: Path) -> Path:
+    return tiny_audio_models
 
 
 @pytest.fixture(scope="module")
-def client(model_dir: Path):
-    demo = build_app(ModelStore([model_dir], device="cpu"))
-    url = launch(demo, port=_free_port(), block=False)
-    try:
-        yield Client(url, verbose=False)
-    finally:
-        demo.close()
+def client(app_url: str) -> Client:
+    return Client(app_url, verbose=False)
 
 
 @pytest.fixture
@@ -77,7 +62,7 @@ def samples(result, variation: int = 0) -> np.ndarray:
 
 def test_output_is_primer_as_heard_then_continuation(client: Client, model_dir: Path, wav: Path) -> None:
     result = generate(client, model_dir, wav, prime_seconds=0.25, seconds=0.25)
-    model = WaveNet(tiny_config())
+    model = WaveNet(tiny_audio_config())
     heard = dequantise(model, quantise(model, read_audio(wav, SR)[-2000:]))
     audio = samples(result)
     assert len(audio) == 2000 + 2000
@@ -151,7 +136,7 @@ def test_upload_over_the_size_limit_is_refused(wav: Path, monkeypatch: pytest.Mo
 
 
 def test_class_conditional_model_needs_a_class_in_range() -> None:
-    model = WaveNet(tiny_config(n_classes=3))
+    model = WaveNet(tiny_audio_config(n_classes=3))
     assert audio_page.check_settings(model, 1.0, 1.0, 0, 1, 0, 2).class_id == 2
     with pytest.raises(ConfigError, match="class id"):
         audio_page.check_settings(model, 1.0, 1.0, 0, 1, 0, 3)
@@ -162,21 +147,15 @@ def test_model_store_skips_bad_folders_and_caches_loads(model_dir: Path, tmp_pat
     (tmp_path / "broken" / "config.json").write_text("{not json")
     (tmp_path / "broken" / "model.safetensors").write_bytes(b"")
     run = tmp_path / "run"
-    save_checkpoint(WaveNet(tiny_config()), run / "checkpoints" / "step_000010")
+    save_checkpoint(WaveNet(tiny_audio_config()), run / "checkpoints" / "step_000010")
     store = ModelStore([model_dir, tmp_path, tmp_path / "missing"], device="cpu")
     listed = {m["name"]: m for m in store.list_models()}
     assert set(listed) == {f"{model_dir.name}/tiny", f"{tmp_path.name}/run (step_000010)"}
     tiny = listed[f"{model_dir.name}/tiny"]
-    assert tiny["receptive_field"] == 16 and tiny["parameters"] == sum(p.numel() for p in WaveNet(tiny_config())
+    assert tiny["receptive_field"] == 16 and tiny["parameters"] == sum(p.numel() for p in WaveNet(tiny_audio_config())
                                                                        .parameters())
     assert store.get(tiny["path"]) is store.get(tiny["path"])
     with pytest.raises(CheckpointError):
         store.get(tmp_path / "broken")
     with pytest.raises(CheckpointError, match="not in this app's model folders"):
         ModelStore([tmp_path], device="cpu").get(tiny["path"])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -7,8 +7,7 @@ A family registers itself with `@register("name")`; its class has a `Config` dat
 
 from __future__ import annotations
 
-from dataclasses import fields
-
+from core.config_dicts import dataclass_from_dict
 from core.errors import ConfigError
 
 REGISTRY: dict[str, type] = {}
@@ -41,15 +40,7 @@ def config_from_dict(d: dict):
     name = d.pop("model_type", None)
     if name is None:
         raise ConfigError("config has no 'model_type'")
-    cls = model_class(name).config_class
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"unknown {name} config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    try:
-        return cls(**d)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"invalid {name} config: {e}") from e
+    return dataclass_from_dict(model_class(name).config_class, d, f"{name} config")
 
 
 def build_model(config):
