@@ -22,6 +22,10 @@ Compiled code is cached on disk (numba cache=True); `warm_up()` pays the first c
 
 from __future__ import annotations
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from numba import njit
@@ -43,6 +47,13 @@ def _uniform(state, b):
 
 # Above this batch PyTorch's blocked GEMMs (cached method) beat the kernel's loops.
 FUSED_MAX_BATCH = 4
+ROWS_PER_BLOCK = 4  # rows a kernel call works on together: more and their activations fall out of L1
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="fused")
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -264,11 +275,20 @@ class FusedStepper:
         out = np.empty((b, n), np.int64)
         logits = np.empty((b, n if keep_logits else 0, self.q), np.float32)
         cond, per_step = self._cond_chunk(n)
-        _run(n, self.t, self.prev, self.tokens, self.buf, self.offs, self.sizes, self.dils, self.k, self.in_tab,
-             self.in_b, self.w_now, self.w_past, self.b_conv, self.w_res, self.b_res, self.has_res, self.w_skip,
-             self.b_skip, self.w1, self.b1, self.w2, self.b2, cond, per_step, np.ascontiguousarray(mask, bool),
-             np.ascontiguousarray(values, np.int64), float(temperature), int(top_k or 0), self.rng, out, logits,
-             keep_logits)
+        mask, values = np.ascontiguousarray(mask, bool), np.ascontiguousarray(values, np.int64)
+
+        def rows(lo: int, hi: int) -> None:  # rows never interact, so row blocks can run side by side
+            _run(n, self.t, self.prev[lo:hi], self.tokens[lo:hi], self.buf[lo:hi], self.offs, self.sizes, self.dils,
+                 self.k, self.in_tab, self.in_b, self.w_now, self.w_past, self.b_conv, self.w_res, self.b_res,
+                 self.has_res, self.w_skip, self.b_skip, self.w1, self.b1, self.w2, self.b2, cond[lo:hi], per_step,
+                 mask[lo:hi], values[lo:hi], float(temperature), int(top_k or 0), self.rng[lo:hi], out[lo:hi],
+                 logits[lo:hi], keep_logits)
+
+        blocks = np.array_split(np.arange(b), max(min(b, _CORES), -(-b // ROWS_PER_BLOCK)))
+        if len(blocks) == 1:
+            rows(0, b)
+        else:  # the kernel releases the GIL: one thread per core, each on its own rows
+            list(_pool().map(lambda r: rows(int(r[0]), int(r[-1]) + 1), blocks))
         self.t += n
         return out, logits
 
