@@ -113,6 +113,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def warm_up_in_background() -> None:
+    """Compile (or load from numba's disk cache) the fused kernel while the app starts, so no
+    user's first request pays for it; without numba the PyTorch path serves."""
+    import threading
+
+    def work() -> None:
+        try:
+            from core.fused import warm_up
+        except ImportError:
+            return
+        warm_up()
+
+    threading.Thread(target=work, name="fused-warm-up", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from core.model_store import ModelStore
@@ -122,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs:
         store.add_folder(args.runs)
     train.configure(runs=args.runs or "runs", max_runs=args.max_runs)
+    warm_up_in_background()
     launch(build_app(store, args.max_concurrency), host=args.host, port=args.port, share=args.share, auth=args.auth)
     return 0
 

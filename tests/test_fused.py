@@ -96,3 +96,19 @@ def test_auto_picks_fused_for_small_cpu_batches_and_cached_otherwise():
     assert default_method(model, 1) == "fused"
     assert default_method(model, 16) == "cached"
     assert default_method(model.double(), 1) == "cached"
+
+
+def test_the_compiled_kernel_is_cached_on_disk_for_the_next_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+    warm = [sys.executable, "-c", "from core.fused import warm_up; warm_up()"]
+    root = Path(__file__).resolve().parents[1]
+    first = subprocess.run(warm, cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    second = subprocess.run(warm, cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    assert list(tmp_path.rglob("fused._run-*.nbi")), "numba wrote no on-disk cache for the kernel"
+    assert "data saved" in first and "_run" in first
+    assert "data loaded" in second and "data saved" not in second, "the second process compiled again"
