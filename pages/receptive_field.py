@@ -121,7 +121,7 @@ def cone_figure(config: WaveNetConfig, t_out: int) -> go.Figure:
                              hovertemplate="x_%{x}: what the output predicts<extra></extra>"))
     lowest = min([graph.START, *[t for t, _ in pads]])
     fig.update_layout(
-        height=140 + 32 * (top + 1), margin=dict(l=10, r=10, t=30, b=40),
+        height=160 + 32 * (top + 1), margin=dict(l=10, r=10, t=60, b=40),
         xaxis=dict(title="time t", range=[lowest - 1, length], zeroline=False),
         yaxis=dict(tickvals=list(range(top + 1)), ticktext=names, range=[-0.7, top + 0.5], zeroline=False),
         legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), hovermode="closest",
@@ -155,7 +155,7 @@ def formula_markdown(config: WaveNetConfig, t_out: int) -> str:
         rule = f"K_in = {c.kernel}" if c.name == "input layer" else f"({c.kernel}−1)·{c.dilation}"
         rows.append(f"| {c.name} | {c.kernel} | {c.dilation} | {rule} = {c.samples} | {total} |")
     lines += ["", "<details><summary>Each layer's contribution</summary>", "", *rows, "", "</details>"]
-    return "\n".join(lines)
+    return _markdown("\n".join(lines))
 
 
 def padding_figure(config: WaveNetConfig, targets: int = 8) -> go.Figure:
@@ -168,7 +168,7 @@ def padding_figure(config: WaveNetConfig, targets: int = 8) -> go.Figure:
     names = graph.level_names(config)[1:]  # the shifted input s, then each conv's output
     pads = [config.input_kernel_size - 1] + graph.queue_sizes(config)  # the zeros each conv reads in front
     p_total = sum(pads)  # R - 1
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+    fig = make_subplots(rows=1, cols=2, shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=(f"input padding: {p_total} zeros once", f"layer padding: Σ = {p_total} zeros"))
     rows = ["s (shifted input)", *names]
     bars: list[tuple[int, str, int, int, str]] = []  # (col, row, start, length, kind)
@@ -193,9 +193,9 @@ def padding_figure(config: WaveNetConfig, targets: int = 8) -> go.Figure:
                              showlegend=kind not in shown, legendgroup=kind,
                              hovertemplate=f"{kind}: t = {start} … {start + n - 1}<extra></extra>"), row=1, col=col)
         shown.add(kind)
-    fig.update_layout(barmode="overlay", height=120 + 26 * len(rows), margin=dict(l=10, r=10, t=40, b=30),
+    fig.update_layout(barmode="overlay", height=140 + 26 * len(rows), margin=dict(l=10, r=10, t=60, b=30),
                       legend=dict(orientation="h", y=-0.15), bargap=0.35)
-    fig.update_xaxes(title_text="t")
+    fig.update_xaxes(title_text="t", matches="x")  # one time scale for both panels
     return fig
 
 
@@ -254,7 +254,7 @@ def parameters_markdown(config: WaveNetConfig) -> str:
     taps, params = graph.tap_counts(config), graph.conv_parameters(config)
     k, n = config.kernel_size, len(config.dilations)
     c, c2 = config.residual_channels, 2 * config.dilation_channels
-    return "\n".join([
+    return _markdown("\n".join([
         f"**Weights per channel pair:** the dilated stack has {k} × {n} = **{taps.dilated:,}** "
         f"(+ {taps.input} in the input layer); one plain causal conv that sees as far back needs R = "
         f"**{taps.plain:,}** — {taps.plain / taps.dilated:,.1f}× more. (The talk's example: K = 2, nine layers "
@@ -264,7 +264,7 @@ def parameters_markdown(config: WaveNetConfig) -> str:
         f"**{params.dilated:,}** parameters, a plain conv of width R would hold **{params.plain:,}**. "
         f"The whole WaveNet at these widths (Q = {config.quantization_levels}, skip = head = "
         f"{config.skip_channels}) has {graph.model_parameters(config):,} parameters.",
-    ])
+    ]))
 
 
 def queues_markdown(config: WaveNetConfig, batch: int) -> str:
@@ -285,7 +285,7 @@ def queues_markdown(config: WaveNetConfig, batch: int) -> str:
     ]
     lines += [f"| {i + 1} | {d} | {s} | {_bytes(s * batch * c * 4)} |"
               for i, (d, s) in enumerate(zip(config.dilations, sizes, strict=True))]
-    return "\n".join(lines)
+    return _markdown("\n".join(lines))
 
 
 # -- training windows --------------------------------------------------------------------------
@@ -316,7 +316,7 @@ def training_window(kernel_size: float, stacks: float, layers_per_stack: float, 
         fig.add_trace(go.Bar(y=[name], x=[int(w[-1]) + 1 - score], base=[score], orientation="h",
                              marker_color=LIT, name="targets (T, scored)", showlegend=i == 0, legendgroup="targets",
                              hovertemplate=f"targets x_{score} … x_{int(w[-1])}<extra></extra>"))
-    fig.update_layout(barmode="overlay", height=220, margin=dict(l=10, r=10, t=10, b=40), xaxis_title="position",
+    fig.update_layout(barmode="overlay", height=240, margin=dict(l=10, r=10, t=40, b=40), xaxis_title="position",
                       yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.35))
     md = (f"Each training window holds **R + T = {r:,} + {t:,} = {r + t:,}** samples, windows start every "
           f"**T = {t:,}** (so consecutive windows overlap by exactly R), and the loss uses only the **last T**: "
@@ -396,14 +396,14 @@ def measure_receptive_field(store: ModelStore, model: str | None, kernel_size: f
           f"shaded). But **{EFFECTIVE_MASS:.0%} of the gradient comes from the last {effective:,} samples** — "
           f"{effective / r:.1%} of R: the effective receptive field is much narrower than the analytic one. "
           f"Averaged over {GRADIENT_SEEDS} random input sequences at t = {t}.")
-    return fig, md
+    return fig, _markdown(md)
 
 
 # -- naive vs cached generation ---------------------------------------------------------------
 
 
 def generation_cost(kernel_size: float, channels: float) -> tuple[go.Figure, str]:
-    """(figure, Markdown): seconds per sample of naive and cached generation, timed now, as R grows.
+    """(figure, Markdown): median seconds per sample of naive and cached generation, timed now, as R grows.
 
     One random model per point: one exponential stack of n = 1..10 layers with kernel `kernel_size`,
     `channels` wide, 64 levels, batch 1. Each stepper is primed with R tokens (so the naive window is
@@ -450,16 +450,21 @@ def generation_cost(kernel_size: float, channels: float) -> tuple[go.Figure, str
 
 
 def _seconds_per_sample(model: WaveNet, prime: torch.Tensor, method: str) -> float:
-    """Mean seconds per sampled token over about COST_SECONDS (at least 2 samples, after one to warm up)."""
+    """Median seconds per sampled token over about COST_SECONDS (at least 3 samples, after one to warm up).
+
+    The median, not the mean: on a shared machine a step that was descheduled says nothing about the method.
+    """
     stepper = make_stepper(method, model, batch=1, seed=0)
+    times = []
     with torch.inference_mode():
         stepper.prime(prime)
         stepper.sample(1)
-        steps, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < COST_SECONDS or steps < 2:
+        end = time.perf_counter() + COST_SECONDS
+        while time.perf_counter() < end or len(times) < 3:
+            start = time.perf_counter()
             stepper.sample(1)
-            steps += 1
-    return elapsed / steps
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -488,7 +493,8 @@ def build(store: ModelStore) -> None:
             k_in = gr.Slider(1, 5, value=defaults["input_kernel_size"], step=1, label="input kernel size K_in")
         with gr.Column(scale=3):
             formula = gr.Markdown(first_formula, elem_id="rf-formula")
-            output_t = gr.Slider(0, last, value=last, step=1, label="output t",
+            # Built as wide as any drawable diagram, so API calls may ask for any output; narrowed on page load.
+            output_t = gr.Slider(0, MAX_DIAGRAM_R + MARGIN - 1, value=last, step=1, label="output t",
                                  info="whose cone to light up; below R − 1 the cone reaches the padding")
             cone_plot = gr.Plot(first_cone, label="dilated causal convolution graph (levels × time)")
     config_inputs = [kernel, stacks, layers, pattern, custom, k_in]
@@ -506,7 +512,7 @@ def build(store: ModelStore) -> None:
         model = gr.Dropdown(choices, value=RANDOM, label="model", scale=5, allow_custom_value=True)
         refresh = gr.Button("↻", scale=0, min_width=40)
         measure = gr.Button("Measure", variant="primary", scale=1)
-    measured_md = gr.Markdown()
+    measured_md = gr.Markdown("Measuring the random model…")
     measured_plot = gr.Plot(label="|d logits_t / d x_{t−j}| against j")
 
     gr.Markdown("### Training windows")
@@ -521,15 +527,17 @@ def build(store: ModelStore) -> None:
                 "conv's input with its own (K−1)·d zeros, so each level keeps length T and the cached generator's "
                 "queues can start as exactly those zeros. The two agree from t = R − 1 on, where no cone reaches "
                 "padding.")
-    padding_plot = gr.Plot(first_padding, label="what each level holds, for 8 outputs")
+    padding_plot = gr.Plot(first_padding, label="each level's 8 outputs and the zeros the next conv reads in front")
 
     gr.Markdown("### Fast generation: the queues")
     batch = gr.Slider(1, 64, value=1, step=1, label="batch B")
     queues = gr.Markdown(queues_first)
     cost_button = gr.Button("Time naive vs cached generation on this machine")
     cost_md = gr.Markdown()
-    cost_plot = gr.Plot(label="seconds per sample as R grows")
+    cost_plot = gr.Plot(label="seconds per sample as R grows", visible=False)  # shown by the first run
 
+    gr.on(None, lambda: gr.Slider(maximum=last, value=last), None, output_t, api_visibility="private",
+          show_progress="hidden")  # inputs None: on page load only
     changed = gr.on([c.change for c in (kernel, stacks, layers, pattern, k_in)] + [custom.submit, custom.blur],
                     output_slider, config_inputs, output_t, api_visibility="private", trigger_mode="always_last",
                     show_progress="hidden")
@@ -547,10 +555,13 @@ def build(store: ModelStore) -> None:
                    trigger_mode="always_last", show_progress="hidden")
     measure.click(partial(measure_receptive_field, store), [model, *config_inputs], [measured_plot, measured_md],
                   api_name="measure_receptive_field")
+    gr.on(None, partial(measure_receptive_field, store, RANDOM, *defaults.values()), None,
+          [measured_plot, measured_md], api_visibility="private")  # on page load: the default random model
     refresh.click(lambda current: gr.Dropdown(choices=wavenet_choices(store), value=current), model, model,
                   api_visibility="private")
-    cost_button.click(generation_cost, [kernel, channels], [cost_plot, cost_md], api_name="generation_cost",
-                      concurrency_limit=1)  # timings taken side by side would disturb each other
+    cost_button.click(lambda: gr.Plot(visible=True), None, cost_plot, api_visibility="private").then(
+        generation_cost, [kernel, channels], [cost_plot, cost_md], api_name="generation_cost",
+        concurrency_limit=1)  # timings taken side by side would disturb each other
 
 
 def _lines(segments: list[tuple[int, int, int, int]], name: str, colour: str, width: float) -> go.Scatter:
@@ -562,6 +573,11 @@ def _lines(segments: list[tuple[int, int, int, int]], name: str, colour: str, wi
         ys += [y0, y1, None]
     return go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="skip", showlegend=name != "graph",
                       line=dict(color=colour, width=width))
+
+
+def _markdown(text: str) -> str:
+    """Underscores escaped, so "K_in ... C_res" reads as written instead of turning italic."""
+    return text.replace("_", "\\_")
 
 
 def _bytes(n: int) -> str:

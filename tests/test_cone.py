@@ -32,16 +32,16 @@ SEEDS = 3  # random inputs per check: the head's ReLUs can zero one input's grad
 
 
 def random_configs(n: int, seed: int) -> list[WaveNetConfig]:
-    """Kernels 2 and 3, input kernels 1..3, repeated and unordered dilations."""
+    """Random repeated, unordered dilations; every 6 configs cover each kernel 2, 3 with each input kernel 1, 2, 3."""
     rng = random.Random(seed)
     return [
         WaveNetConfig(dilations=[rng.choice([1, 1, 2, 3, 4, 6]) for _ in range(rng.randint(1, 5))],
-                      kernel_size=rng.choice([2, 3]), input_kernel_size=rng.choice([1, 2, 3]), **SMALL)
-        for _ in range(n)
+                      kernel_size=2 + i % 2, input_kernel_size=1 + i % 3, **SMALL)
+        for i in range(n)
     ]
 
 
-@pytest.mark.parametrize("config", random_configs(10, seed=0), ids=lambda c: f"K{c.kernel_size}-Kin"
+@pytest.mark.parametrize("config", random_configs(8, seed=0), ids=lambda c: f"K{c.kernel_size}-Kin"
                          f"{c.input_kernel_size}-d{'.'.join(map(str, c.dilations))}")
 def test_cone_inputs_are_exactly_the_inputs_with_nonzero_gradient(config: WaveNetConfig) -> None:
     torch.manual_seed(0)

@@ -250,7 +250,7 @@ def test_audio_folder_bad_file_raises_audio_error_naming_it(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
-        ({"kind": "mnist"}, "kind"),
+        ({"kind": "cifar"}, "kind"),
         ({"kind": "audio_folder"}, "root"),
         ({"targets": 0}, "targets"),
         ({"clips": 0}, "clips"),
