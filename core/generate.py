@@ -50,7 +50,10 @@ class _SamplingLoop:
 
 
 class NaiveStepper(_SamplingLoop):
-    """Each step runs the full forward over the last R+1 tokens: O(R) work per sample."""
+    """Each step runs the full forward over the last R+1 tokens: O(R) work per sample.
+
+    `history` keeps only the last R known tokens, x_{t-R} .. x_{t-1}.
+    """
 
     def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None):
         self.model, self.batch, self.cond = model, batch, cond
@@ -61,17 +64,18 @@ class NaiveStepper(_SamplingLoop):
     def prime(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, P) -> logits (B, Q, P); the next step() takes prev = tokens[:, -1]."""
         _check_prime(self, tokens)
-        self.history = tokens[:, :-1]
+        self.history = tokens[:, :-1][:, -self.model.receptive_field :]
         self.t, self.prev = tokens.shape[1], tokens[:, -1]
         return self.model(tokens, self.cond)
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""
+        r = self.model.receptive_field
         if self.t > 0:
-            self.history = torch.cat([self.history, prev.view(-1, 1)], dim=1)
-        start = max(0, self.t - self.model.receptive_field)
+            self.history = torch.cat([self.history, prev.view(-1, 1)], dim=1)[:, -r:]
+        start = max(0, self.t - r)  # the absolute position of history[:, 0]
         # The last position of the window is x_t itself: a placeholder the logits never see.
-        window = F.pad(self.history[:, start:], (0, 1))
+        window = F.pad(self.history, (0, 1))
         logits = self.model(window, self.cond, offset=start)[:, :, -1]
         self.t += 1
         return logits
