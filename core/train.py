@@ -45,6 +45,7 @@ from core.errors import ConfigError, StudioError
 from core.models import build_model
 from core.models.wavenet import Cond
 from core.train_config import TrainConfig
+from core.unroll import unrolled_nll
 
 LN2 = math.log(2.0)
 
@@ -73,6 +74,14 @@ class Trainer:
                 f"train.batch_size={opt.batch_size} x {self.world} process(es) is larger than the "
                 f"{len(self.train_set)} training windows; lower the batch size or add data"
             )
+        if opt.unroll_steps and (self.model.model_type != "wavenet" or self.world > 1):
+            raise ConfigError("train.unroll_steps works with a single-process WaveNet run only")
+        first = self.train_set[0]
+        scored = (first[0] if isinstance(first, tuple) else first).shape[-1] - getattr(self.train_set, "score_from", 0)
+        if opt.unroll_steps > scored:
+            raise ConfigError(f"train.unroll_steps={opt.unroll_steps} is longer than the {scored} scored positions "
+                              "of a training window")
+        self.unroll_generator = torch.Generator().manual_seed(opt.seed + 1)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
         self.step, self.epoch = 0, 0
         self.best_valid, self.bad_validations = math.inf, 0
@@ -142,14 +151,21 @@ class Trainer:
         x, cond, start = self._unpack(batch)
         logits = net(x, cond)
         nll = F.cross_entropy(logits[:, :, start:], x[:, start:])
+        loss, stats = nll, {}
+        if opt.unroll_steps:
+            origin = int(torch.randint(start, x.shape[1] - opt.unroll_steps + 1, (1,), generator=self.unroll_generator))
+            unrolled = unrolled_nll(self.model, x, cond, origin, opt.unroll_steps, opt.unroll_tau, opt.unroll_hard,
+                                    self.unroll_generator).mean()
+            loss = nll + opt.unroll_weight * unrolled
+            stats["unroll_nll_nats"] = unrolled.item()
         self.optimizer.zero_grad(set_to_none=True)
-        nll.backward()
+        loss.backward()
         if opt.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), opt.clip_norm)
         self.optimizer.step()
         with torch.no_grad():
             acc = (logits[:, :, start:].argmax(1) == x[:, start:]).float().mean()
-        return {"nll_nats": nll.item(), "acc": acc.item(), "targets": float(x[:, start:].numel())}
+        return {"nll_nats": nll.item(), "acc": acc.item(), "targets": float(x[:, start:].numel()), **stats}
 
     @torch.no_grad()
     def evaluate(self, dataset) -> dict:

@@ -34,6 +34,12 @@ class OptimConfig:
     log_every: int = 10
     keep_checkpoints: int = 2
     seed: int = 0
+    # Train unrolling (core/unroll.py): add unroll_weight x the mean n-step loss through the model's
+    # own Gumbel-softmax samples from a random origin per step; 0 steps = off.
+    unroll_steps: int = 0
+    unroll_weight: float = 0.5
+    unroll_tau: float = 1.0  # Gumbel-softmax temperature
+    unroll_hard: bool = False  # straight-through: hard one-hot forward, soft gradient
 
     def __post_init__(self) -> None:
         positive = ("lr", "decay_rate", "batch_size", "max_steps", "valid_every", "log_every", "keep_checkpoints")
@@ -49,6 +55,14 @@ class OptimConfig:
                      "decay_patience", "valid_batches", "seed"):
             if not isinstance(getattr(self, name), int):
                 raise ConfigError(f"train.{name} must be an integer, got {getattr(self, name)!r}")
+        if not (isinstance(self.unroll_steps, int) and self.unroll_steps >= 0):
+            raise ConfigError(f"train.unroll_steps must be an integer >= 0, got {self.unroll_steps!r}")
+        for name in ("unroll_weight", "unroll_tau"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"train.{name} must be a number > 0, got {v!r}")
+        if not isinstance(self.unroll_hard, bool):
+            raise ConfigError(f"train.unroll_hard must be true or false, got {self.unroll_hard!r}")
         if self.decay_rate > 1:
             raise ConfigError(f"train.decay_rate must be in (0, 1], got {self.decay_rate!r}")
 
