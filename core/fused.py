@@ -45,8 +45,6 @@ def _uniform(state, b):
     return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-# Above this batch PyTorch's blocked GEMMs (cached method) beat the kernel's loops.
-FUSED_MAX_BATCH = 4
 ROWS_PER_BLOCK = 4  # rows a kernel call works on together: more and their activations fall out of L1
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

@@ -182,20 +182,21 @@ class CachedStepper(_SamplingLoop):
         return None if total is None else total.view(self.batch, len(self.bufs), -1)
 
 
-def default_method(model: WaveNet, batch: int = 1) -> str:
-    """The fastest method for this model and batch: the fused kernel for a float32 WaveNet on the
-    CPU at small batch (below FUSED_MAX_BATCH PyTorch's GEMMs win), else the PyTorch cached path."""
+def default_method(model: WaveNet) -> str:
+    """The fastest method for this model: the fused kernel for a float32 WaveNet on the CPU (in
+    bench/generation.py it beats the cached path 10x at batch 1 and 3x at batch 16), else the
+    PyTorch cached path (GPU, other dtypes, or numba missing)."""
     try:
-        from core.fused import FUSED_MAX_BATCH, supports
+        from core.fused import supports
     except ImportError:  # numba missing or broken: the PyTorch path always works
         return "cached"
-    return "fused" if supports(model) and batch <= FUSED_MAX_BATCH else "cached"
+    return "fused" if supports(model) else "cached"
 
 
 def make_stepper(method: str, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None):
     """A stepper for `method` ("naive", "cached", "fused" or "auto" = default_method)."""
     if method == "auto":
-        method = default_method(model, batch)
+        method = default_method(model)
     if method == "naive":
         return NaiveStepper(model, batch, cond, seed)
     if method == "cached":

@@ -161,7 +161,7 @@ def run_continuation(model: WaveNet, primer: np.ndarray | None, settings: Settin
     heard = dequantise(model, quantise(model, primer)) if primer is not None else np.zeros(0, np.float32)
     total = int(round(settings.seconds * sr))
     chunks: list[np.ndarray] = []
-    method = default_method(model, settings.variations)
+    method = default_method(model)
     start = time.perf_counter()
     for chunk in continue_audio(
         model, primer, settings.seconds, temperature=settings.temperature, top_k=settings.top_k,
