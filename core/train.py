@@ -42,8 +42,8 @@ from core import checkpoints, train_config
 from core.data import build_split
 from core.devices import pick_device
 from core.errors import ConfigError, StudioError
+from core.evaluate import evaluate, unpack
 from core.models import build_model
-from core.models.wavenet import Cond
 from core.train_config import TrainConfig
 from core.unroll import unrolled_nll
 
@@ -148,7 +148,8 @@ class Trainer:
     def _train_step(self, net, batch) -> dict:
         opt = self.cfg.train
         net.train()
-        x, cond, start = self._unpack(batch)
+        x, cond = unpack(batch, self.device)
+        start = getattr(self.train_set, "score_from", 0)
         logits = net(x, cond)
         nll = F.cross_entropy(logits[:, :, start:], x[:, start:])
         loss, stats = nll, {}
@@ -167,27 +168,10 @@ class Trainer:
             acc = (logits[:, :, start:].argmax(1) == x[:, start:]).float().mean()
         return {"nll_nats": nll.item(), "acc": acc.item(), "targets": float(x[:, start:].numel()), **stats}
 
-    @torch.no_grad()
     def evaluate(self, dataset) -> dict:
         """Mean NLL (nats and bits per sample) and accuracy over a split, summed across ranks."""
-        self.model.eval()
-        opt = self.cfg.train
-        loader = DataLoader(dataset, batch_size=opt.batch_size,
-                            sampler=DistributedSampler(dataset, self.world, self.rank, shuffle=False))
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # nll sum, correct, count
-        for i, batch in enumerate(loader):
-            if opt.valid_batches and i >= opt.valid_batches:
-                break
-            x, cond, start = self._unpack(batch)
-            logits = self.model(x, cond)[:, :, start:]
-            target = x[:, start:]
-            totals[0] += F.cross_entropy(logits, target, reduction="sum").double()
-            totals[1] += (logits.argmax(1) == target).sum()
-            totals[2] += target.numel()
-        if self.world > 1:
-            dist.all_reduce(totals)
-        nll = (totals[0] / totals[2]).item()
-        return {"nll_nats": nll, "bits": nll / LN2, "acc": (totals[1] / totals[2]).item()}
+        return evaluate(self.model, dataset, self.cfg.train.batch_size, self.device, self.cfg.train.valid_batches,
+                        self.world, self.rank)
 
     def _validate_and_save(self) -> dict:
         opt = self.cfg.train
@@ -207,19 +191,6 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return metrics
-
-    def _unpack(self, batch) -> tuple[torch.Tensor, Cond | None, int]:
-        """A batch is x (B, T), (x, classes (B,) long) or (x, local (B, C_local, T_local) float).
-
-        Returns x, its Cond, and the first position the loss scores (the dataset's score_from).
-        """
-        if isinstance(batch, (list, tuple)):
-            x, c = batch
-            c = c.to(self.device)
-            cond = Cond(local=c) if c.dtype.is_floating_point else Cond(classes=c)
-        else:
-            x, cond = batch, None
-        return x.to(self.device), cond, getattr(self.train_set, "score_from", 0)
 
     def _agree(self, flag: bool) -> bool:
         """Every rank stops together if any rank was asked to stop."""

@@ -1,0 +1,112 @@
+"""Held-out NLL of a checkpoint, and the function the training loop validates with.
+
+    python -m core.evaluate --checkpoint DIR [--split test] [--batch-size 16] [--max-batches 0]
+
+prints one JSON line: {"split", "items", "dims_per_item", "nll_nats_per_dim", "bits_per_dim",
+"nll_nats_per_item", "accuracy"}. A "dim" is one scored token: an audio sample or an image
+pixel, so bits_per_dim is bits per sample for audio. The data comes from the training config
+saved with the checkpoint: `train_config.json` in a bundle, or the run folder's `config.json`
+two levels up from `checkpoints/step_N`; `--config` names another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+
+from core import train_config
+from core.checkpoints import load_checkpoint
+from core.data import build_split
+from core.devices import pick_device
+from core.errors import ConfigError, StudioError
+from core.models.wavenet import Cond
+
+LN2 = math.log(2.0)
+
+
+def unpack(batch, device: torch.device) -> tuple[torch.Tensor, Cond | None]:
+    """A batch is x (B, T), (x, classes (B,) long) or (x, local (B, C_local, T_local) float) -> x, Cond."""
+    if isinstance(batch, (list, tuple)):
+        x, c = batch
+        c = c.to(device)
+        return x.to(device), (Cond(local=c) if c.dtype.is_floating_point else Cond(classes=c))
+    return batch.to(device), None
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset, batch_size: int, device: torch.device, max_batches: int = 0,
+             world: int = 1, rank: int = 0) -> dict:
+    """Mean NLL per scored token (nats and bits) and accuracy over a dataset, summed across ranks.
+
+    Tokens before `dataset.score_from` in each item are context only (a window's first R samples).
+    """
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=DistributedSampler(dataset, world, rank, shuffle=False))
+    start = getattr(dataset, "score_from", 0)
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # nll sum, correct, tokens, items
+    for i, batch in enumerate(loader):
+        if max_batches and i >= max_batches:
+            break
+        x, cond = unpack(batch, device)
+        logits, target = model(x, cond)[:, :, start:], x[:, start:]
+        totals += torch.stack([F.cross_entropy(logits, target, reduction="sum").double(),
+                               (logits.argmax(1) == target).sum().double(),
+                               torch.tensor(float(target.numel()), dtype=torch.float64, device=device),
+                               torch.tensor(float(x.shape[0]), dtype=torch.float64, device=device)])
+    if world > 1:
+        dist.all_reduce(totals)
+    if totals[2] == 0:
+        raise ConfigError("the split has no items to evaluate")
+    nll = (totals[0] / totals[2]).item()
+    return {"nll_nats": nll, "bits": nll / LN2, "acc": (totals[1] / totals[2]).item(),
+            "items": int(totals[3].item()), "dims_per_item": (totals[2] / totals[3]).item()}
+
+
+def find_train_config(checkpoint: Path) -> Path:
+    """The training config saved with a bundle or a run checkpoint (ConfigError if none)."""
+    for candidate in (checkpoint / "train_config.json", checkpoint.parent.parent / "config.json"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{checkpoint} has no training config next to it (train_config.json, or a run folder's "
+                      "config.json); pass --config with the data section to evaluate on")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--config", default=None, help="training config whose data section to use")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set data.root=elsewhere")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-batches", type=int, default=0, help="evaluate only this many batches (0 = all)")
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    try:
+        checkpoint = Path(args.checkpoint)
+        device = pick_device(args.device)
+        model = load_checkpoint(checkpoint, device)
+        cfg = train_config.load(args.config or find_train_config(checkpoint), args.overrides)
+        dataset = build_split(cfg.data, args.split, model.config)
+        m = evaluate(model, dataset, args.batch_size, device, args.max_batches)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({
+        "split": args.split, "items": m["items"], "dims_per_item": m["dims_per_item"],
+        "nll_nats_per_dim": m["nll_nats"], "bits_per_dim": m["bits"],
+        "nll_nats_per_item": m["nll_nats"] * m["dims_per_item"], "accuracy": m["acc"],
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
