@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from core import train_config
+from core import atomic, train_config
 from core.checkpoints import latest_checkpoint
 from core.data import build_split
 from core.devices import pick_device
@@ -104,7 +104,7 @@ class JobManager:
             if run_dir.exists():
                 raise ConfigError(f"a run named {name!r} already exists; choose another name or delete it")
             run_dir.mkdir(parents=True)
-            _write_json(run_dir / JOB_CONFIG, cfg.to_dict())
+            atomic.write_json(run_dir / JOB_CONFIG, cfg.to_dict())
             args = ["--config", str(run_dir / JOB_CONFIG), "--run-dir", str(run_dir), "--no-progress"]
             self._spawn(name, run_dir, args, device, processes)
         return name
@@ -157,7 +157,7 @@ class JobManager:
             except ProcessLookupError:
                 return  # it ended meanwhile
             if job is not None:
-                _write_json(run_dir / JOB, {**job, "stop_requested": time.time()})
+                atomic.write_json(run_dir / JOB, {**job, "stop_requested": time.time()})
 
     def delete(self, name: str) -> None:
         """Delete a run folder with its checkpoints; refused while the run is live."""
@@ -269,7 +269,7 @@ class JobManager:
             proc = subprocess.Popen(cmd, cwd=os.getcwd(), env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self._procs[name] = proc
-        _write_json(run_dir / JOB, {"pid": proc.pid, "command": shlex.join(cmd), "argv": cmd, "started": started,
+        atomic.write_json(run_dir / JOB, {"pid": proc.pid, "command": shlex.join(cmd), "argv": cmd, "started": started,
                                     "device": device, "processes": processes, "log_offset": offset})
 
     def _alive(self, name: str, pid: int | None, marker: bytes) -> tuple[bool, int | None]:
@@ -438,9 +438,3 @@ def _log_since(path: Path, offset: int) -> str:
             return f.read().decode("utf-8", errors="replace").strip()
     except OSError:
         return ""
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from core import checkpoints, train_config
+from core import atomic, checkpoints, train_config
 from core.data import build_split
 from core.devices import pick_device
 from core.errors import ConfigError, StudioError
@@ -104,7 +104,7 @@ class Trainer:
         loader = DataLoader(self.train_set, batch_size=opt.batch_size, sampler=sampler, drop_last=True)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(self.run_dir / "config.json", self.cfg.to_dict())
+            atomic.write_json(self.run_dir / "config.json", self.cfg.to_dict())
             self._status("running")
         bar = tqdm(total=opt.max_steps, initial=self.step, disable=not (self.is_main and self.show_progress),
                    desc="train", unit="step", dynamic_ncols=True)
@@ -210,7 +210,7 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
 
     def _status(self, state: str, **extra) -> None:
-        _write_json(self.run_dir / "status.json", {
+        atomic.write_json(self.run_dir / "status.json", {
             "state": state, "step": self.step, "max_steps": self.cfg.train.max_steps,
             "pid": os.getpid(), "world_size": self.world, "updated": time.time(), **extra,
         })
@@ -230,7 +230,7 @@ class Trainer:
             extra_tensors={"optimizer.safetensors": opt_tensors},
             extra_files={"trainer_state.json": json.dumps(state).encode()},
         )
-        _write_text_atomic(self.run_dir / "latest", name)
+        atomic.write_text(self.run_dir / "latest", name)
         old = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir() and p.name != name)
         for p in old[: max(0, len(old) - (self.cfg.train.keep_checkpoints - 1))]:
             checkpoints.remove_checkpoint(p)
@@ -293,17 +293,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
             continue
         if row.get("step", 0) <= step:
             keep.append(line)
-    _write_text_atomic(path, "".join(line + "\n" for line in keep))
-
-
-def _write_json(path: Path, obj) -> None:
-    _write_text_atomic(path, json.dumps(obj, indent=2))
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(line + "\n" for line in keep))
 
 
 def main(argv: list[str] | None = None) -> int:
