@@ -6,43 +6,9 @@ missing browser fails this test instead of skipping it.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
-TIMEOUT_MS = 30_000  # generous: CI machines are small and shared
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        reason = f"no chromium at {CHROMIUM}: apt-get install chromium"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests must run in CI, but there is {reason}", pytrace=False)
-        pytest.skip(reason)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+from playwright.sync_api import Page, expect
 
 
 def test_changing_the_layer_count_updates_the_formula_and_the_cone(app_url: str, page: Page, tmp_path: Path) -> None:
