@@ -47,7 +47,7 @@ from torch import nn
 
 from core.errors import ConfigError
 from core.models import register
-from core.models.wavenet import Cond
+from core.models.wavenet import Cond, embed_classes
 
 __all__ = ["Cond", "GatedPixelCNN", "PixelCNNConfig"]
 
@@ -198,16 +198,8 @@ class GatedPixelCNN(nn.Module):
         cond = cond or Cond()
         if cond.local is not None:
             raise ValueError("a PixelCNN has no local conditioning but Cond.local was given")
-        n, classes = self.config.n_classes, cond.classes
-        if not n:
-            if classes is not None:
-                raise ValueError("this model has no classes (n_classes=0) but Cond.classes was given")
-            return None
-        if classes is None:
-            raise ValueError(f"this model is class-conditional: pass Cond(classes=...) with ids in [0, {n})")
-        if classes.min() < 0 or classes.max() >= n:
-            raise ValueError(f"class ids must be in [0, {n}), got {classes.tolist()}")
-        return self.class_embedding(classes)[:, :, None, None]
+        g = embed_classes(self.class_embedding, self.config.n_classes, cond.classes)
+        return None if g is None else g[:, :, None, None]
 
     # -- the network --------------------------------------------------------------------
 

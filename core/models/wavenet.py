@@ -45,6 +45,19 @@ class Cond:
     local: torch.Tensor | None = None
 
 
+def embed_classes(embedding: nn.Embedding | None, n_classes: int, classes: torch.Tensor | None) -> torch.Tensor | None:
+    """classes (B,) -> embedding(classes) (B, D), after checking they fit a model with n_classes (0 = none)."""
+    if not n_classes:
+        if classes is not None:
+            raise ValueError("this model has no classes (n_classes=0) but Cond.classes was given")
+        return None
+    if classes is None:
+        raise ValueError(f"this model is class-conditional: pass Cond(classes=...) with ids in [0, {n_classes})")
+    if classes.min() < 0 or classes.max() >= n_classes:
+        raise ValueError(f"class ids must be in [0, {n_classes}), got {classes.tolist()}")
+    return embedding(classes)
+
+
 @dataclass
 class WaveNetConfig:
     quantization_levels: int = 256  # Q: categories per sample
@@ -191,16 +204,7 @@ class WaveNet(nn.Module):
 
     def class_conditioning(self, classes: torch.Tensor | None) -> torch.Tensor | None:
         """classes (B,) -> (B, L*2*C_dil), or None for a model without classes."""
-        n = self.config.n_classes
-        if not n:
-            if classes is not None:
-                raise ValueError("this model has no classes (n_classes=0) but Cond.classes was given")
-            return None
-        if classes is None:
-            raise ValueError(f"this model is class-conditional: pass Cond(classes=...) with ids in [0, {n})")
-        if classes.min() < 0 or classes.max() >= n:
-            raise ValueError(f"class ids must be in [0, {n}), got {classes.tolist()}")
-        return self.class_embedding(classes)
+        return embed_classes(self.class_embedding, self.config.n_classes, classes)
 
     def upsample_local(self, local: torch.Tensor, t: int, offset: int = 0) -> torch.Tensor:
         """(B, C_local, T_local) -> (B, C_local, t): frame (offset+i)//hop for sample offset+i."""
