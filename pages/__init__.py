@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from core.model_store import ModelStore
-from pages import audio, models, receptive_field, train
+from pages import audio, models, receptive_field, signals, train
 
 
 class Page(NamedTuple):
@@ -22,4 +22,5 @@ PAGES: list[Page] = [
     Page("Models", "models", models.build),
     Page("Train", "train", train.build),
     Page("Receptive field", "receptive-field", receptive_field.build),
+    Page("Signals", "signals", signals.build),
 ]

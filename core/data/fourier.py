@@ -129,8 +129,30 @@ def fourier_split(split: str, model_config, *, seed: int = 0, curves: int = 2048
     The model must predict 127 levels (linear codec, or "none" for the same tokens) from
     one local channel; ConfigError otherwise.
     """
+    check_fourier_model(model_config)
+    _check_int("seed", seed, 0)
+    _check_int("curves", curves, 1)
+    if max_items is not None:
+        _check_int("max_items", max_items, 1)
+    n = curves if split == "train" else max(16, curves // 8)
+    n = min(n, max_items) if max_items is not None else n
+    x, periods = split_curves(split, n, length, seed, terms)
+    return FourierDataset(encode(x, LEVELS, "linear"), periods)
+
+
+def split_curves(split: str, n_curves: int, length: int = 500, seed: int = 0,
+                 terms: Sequence[int] = TERMS) -> tuple[np.ndarray, np.ndarray]:
+    """The first `n_curves` float curves (N, T) and periods (N,) of `split` for data seed `seed`.
+
+    These are the curves `fourier_split` tokenises: e.g. the lab forecasts held-out "test" curves.
+    """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    return fourier_curves(len(SPLITS) * seed + SPLITS.index(split), n_curves, length, terms)
+
+
+def check_fourier_model(model_config) -> None:
+    """ConfigError unless the model predicts the curves' 127 linear levels from one local (period) channel."""
     if model_config.quantization_levels != LEVELS:
         raise ConfigError(f"the Fourier curves are quantised to {LEVELS} levels but the model predicts "
                           f"quantization_levels={model_config.quantization_levels}; set it to {LEVELS}")
@@ -141,11 +163,3 @@ def fourier_split(split: str, model_config, *, seed: int = 0, curves: int = 2048
     if local_channels != 1:
         raise ConfigError(f"a Fourier model is conditioned on the period through local_channels=1, "
                           f"got local_channels={local_channels}")
-    _check_int("seed", seed, 0)
-    _check_int("curves", curves, 1)
-    if max_items is not None:
-        _check_int("max_items", max_items, 1)
-    n = curves if split == "train" else max(16, curves // 8)
-    n = min(n, max_items) if max_items is not None else n
-    x, periods = fourier_curves(len(SPLITS) * seed + SPLITS.index(split), n, length, terms)
-    return FourierDataset(encode(x, LEVELS, "linear"), periods)
