@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from core.model_store import ModelStore
-from pages import audio, models, receptive_field, signals, train
+from pages import audio, digits, models, receptive_field, signals, train
 
 
 class Page(NamedTuple):
@@ -19,6 +19,7 @@ class Page(NamedTuple):
 
 PAGES: list[Page] = [
     Page("Audio", "audio", audio.build),
+    Page("Digits", "digits", digits.build),
     Page("Models", "models", models.build),
     Page("Train", "train", train.build),
     Page("Receptive field", "receptive-field", receptive_field.build),

@@ -256,3 +256,21 @@ def test_three_training_steps_on_mnist_shaped_digits_write_a_loadable_checkpoint
     assert all(math.isfinite(r["nll_nats"]) for r in rows)
     loaded = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000003")
     assert isinstance(loaded, GatedPixelCNN) and loaded.config == model
+
+
+@pytest.mark.parametrize("n_classes", [0, 3])
+def test_row_by_row_logits_equal_the_full_forward_at_every_row(n_classes):
+    torch.manual_seed(0)
+    cfg = PixelCNNConfig(quantization_levels=5, height=6, width=5, channels=4, layers=3, first_kernel_size=3,
+                         kernel_size=3, skip_channels=6, head_channels=6, n_classes=n_classes)
+    model = GatedPixelCNN(cfg).eval()
+    x = torch.randint(0, 5, (2, 30))
+    cond = Cond(classes=torch.tensor([0, 2])) if n_classes else None
+    full = model(x, cond).reshape(2, 5, 6, 5)
+    for r in range(6):
+        row = model.row_logits(x[:, r * 5 : (r + 1) * 5], model.row_context(x, cond, r))
+        torch.testing.assert_close(row, full[:, :, r], atol=1e-5, rtol=1e-5)
+    later = x.clone()
+    later[:, 15:] = torch.randint(0, 5, (2, 15))  # rows >= 3 do not reach row 3's context
+    for a, b in zip(model.row_context(x, cond, 3), model.row_context(later, cond, 3), strict=True):
+        assert torch.equal(a, b)

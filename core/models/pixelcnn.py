@@ -139,21 +139,29 @@ class GatedLayer(nn.Module):
     def forward(self, v: torch.Tensor, h: torch.Tensor,
                 cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """v, h (B, C, H, W); cond (B, 4C, 1, 1) or None -> (v', h', skip)."""
-        s, width = self.s, h.shape[3]
+        cv, ch = cond.chunk(2, dim=1) if cond is not None else (None, None)
+        v, v_pre = self.vertical(v, cv)
+        from_above = self.v_to_h(F.pad(v_pre, (0, 0, 1, 0))[:, :, :-1])  # shifted down: row r gets row r-1
+        h, skip = self.horizontal(h, from_above if ch is None else from_above + ch)
+        return v, h, skip
+
+    def vertical(self, v: torch.Tensor, cv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """v (B, C, H', W) -> (v' (B, C, H', W), v_pre before the class (B, 2C, H', W)); row r sees rows <= r."""
+        s = self.s
         v_pre = self.v_conv(F.pad(v, (s, s, s, 0)))  # (r, c) sees rows r-s..r, columns c-s..c+s
+        if self.last:  # the last vertical output would be unused
+            return v, v_pre
+        return gate(v_pre if cv is None else v_pre + cv), v_pre
+
+    def horizontal(self, h: torch.Tensor, from_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h (B, C, H', W) and what the rows above (and the class) give it (B, 2C, H', W) -> (h', skip)."""
+        s, width = self.s, h.shape[3]
         # Mask A: a width-s kernel over left padding s gives W + 1 outputs; output c sees c-s..c-1.
-        h_pre = self.h_conv(F.pad(h, (s, 0)))[..., :width]
-        v_above = F.pad(v_pre, (0, 0, 1, 0))[:, :, :-1]  # shifted down: row r holds row r-1
-        h_pre = h_pre + self.v_to_h(v_above)
-        if cond is not None:
-            cv, ch = cond.chunk(2, dim=1)
-            v_pre, h_pre = v_pre + cv, h_pre + ch
-        o = self.h_out(gate(h_pre))
+        o = self.h_out(gate(self.h_conv(F.pad(h, (s, 0)))[..., :width] + from_above))
         r = self.residual_channels
         if r:
             h = o[:, :r] if self.first else h + o[:, :r]
-        v = v if self.last else gate(v_pre)  # the last vertical output would be unused
-        return v, h, o[:, r:]
+        return h, o[:, r:]
 
 
 @register("pixelcnn")
@@ -211,6 +219,39 @@ class GatedPixelCNN(nn.Module):
         skip = 0
         for layer, gl in zip(self.layers, per_layer, strict=True):
             v, h, s = layer(v, h, gl)
+            skip = skip + s
+        return self.head(skip).flatten(2)
+
+    # -- row by row, for sampling ---------------------------------------------------------
+
+    def row_context(self, x: torch.Tensor, cond: Cond | None, row: int) -> list[torch.Tensor]:
+        """What row `row` gets from the rows above it and the class, per layer: [(B, 2C, 1, W)] * L.
+
+        x (B, H*W) tokens; only rows < `row` are read. With it, `row_logits` gives the logits of
+        the whole row from the row's own tokens: sampling costs one vertical pass per row plus
+        one cheap one-row horizontal pass per pixel, not one full forward pass per pixel.
+        """
+        g = self.class_conditioning(cond)
+        per_layer = g.chunk(len(self.layers), dim=1) if g is not None else [None] * len(self.layers)
+        v = self.input_features(x)[:, :, :row]  # (B, C, row, W): rows above only
+        context = []
+        for layer, gl in zip(self.layers, per_layer, strict=True):
+            cv, ch = gl.chunk(2, dim=1) if gl is not None else (None, None)
+            if row:
+                v, v_pre = layer.vertical(v, cv)
+                above = v_pre[:, :, -1:]
+            else:  # the first row sees the zero padding above the image
+                above = x.new_zeros((x.shape[0], layer.v_to_h.in_channels, 1, self.config.width), dtype=v.dtype)
+            from_above = layer.v_to_h(above)
+            context.append(from_above if ch is None else from_above + ch)
+        return context
+
+    def row_logits(self, tokens: torch.Tensor, context: list[torch.Tensor]) -> torch.Tensor:
+        """One row's tokens (B, W) and its `row_context` -> logits (B, Q, W); column c sees columns < c."""
+        h = self.embedding(tokens).transpose(1, 2).unsqueeze(2)  # (B, C, 1, W)
+        skip = 0
+        for layer, from_above in zip(self.layers, context, strict=True):
+            h, s = layer.horizontal(h, from_above)
             skip = skip + s
         return self.head(skip).flatten(2)
 
