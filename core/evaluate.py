@@ -79,6 +79,21 @@ def find_train_config(checkpoint: Path) -> Path:
                       "config.json); pass --config with the data section to evaluate on")
 
 
+def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", config: str | Path | None = None,
+                        overrides: list[str] = (), batch_size: int = 16, max_batches: int = 0,
+                        device: str | None = None) -> dict:
+    """The report `python -m core.evaluate` prints, as a dict: split, items, dims_per_item,
+    nll_nats_per_dim, bits_per_dim, nll_nats_per_item, accuracy. StudioError if it cannot run."""
+    checkpoint = Path(checkpoint)
+    dev = pick_device(device)
+    model = load_checkpoint(checkpoint, dev)
+    cfg = train_config.load(config or find_train_config(checkpoint), list(overrides))
+    m = evaluate(model, build_split(cfg.data, split, model.config), batch_size, dev, max_batches)
+    return {"split": split, "items": m["items"], "dims_per_item": m["dims_per_item"],
+            "nll_nats_per_dim": m["nll_nats"], "bits_per_dim": m["bits"],
+            "nll_nats_per_item": m["nll_nats"] * m["dims_per_item"], "accuracy": m["acc"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint folder")
@@ -91,20 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     try:
-        checkpoint = Path(args.checkpoint)
-        device = pick_device(args.device)
-        model = load_checkpoint(checkpoint, device)
-        cfg = train_config.load(args.config or find_train_config(checkpoint), args.overrides)
-        dataset = build_split(cfg.data, args.split, model.config)
-        m = evaluate(model, dataset, args.batch_size, device, args.max_batches)
+        report = evaluate_checkpoint(args.checkpoint, args.split, args.config, args.overrides, args.batch_size,
+                                     args.max_batches, args.device)
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({
-        "split": args.split, "items": m["items"], "dims_per_item": m["dims_per_item"],
-        "nll_nats_per_dim": m["nll_nats"], "bits_per_dim": m["bits"],
-        "nll_nats_per_item": m["nll_nats"] * m["dims_per_item"], "accuracy": m["acc"],
-    }))
+    print(json.dumps(report))
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import checkpoints  # noqa: E402
+from core.evaluate import evaluate_checkpoint  # noqa: E402
 
 RESUME_FILES = ("optimizer.safetensors", "trainer_state.json")
 
@@ -31,12 +32,21 @@ def training_seconds(run: Path) -> float:
     return max(times) - min(times) if times else 0.0
 
 
-def export(run: Path, dest: Path, data: str, command: str) -> Path:
+def export(run: Path, dest: Path, data: str, command: str, test: bool = False, notes_file: Path | None = None) -> Path:
+    """Write the bundle; `test` adds the whole test split's NLL (core.evaluate), `notes_file` more Markdown."""
     ckpt = checkpoints.latest_checkpoint(run)
     if ckpt is None:
         raise SystemExit(f"{run} has no checkpoint yet")
     model = checkpoints.load_checkpoint(ckpt)
     metrics = checkpoints.read_metrics(ckpt)
+    test_lines = []
+    if test:
+        report = evaluate_checkpoint(ckpt, "test")
+        metrics = {**metrics, "test_bits_per_dim": round(report["bits_per_dim"], 5),
+                   "test_nll_nats_per_item": round(report["nll_nats_per_item"], 3)}
+        test_lines = [f"- Test NLL: **{report['bits_per_dim']:.4f} bits per dim** "
+                      f"({report['nll_nats_per_item']:.2f} nats per item, {report['items']:,} items), from "
+                      f"`python -m core.evaluate --checkpoint {dest} --split test`"]
     hours = training_seconds(run) / 3600
     train_cfg = json.loads((run / "config.json").read_text())
     notes = "\n".join([
@@ -46,9 +56,12 @@ def export(run: Path, dest: Path, data: str, command: str) -> Path:
         f"- Training: {metrics.get('step', '?')} steps, {hours:.2f} h on a 2-core CPU",
         f"- Validation NLL: {metrics.get('valid_bits_per_sample', '?')} bits per sample "
         f"({metrics.get('valid_nll_nats', '?')} nats)",
+        *test_lines,
         "- Rebuild or continue: `python scripts/bundle.py restore <this folder> runs/NAME`, then "
         "`python -m core.train --run-dir runs/NAME --resume --set train.max_steps=N`.",
     ])
+    if notes_file is not None:
+        notes += "\n\n" + notes_file.read_text().strip()
     checkpoints.save_checkpoint(
         model, dest, overwrite=True, metrics=metrics, card=checkpoints.model_card(model, metrics, notes),
         extra_files={"train_config.json": json.dumps(train_cfg, indent=2).encode(),
@@ -76,11 +89,13 @@ def main() -> None:
     e.add_argument("dest", type=Path)
     e.add_argument("--data", required=True, help="what the model was trained on, for the model card")
     e.add_argument("--command", required=True, help="the training command, for the model card")
+    e.add_argument("--test", action="store_true", help="also measure the test split's NLL for the card")
+    e.add_argument("--notes", type=Path, default=None, help="a Markdown file to append to the card")
     r = sub.add_parser("restore", help="make a run folder from a bundle, to resume training")
     r.add_argument("bundle", type=Path)
     r.add_argument("run", type=Path)
     args = p.parse_args()
-    print(export(args.run, args.dest, args.data, args.command) if args.verb == "export"
+    print(export(args.run, args.dest, args.data, args.command, args.test, args.notes) if args.verb == "export"
           else restore(args.bundle, args.run))
 
 

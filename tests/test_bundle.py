@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from core.checkpoints import load_checkpoint
+from core.evaluate import evaluate_checkpoint
 from core.train import main as train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,3 +32,18 @@ def test_export_then_restore_resumes_training_where_the_bundle_stopped(tmp_path)
     bundle("restore", str(dest), str(again))
     assert train(["--run-dir", str(again), "--resume", "--no-progress", "--set", "train.max_steps=6"]) == 0
     assert json.loads((again / "status.json").read_text())["step"] == 6
+
+
+def test_export_with_test_puts_the_test_nll_and_notes_in_the_card(tmp_path):
+    run = tmp_path / "run"
+    assert train(["--config", str(ROOT / "configs/tone500.json"), "--run-dir", str(run), "--no-progress",
+                  *sum((["--set", s] for s in TINY), [])]) == 0
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Extra\n\nforecast table here\n")
+    dest = tmp_path / "bundled"
+    bundle("export", str(run), str(dest), "--data", "tone", "--command", "c", "--test", "--notes", str(notes))
+    measured = evaluate_checkpoint(dest, "test")  # the bundle's own train_config.json names the data
+    metrics = json.loads((dest / "metrics.json").read_text())
+    assert metrics["test_bits_per_dim"] == round(measured["bits_per_dim"], 5)
+    card = (dest / "README.md").read_text()
+    assert f"{measured['bits_per_dim']:.4f} bits per dim" in card and "forecast table here" in card
