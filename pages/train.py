@@ -4,7 +4,8 @@ Runs are subprocesses of the training CLI managed by core.jobs.JobManager, each 
 folder under the app's runs folder (`python app.py --runs DIR --max-runs N`); the page polls
 the folder with a gr.Timer, so a browser reload or an app restart re-attaches to running runs.
 Once a run starts here, the runs folder is also served by the app's model store: stopped and
-finished runs are models on the Models and Audio pages (their latest checkpoint).
+finished runs are models on the Models page and on the page that samples them (Audio, Digits or
+Signals), as their latest checkpoint.
 
 Plain functions, each testable without a browser:
 
@@ -322,6 +323,18 @@ def curves_figure(status: dict) -> go.Figure:
     return fig
 
 
+def sample_page(config: dict) -> tuple[str, str] | None:
+    """(path, title) of the page that samples a run with this training config, or None."""
+    kind = (config.get("data") or {}).get("kind")
+    if kind == "mnist":
+        return "digits", "Digits"
+    if kind == "fourier":
+        return "signals", "Signals"
+    if ((config.get("model") or {}).get("sample_rate")):
+        return "audio", "Audio"
+    return None
+
+
 def progress_html(status: dict | None) -> str:
     """A progress bar with the step, the state and the time left."""
     if not status:
@@ -331,8 +344,8 @@ def progress_html(status: dict | None) -> str:
     left = f" · about {_duration(status['eta_s'])} left" if status["eta_s"] is not None else ""
     done = ""
     if status["state"] in ("stopped", "finished", "failed") and status["checkpoint"]:
-        audio = ((status.get("config") or {}).get("model") or {}).get("sample_rate")
-        sample = " or <a href='audio'>sample it</a>" if audio else ""
+        page = sample_page(status.get("config") or {})
+        sample = f" or <a href='{page[0]}'>sample it on the {page[1]} page</a>" if page else ""
         done = (f"<br>Latest checkpoint <code>{status['checkpoint']}</code>: see it on the "
                 f"<a href='models'>Models</a> page{sample}.")
     return (f"<div style='background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden'>"
