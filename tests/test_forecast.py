@@ -71,3 +71,19 @@ def test_bad_requests_are_refused_with_the_reason() -> None:
                                   skip_channels=4, head_channels=4))
     with pytest.raises(ConfigError, match="127 levels"):
         sample_curves(audio, 6.0, 10)
+
+
+def test_the_horizons_script_reports_each_checkpoints_rmse_and_a_table(tmp_path) -> None:
+    from core.checkpoints import save_checkpoint
+    from scripts.fourier_horizons import main
+
+    for seed in (0, 1):
+        save_checkpoint(tiny_fourier_model(seed), tmp_path / f"m{seed}")
+    table = tmp_path / "table.md"
+    report = main([str(tmp_path / "m0"), str(tmp_path / "m1"), "--curves", "3", "--observe", "40", "--horizon", "12",
+                   "--trajectories", "2", "--markdown", str(table)])
+    curves, periods = split_curves("test", 3, 500)
+    expected = horizon_error(tiny_fourier_model(1), curves, periods, 40, 12, 2, seed=0)
+    assert np.allclose(report["models"][str(tmp_path / "m1")], expected, atol=1e-6)
+    text = table.read_text()
+    assert "| m0 |" in text and "| m1 |" in text and "h = 10" in text and "h = 25" not in text
