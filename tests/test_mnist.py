@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from core import train_config
 from core.data import DataConfig, build_split, mnist
 from core.data.mnist import (
     CONTENT_SHA256,
@@ -28,6 +29,9 @@ from core.data.mnist import (
 )
 from core.errors import ConfigError
 from core.models.wavenet import WaveNetConfig
+from core.train import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def digit_model(**kw) -> WaveNetConfig:
@@ -304,3 +308,16 @@ def test_data_config_refuses_bad_mnist_options(field, value):
     with pytest.raises(ConfigError, match=field):
         DataConfig(kind="mnist", **{field: value})
 
+
+
+@pytest.mark.parametrize("name, levels", [("digits_wavenet", 256), ("digits_wavenet_binary", 2),
+                                          ("digits_pixelcnn", 256)])
+def test_the_shipped_digit_configs_train_on_real_mnist_at_their_levels(real_cache, tmp_path, name, levels):
+    cfg = train_config.load(ROOT / "configs" / f"{name}.json", ["train.max_steps=1", "train.batch_size=2",
+                                                                "train.valid_every=1", "train.valid_batches=1"])
+    test = build_split(cfg.data, "test", cfg.model_config())
+    assert len(test) == 10_000
+    x, y = test[0]
+    assert x.shape == (784,) and int(x.max()) < levels and int(x.max()) == levels - 1  # the full range is used
+    assert int(y) == int(load_mnist()["y_test"][0])
+    assert Trainer(cfg, tmp_path / "run", device="cpu", show_progress=False).run()["nll_nats"] > 0
