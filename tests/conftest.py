@@ -81,9 +81,12 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A fresh 1280x900 page in its own browser context."""
+    """A fresh 1280x900 page in its own browser context; actions and expect() wait up to BROWSER_TIMEOUT_MS."""
+    from playwright.sync_api import expect
+
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
     try:
         yield context.new_page()
     finally:
