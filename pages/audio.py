@@ -35,6 +35,7 @@ from core.errors import ConfigError, StudioError
 from core.generate import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
+from pages.checks import is_whole, require
 
 MAX_VARIATIONS = 4
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
@@ -131,19 +132,19 @@ def check_settings(
 ) -> Settings:
     """Validate the page's inputs for `model` (ConfigError naming the input); 0 top-k means off."""
     check_audio_model(model)
-    need = _require
+    need = require
     sr = model.config.sample_rate
     need(isinstance(seconds, (int, float)) and 1 / sr <= seconds <= MAX_SECONDS,
          f"seconds to generate must be in [1/{sr}, {MAX_SECONDS:g}], got {seconds!r}")
     need(isinstance(temperature, (int, float)) and 0 <= temperature <= 2,
          f"temperature must be in [0, 2] (0 = greedy), got {temperature!r}")
-    need(top_k is None or (_is_whole(top_k) and top_k >= 0), f"top-k must be a whole number >= 0, got {top_k!r}")
-    need(_is_whole(variations) and 1 <= variations <= MAX_VARIATIONS,
+    need(top_k is None or (is_whole(top_k) and top_k >= 0), f"top-k must be a whole number >= 0, got {top_k!r}")
+    need(is_whole(variations) and 1 <= variations <= MAX_VARIATIONS,
          f"variations must be a whole number in [1, {MAX_VARIATIONS}], got {variations!r}")
-    need(seed is None or (_is_whole(seed) and 0 <= seed < 2**63), f"seed must be a whole number >= 0, got {seed!r}")
+    need(seed is None or (is_whole(seed) and 0 <= seed < 2**63), f"seed must be a whole number >= 0, got {seed!r}")
     n_classes = model.config.n_classes
     if n_classes:
-        need(class_id is not None and _is_whole(class_id) and 0 <= class_id < n_classes,
+        need(class_id is not None and is_whole(class_id) and 0 <= class_id < n_classes,
              f"this model is class-conditional: class id must be in [0, {n_classes - 1}], got {class_id!r}")
     return Settings(
         seconds=float(seconds),
@@ -362,12 +363,3 @@ def _envelope(x: np.ndarray, offset: int, sample_rate: int, bins: int = 1500) ->
     lo, hi = np.minimum.reduceat(x, edges[:-1]), np.maximum.reduceat(x, edges[:-1])
     t = (offset + np.repeat(edges[:-1], 2)) / sample_rate
     return t, np.stack([lo, hi], axis=1).reshape(-1)
-
-
-def _is_whole(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and float(x).is_integer()
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)

@@ -30,6 +30,7 @@ from core.generate import make_stepper
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet, WaveNetConfig
 from core.receptive_field import input_gradient
+from pages.checks import is_whole
 
 MARGIN = 4  # the diagram shows positions 0 .. R + MARGIN - 1: the newest output's whole cone, and some room
 MAX_DIAGRAM_R = 2100  # wider than this the graph is not drawn (the numbers still are)
@@ -54,7 +55,7 @@ def config_from_controls(kernel_size: float, stacks: float, layers_per_stack: fl
     for name, value, low in (("kernel size", kernel_size, 2), ("stacks", stacks, 1),
                              ("layers per stack", layers_per_stack, 1), ("input kernel size", input_kernel_size, 1),
                              ("channels", channels, 1)):
-        if not (_is_whole(value) and value >= low):
+        if not (is_whole(value) and value >= low):
             raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
     dilations = graph.dilations_for(pattern, int(layers_per_stack), int(stacks), custom_dilations)
     c = int(channels)
@@ -212,7 +213,7 @@ def receptive_field_diagram(kernel_size: float, stacks: float, layers_per_stack:
         last = diagram_length(config) - 1
         if output_t is None:
             output_t = last
-        if not (_is_whole(output_t) and 0 <= output_t <= last):
+        if not (is_whole(output_t) and 0 <= output_t <= last):
             raise ConfigError(f"output t must be a whole number in [0, {last}] (R + {MARGIN} - 1), got {output_t!r}")
         t = int(output_t)
         return cone_figure(config, t), formula_markdown(config, t), padding_figure(config)
@@ -242,7 +243,7 @@ def stack_costs(kernel_size: float, stacks: float, layers_per_stack: float, patt
     try:
         config = config_from_controls(kernel_size, stacks, layers_per_stack, pattern, custom_dilations,
                                       input_kernel_size, channels)
-        if not (_is_whole(batch) and batch >= 1):
+        if not (is_whole(batch) and batch >= 1):
             raise ConfigError(f"batch must be a whole number >= 1, got {batch!r}")
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
@@ -297,7 +298,7 @@ def training_window(kernel_size: float, stacks: float, layers_per_stack: float, 
     try:
         config = config_from_controls(kernel_size, stacks, layers_per_stack, pattern, custom_dilations,
                                       input_kernel_size)
-        if not (_is_whole(targets) and targets >= 1):
+        if not (is_whole(targets) and targets >= 1):
             raise ConfigError(f"targets T must be a whole number >= 1, got {targets!r}")
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
@@ -410,9 +411,9 @@ def generation_cost(kernel_size: float, channels: float) -> tuple[go.Figure, str
     full) and then samples for about COST_SECONDS; no larger R is started after COST_BUDGET seconds.
     """
     try:
-        if not (_is_whole(kernel_size) and 2 <= kernel_size <= 5):
+        if not (is_whole(kernel_size) and 2 <= kernel_size <= 5):
             raise ConfigError(f"kernel size must be a whole number in [2, 5], got {kernel_size!r}")
-        if not (_is_whole(channels) and 1 <= channels <= 128):
+        if not (is_whole(channels) and 1 <= channels <= 128):
             raise ConfigError(f"channels must be a whole number in [1, 128], got {channels!r}")
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
@@ -585,7 +586,3 @@ def _bytes(n: int) -> str:
     if n < 1024:
         return f"{n:,} B"
     return f"{n / 1024:,.1f} KiB" if n < 1024**2 else f"{n / 1024**2:,.1f} MiB"
-
-
-def _is_whole(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and float(x).is_integer()
