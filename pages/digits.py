@@ -29,6 +29,7 @@ from core.generate import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from pages.checks import number_in, require, seed_or_none, whole_in
+from pages.model_picker import model_picker
 
 SCALE, GAP, COLUMNS = 4, 4, 8  # pixels per digit pixel, pixels between tiles, tiles per grid row
 MAX_COUNT = 16
@@ -217,15 +218,9 @@ def posterior_figure(posterior: np.ndarray) -> go.Figure:
 
 def build(store: ModelStore) -> None:
     """Lay out the digits page inside the current Blocks context and wire its events."""
-    entries = digit_models(store)
-    first = entries[0] if entries else None
     gr.Markdown("## Digits\nMNIST digits drawn pixel by pixel in raster order, given the class: by a WaveNet over "
                 "the 784-pixel scanline, or a Gated PixelCNN.")
-    with gr.Row():
-        model = gr.Dropdown([(m["name"], m["path"]) for m in entries], value=first and first["path"], label="model",
-                            scale=5, allow_custom_value=True)
-        refresh = gr.Button("↻", scale=0, min_width=40)
-    info = gr.Markdown(model_summary(first))
+    model = model_picker(store, digit_models, model_summary)
     with gr.Tab("Sample"):
         with gr.Row():
             with gr.Column(scale=1):
@@ -266,14 +261,6 @@ def build(store: ModelStore) -> None:
                     surprise = gr.Plot(label="surprise")
                     posterior = gr.Plot(label="class posterior")
 
-    def refresh_models(current: str | None):
-        found = [(m["name"], m["path"]) for m in digit_models(store)]
-        paths = [path for _, path in found]
-        return gr.Dropdown(choices=found, value=current if current in paths else next(iter(paths), None))
-
-    def describe(path: str | None) -> str:
-        return model_summary(next((m for m in digit_models(store) if m["path"] == path), None))
-
     def show_on_canvas(source: str, index: float, drawing: dict | None):
         try:
             return editor_background(_original(source, index, drawing)[0])
@@ -288,8 +275,6 @@ def build(store: ModelStore) -> None:
     shuffle.click(lambda: int(np.random.default_rng().integers(10_000)), None, index, api_visibility="private")
     for trigger in (index.change, source.change, drawing.change):
         trigger(show_on_canvas, [source, index, drawing], painted, api_visibility="private", show_progress="hidden")
-    refresh.click(refresh_models, model, model, api_visibility="private")
-    model.change(describe, model, info, api_visibility="private")
 
 
 def _model(store: ModelStore, path: str | None) -> torch.nn.Module:

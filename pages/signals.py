@@ -27,6 +27,7 @@ from core.forecast import Forecast, forecast, horizon_error, sample_curves
 from core.generate import default_method
 from core.model_store import ModelStore
 from pages.checks import number_in, require, seed_or_none, whole_in
+from pages.model_picker import model_picker
 
 CURVE_LENGTH = 500  # samples (10 s) per held-out curve, as in training
 HELD_OUT = 256  # held-out curves to choose from
@@ -201,16 +202,10 @@ def compare_horizons(store: ModelStore, curves: float, observe: float, horizon: 
 
 def build(store: ModelStore) -> None:
     """Lay out the signal lab inside the current Blocks context and wire its events."""
-    entries = signal_models(store)
-    first = entries[0] if entries else None
     gr.Markdown("## Fourier-series lab\nCurves s(t) = Σₖ aₖ sin(2πkt/P + φₖ) with 3 to 5 harmonics, sampled at "
                 f"{SAMPLE_RATE_HZ} Hz and quantised to 127 levels. The WaveNet is told the period P and predicts "
                 "each next sample.")
-    with gr.Row():
-        model = gr.Dropdown([(m["name"], m["path"]) for m in entries], value=first and first["path"], label="model",
-                            scale=5, allow_custom_value=True)
-        refresh = gr.Button("↻", scale=0, min_width=40)
-    info = gr.Markdown(model_summary(first))
+    model = model_picker(store, signal_models, model_summary)
     with gr.Tab("Samples"):
         with gr.Row():
             with gr.Column(scale=1):
@@ -257,14 +252,6 @@ def build(store: ModelStore) -> None:
                 compare_plot = gr.Plot(label="RMSE against horizon")
                 compare_table = gr.Markdown()
 
-    def refresh_models(current: str | None):
-        found = [(m["name"], m["path"]) for m in signal_models(store)]
-        paths = [path for _, path in found]
-        return gr.Dropdown(choices=found, value=current if current in paths else next(iter(paths), None))
-
-    def describe(path: str | None) -> str:
-        return model_summary(next((m for m in signal_models(store) if m["path"] == path), None))
-
     sample_button.click(partial(sample_signals, store), [model, period, seconds, count, temperature, seed],
                         [sample_plot, sample_status], api_name="sample_signals")
     forecast_button.click(partial(forecast_signal, store),
@@ -274,8 +261,6 @@ def build(store: ModelStore) -> None:
                          [c_curves, c_observe, c_horizon, c_trajectories, c_temperature],
                          [compare_plot, compare_table], api_name="compare_horizons")
     shuffle.click(lambda: int(np.random.default_rng().integers(HELD_OUT)), None, curve, api_visibility="private")
-    refresh.click(refresh_models, model, model, api_visibility="private")
-    model.change(describe, model, info, api_visibility="private")
 
 
 def _model(store: ModelStore, path: str | None):

@@ -1,0 +1,36 @@
+"""The model chooser the sampling pages share: a dropdown of the models a page can use, a ↻ button
+that re-scans the app's folders (a run trained meanwhile appears), and a summary of the chosen one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gradio as gr
+
+from core.model_store import ModelStore
+
+Lister = Callable[[ModelStore], list[dict]]  # the store's entries this page can use
+Summary = Callable[[dict | None], str]  # Markdown about one entry (None: nothing to choose)
+
+
+def model_picker(store: ModelStore, usable: Lister, summary: Summary) -> gr.Dropdown:
+    """Lay out the chooser in the current Blocks context and wire it; returns the dropdown (value: a path)."""
+    entries = usable(store)
+    first = entries[0] if entries else None
+    with gr.Row():
+        model = gr.Dropdown([(m["name"], m["path"]) for m in entries], value=first and first["path"], label="model",
+                            scale=5, allow_custom_value=True)
+        refresh = gr.Button("↻", scale=0, min_width=40)
+    info = gr.Markdown(summary(first))
+
+    def refresh_models(current: str | None) -> gr.Dropdown:
+        found = [(m["name"], m["path"]) for m in usable(store)]
+        paths = [path for _, path in found]
+        return gr.Dropdown(choices=found, value=current if current in paths else next(iter(paths), None))
+
+    def describe(path: str | None) -> str:
+        return summary(next((m for m in usable(store) if m["path"] == path), None))
+
+    refresh.click(refresh_models, model, model, api_visibility="private")
+    model.change(describe, model, info, api_visibility="private")
+    return model
