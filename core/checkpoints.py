@@ -149,8 +149,7 @@ def model_card(model: torch.nn.Module, metrics: dict | None = None, notes: str =
         "---",
         f"# {model.model_type} checkpoint",
         "",
-        f"Made with Autoregressive Studio. Parameters: {n_params:,}. "
-        f"Receptive field: {getattr(model, 'receptive_field', 'n/a')} samples.",
+        f"Made with Autoregressive Studio. Parameters: {n_params:,}. {_field_sentence(model)}",
         "",
     ]
     if notes:
@@ -161,6 +160,18 @@ def model_card(model: torch.nn.Module, metrics: dict | None = None, notes: str =
         lines.append("")
     lines += ["## Config", "", "```json", json.dumps(cfg, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def _field_sentence(model: torch.nn.Module) -> str:
+    """What the model's prediction of one position sees: R samples, or (an image model) a region of pixels."""
+    r = getattr(model, "receptive_field", None)
+    if r is not None:
+        return f"Receptive field: {r} samples."
+    c = model.config
+    if hasattr(c, "receptive_radius"):
+        reach = "every earlier pixel" if c.covers_image else f"the earlier pixels within {c.receptive_radius}"
+        return f"Receptive field: {reach} of the {c.height} x {c.width} image (radius {c.receptive_radius})."
+    return ""
 
 
 def _write_text(path: Path, text: str) -> None:

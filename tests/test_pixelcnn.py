@@ -274,3 +274,14 @@ def test_row_by_row_logits_equal_the_full_forward_at_every_row(n_classes):
     later[:, 15:] = torch.randint(0, 5, (2, 15))  # rows >= 3 do not reach row 3's context
     for a, b in zip(model.row_context(x, cond, 3), model.row_context(later, cond, 3), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_model_card_describes_the_receptive_field_as_a_region_of_pixels():
+    from core.checkpoints import model_card
+
+    whole = GatedPixelCNN(PixelCNNConfig(layers=13, first_kernel_size=7, kernel_size=5, channels=2, skip_channels=2,
+                                         head_channels=2))
+    assert "Receptive field: every earlier pixel of the 28 x 28 image (radius 27)." in model_card(whole)
+    part = GatedPixelCNN(PixelCNNConfig(layers=2, first_kernel_size=3, kernel_size=3, channels=2, skip_channels=2,
+                                        head_channels=2))
+    assert "the earlier pixels within 2 of the 28 x 28 image" in model_card(part)
