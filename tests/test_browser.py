@@ -36,7 +36,7 @@ def test_upload_move_temperature_generate_and_listen(app_url: str, page: Page, t
 
     page.goto(app_url + "audio")
     page.locator("input[type=file]").first.set_input_files(wav)
-    expect(page.get_by_test_id("waveform-conditioning audio")).to_be_visible()  # the upload reached the server
+    expect(page.get_by_test_id("waveform-conditioning audio").first).to_be_visible()  # the upload reached the server
 
     slider = page.get_by_label("range slider for temperature")
     temperature = page.get_by_label("number input for temperature")
