@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,14 @@ def tiny_audio_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(tiny_audio_models: Path) -> Iterator[str]:
     """The whole app serving `tiny_audio_models` on a free local port; yields its base URL (ending in '/')."""
-    demo = build_app(ModelStore([tiny_audio_models], device="cpu"))
+    with serving(tiny_audio_models) as url:
+        yield url
+
+
+@contextmanager
+def serving(models: Path) -> Iterator[str]:
+    """The whole app serving the checkpoints in `models` on a free local port, for the `with` block: its URL."""
+    demo = build_app(ModelStore([models], device="cpu"))
     url = launch(demo, port=free_port(), block=False)
     try:
         yield url

@@ -18,12 +18,11 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 import pages.digits as page
-from app import build_app, launch
 from core.checkpoints import save_checkpoint
 from core.data.mnist import requantise
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
-from tests.conftest import free_port, tiny_audio_config
+from tests.conftest import serving, tiny_audio_config
 from tests.test_digits import tiny_digit_pixelcnn, tiny_digit_wavenet
 from tests.test_mnist import real_cache  # noqa: F401  (the fixture: real MNIST, cached once)
 
@@ -42,12 +41,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(models: Path, real_cache: Path) -> Iterator[Client]:  # noqa: F811
-    demo = build_app(ModelStore([models], device="cpu"))
-    url = launch(demo, port=free_port(), block=False)
-    try:
+    with serving(models) as url:
         yield Client(url, verbose=False)
-    finally:
-        demo.close()
 
 
 def tiles(png: str, n: int, columns: int) -> np.ndarray:

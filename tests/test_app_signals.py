@@ -18,14 +18,13 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 import pages.signals as lab
-from app import build_app, launch
 from core.checkpoints import save_checkpoint
 from core.codecs import decode, encode
 from core.data.fourier import LEVELS
 from core.forecast import horizon_error
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
-from tests.conftest import free_port, tiny_audio_config
+from tests.conftest import serving, tiny_audio_config
 from tests.test_app_receptive_field import values
 from tests.test_forecast import tiny_fourier_model
 
@@ -41,12 +40,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(models: Path) -> Iterator[Client]:
-    demo = build_app(ModelStore([models], device="cpu"))
-    url = launch(demo, port=free_port(), block=False)
-    try:
+    with serving(models) as url:
         yield Client(url, verbose=False)
-    finally:
-        demo.close()
 
 
 def traces(plot: dict) -> dict[str, dict]:
