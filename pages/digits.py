@@ -36,6 +36,7 @@ MAX_COUNT = 16
 CANVAS = 280  # drawing and painting canvases: 10 x 10 screen pixels per digit pixel
 SOURCES = ("test digit", "drawing")
 HIDDEN_TINT = np.array([120, 20, 20], np.uint8)  # the pixels the model re-draws, in the "observed" tile
+AUTO_CLASS = "its own: the test digit's label, or the likeliest class of a drawing"
 
 
 def digit_models(store: ModelStore) -> list[dict]:
@@ -155,13 +156,13 @@ def sample_digits(store: ModelStore, model: str | None, digit: float, count: flo
 
 
 def infill_digits(store: ModelStore, model: str | None, source: str, index: float, drawing: dict | None, mask: str,
-                  painted: dict | None, digit: float | None, count: float, temperature: float, seed: float | None,
+                  painted: dict | None, digit: str | float | None, count: float, temperature: float, seed: float | None,
                   progress: gr.Progress = gr.Progress()) -> tuple[np.ndarray, go.Figure, go.Figure, str]:
     """The Infill handler: keep the `mask` pixels of a test or drawn digit, draw the rest `count` times.
 
     Returns (grid: original, observed (re-drawn pixels tinted), completions; surprise heatmap of the
-    original; class posterior bars; status). A blank `digit` means the test digit's label, or the
-    likeliest class of a drawing.
+    original; class posterior bars; status). `digit` "auto" (or None) means the test digit's label, or
+    the likeliest class of a drawing; else a class "0" .. "9".
     """
     try:
         net = _model(store, model)
@@ -174,8 +175,10 @@ def infill_digits(store: ModelStore, model: str | None, source: str, index: floa
         levels = net.config.quantization_levels
         x = dg.to_tokens(original[None], levels)  # (1, 784)
         posterior = dg.class_posterior(net, x)[0].numpy()
-        y = whole_in("digit", digit, 0, 9) if digit is not None else label if label is not None \
-            else int(posterior.argmax())
+        if digit is None or digit == "auto":
+            y = label if label is not None else int(posterior.argmax())
+        else:
+            y = whole_in("class", int(digit) if isinstance(digit, str) and digit.isdigit() else digit, 0, 9)
         start = time.perf_counter()
         completions = dg.sample(net, torch.full((count,), y), observed=(torch.from_numpy(keep), x),
                                 temperature=temperature, seed=seed, progress=_reporter(progress))
@@ -199,7 +202,7 @@ def surprise_figure(bits: np.ndarray, digit: int) -> go.Figure:
     """-log2 p(x_i | x_<i, y) as a 28 x 28 heatmap (trace "surprise", z in bits, row 0 at the top)."""
     fig = go.Figure(go.Heatmap(z=bits.reshape(dg.SIDE, dg.SIDE), colorscale="Inferno", name="surprise",
                                colorbar=dict(title="bits")))
-    fig.update_layout(title=f"where the model is surprised (class {digit}): {bits.sum():.0f} bits in all",
+    fig.update_layout(title=f"−log₂ p per pixel, class {digit}: {bits.sum():.0f} bits",
                       height=360, width=400, margin=dict(l=10, r=10, t=40, b=10),
                       yaxis=dict(autorange="reversed", scaleanchor="x", visible=False), xaxis=dict(visible=False))
     return fig
@@ -208,7 +211,7 @@ def surprise_figure(bits: np.ndarray, digit: int) -> go.Figure:
 def posterior_figure(posterior: np.ndarray) -> go.Figure:
     """p(y | x) over the ten digits (trace "p(y | x)")."""
     fig = go.Figure(go.Bar(x=[str(d) for d in range(dg.N_CLASSES)], y=posterior, name="p(y | x)"))
-    fig.update_layout(title="class posterior p(y | x) (Bayes' rule, uniform prior)", height=300,
+    fig.update_layout(title="p(y | x), uniform prior", height=300,
                       margin=dict(l=40, r=10, t=40, b=30), yaxis=dict(range=[0, 1]), xaxis_title="digit")
     return fig
 
@@ -232,7 +235,7 @@ def build(store: ModelStore) -> None:
             with gr.Column(scale=2):
                 samples = gr.Image(label="samples", type="numpy", format="png", interactive=False)
                 sample_status = gr.Markdown()
-    with gr.Tab("Infill"):
+    with gr.Tab("Infill") as infill_tab:
         with gr.Row():
             with gr.Column(scale=1):
                 source = gr.Radio(list(SOURCES), value=SOURCES[0], label="digit to complete")
@@ -247,8 +250,8 @@ def build(store: ModelStore) -> None:
                                          canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False,
                                          sources=(), transforms=(),
                                          brush=gr.Brush(colors=["#ff3030"], default_size=20, color_mode="fixed"))
-                i_digit = gr.Number(None, precision=0, minimum=0, maximum=9, label="class",
-                                    info="blank = the test digit's label, or the likeliest class of a drawing")
+                i_digit = gr.Dropdown([(AUTO_CLASS, "auto"), *[(str(d), str(d)) for d in range(dg.N_CLASSES)]],
+                                      value="auto", label="class to complete it as")
                 i_count = gr.Slider(1, MAX_COUNT, value=4, step=1, label="completions")
                 i_temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature")
                 i_seed = gr.Number(0, precision=0, minimum=0, label="seed", info="blank = random")
@@ -258,8 +261,8 @@ def build(store: ModelStore) -> None:
                                        format="png", interactive=False)
                 infill_status = gr.Markdown()
                 with gr.Row():
-                    surprise = gr.Plot(label="surprise")
-                    posterior = gr.Plot(label="class posterior")
+                    surprise = gr.Plot(label="where the model is surprised")
+                    posterior = gr.Plot(label="class posterior (Bayes' rule over the 10 classes)")
 
     def show_on_canvas(source: str, index: float, drawing: dict | None):
         try:
@@ -273,7 +276,7 @@ def build(store: ModelStore) -> None:
                         [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
                         [completions, surprise, posterior, infill_status], api_name="infill_digits")
     shuffle.click(lambda: int(np.random.default_rng().integers(10_000)), None, index, api_visibility="private")
-    for trigger in (index.change, source.change, drawing.change):
+    for trigger in (index.change, source.change, drawing.change, infill_tab.select):
         trigger(show_on_canvas, [source, index, drawing], painted, api_visibility="private", show_progress="hidden")
 
 

@@ -91,7 +91,7 @@ def test_sample_digits_gives_a_seeded_grid_of_digits(client: Client, models: Pat
 @pytest.mark.parametrize("model", ["wavenet", "pixelcnn"])
 def test_infill_keeps_the_observed_half_of_a_test_digit(client: Client, models: Path, model: str) -> None:
     png, surprise, posterior, status = client.predict(
-        str(models / model), "test digit", 7, None, "top half", None, None, 3, 1.0, 0, api_name="/infill_digits")
+        str(models / model), "test digit", 7, None, "top half", None, "auto", 3, 1.0, 0, api_name="/infill_digits")
     images, labels = page.test_digits()
     original = shown(images[7])
     row = tiles(png, 5, page.COLUMNS + 2)[..., 0]  # original, observed, 3 completions
@@ -100,7 +100,7 @@ def test_infill_keeps_the_observed_half_of_a_test_digit(client: Client, models: 
     assert (tiles(png, 2, page.COLUMNS + 2)[1, 14:] == page.HIDDEN_TINT).all()
     for completion in row[2:]:
         assert np.array_equal(completion[:14], original[:14])
-    assert f"Class {labels[7]}:" in status  # blank class = the test digit's label
+    assert f"Class {labels[7]}:" in status  # "auto" = the test digit's label
     bars = json.loads(posterior["plot"])["data"][0]
     assert len(bars["x"]) == 10 and abs(sum(page_values(bars["y"])) - 1) < 1e-6
     heat = json.loads(surprise["plot"])["data"][0]
@@ -119,7 +119,7 @@ def test_a_painted_region_is_redrawn_and_everything_else_kept(client: Client, mo
     alpha = np.zeros((page.CANVAS, page.CANVAS), np.uint8)
     alpha[100:180, 50:150] = 255  # digit rows 10..17, columns 5..14
     painted = editor_value(tmp_path, "paint", alpha)
-    png, _, _, status = client.predict(str(models / "wavenet"), "test digit", 3, None, "painted region", painted, 5,
+    png, _, _, status = client.predict(str(models / "wavenet"), "test digit", 3, None, "painted region", painted, "5",
                                        2, 1.0, 1, api_name="/infill_digits")
     region = np.zeros((28, 28), bool)
     region[10:18, 5:15] = True
@@ -138,7 +138,7 @@ def test_a_drawn_digit_is_framed_like_mnist_and_completed(client: Client, models
     digit = page.drawing_to_digit({"layers": [np.dstack([np.zeros((*alpha.shape, 3), np.uint8), alpha])]})
     rows, cols = np.nonzero(digit)
     assert rows.max() - rows.min() + 1 == 20 and abs(np.average(np.indices(digit.shape)[0], weights=digit) - 14) <= 1
-    png, _, _, status = client.predict(str(models / "pixelcnn"), "drawing", 0, drawing, "left half", None, None, 1,
+    png, _, _, status = client.predict(str(models / "pixelcnn"), "drawing", 0, drawing, "left half", None, "auto", 1,
                                        0.0, 0, api_name="/infill_digits")
     assert np.array_equal(tiles(png, 1, page.COLUMNS + 2)[0, ..., 0], shown(digit[None])[0])
     assert "p(y | x) peaks at" in status
@@ -146,9 +146,9 @@ def test_a_drawn_digit_is_framed_like_mnist_and_completed(client: Client, models
 
 def test_bad_requests_give_a_message_and_the_page_keeps_working(client: Client, models: Path) -> None:
     wavenet = str(models / "wavenet")
-    cases = [((wavenet, "test digit", 0, None, "painted region", None, None, 1, 1.0, 0), "paint"),
-             ((wavenet, "drawing", 0, None, "top half", None, None, 1, 1.0, 0), "drawing is empty"),
-             ((str(models / "audio"), "test digit", 0, None, "top half", None, None, 1, 1.0, 0), "not a digit model")]
+    cases = [((wavenet, "test digit", 0, None, "painted region", None, "auto", 1, 1.0, 0), "paint"),
+             ((wavenet, "drawing", 0, None, "top half", None, "auto", 1, 1.0, 0), "drawing is empty"),
+             ((str(models / "audio"), "test digit", 0, None, "top half", None, "auto", 1, 1.0, 0), "not a digit model")]
     for args, message in cases:
         with pytest.raises(AppError, match=message):
             client.predict(*args, api_name="/infill_digits")
