@@ -66,7 +66,7 @@ def model_summary(entry: dict | None) -> str:
 
 
 @lru_cache(maxsize=1)
-def test_digits() -> tuple[np.ndarray, np.ndarray]:
+def held_out_digits() -> tuple[np.ndarray, np.ndarray]:
     """MNIST's 10,000 test digits, uint8 (N, 28, 28), and their labels (N,) (downloaded once, then cached)."""
     from core.data.mnist import load_mnist
 
@@ -291,7 +291,7 @@ def _original(source: str, index: float, drawing: dict | None) -> tuple[np.ndarr
     """The digit to complete, uint8 (28, 28), and its label (None for a drawing)."""
     if source == "drawing":
         return drawing_to_digit(drawing), None
-    images, labels = test_digits()
+    images, labels = held_out_digits()
     i = whole_in("test digit index", index, 0, len(images) - 1)
     return images[i], int(labels[i])
 

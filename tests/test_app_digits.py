@@ -92,7 +92,7 @@ def test_sample_digits_gives_a_seeded_grid_of_digits(client: Client, models: Pat
 def test_infill_keeps_the_observed_half_of_a_test_digit(client: Client, models: Path, model: str) -> None:
     png, surprise, posterior, status = client.predict(
         str(models / model), "test digit", 7, None, "top half", None, "auto", 3, 1.0, 0, api_name="/infill_digits")
-    images, labels = page.test_digits()
+    images, labels = page.held_out_digits()
     original = shown(images[7])
     row = tiles(png, 5, page.COLUMNS + 2)[..., 0]  # original, observed, 3 completions
     assert np.array_equal(row[0], original)
@@ -123,7 +123,7 @@ def test_a_painted_region_is_redrawn_and_everything_else_kept(client: Client, mo
                                        2, 1.0, 1, api_name="/infill_digits")
     region = np.zeros((28, 28), bool)
     region[10:18, 5:15] = True
-    original = shown(page.test_digits()[0][3])
+    original = shown(page.held_out_digits()[0][3])
     row = tiles(png, 4, page.COLUMNS + 2)
     assert (row[1][region] == page.HIDDEN_TINT).all() and np.array_equal(row[1][~region][:, 0], original[~region])
     for completion in row[2:, ..., 0]:
