@@ -190,10 +190,13 @@ def compare_horizons(store: ModelStore, curves: float, observe: float, horizon: 
     _layout(fig, f"forecast RMSE against horizon: {m} held-out curves, {k} trajectories each", y_range=None)
     fig.update_layout(xaxis_title="seconds ahead", yaxis_title="RMSE of the mean")
     marks = sorted({h for h in (1, 10, 25, 50, 100, 200, horizon) if h <= horizon})
-    table = ["| model | " + " | ".join(f"h = {h}" for h in marks) + " | mean |",
-             "|---|" + "---|" * (len(marks) + 1)]
-    table += [f"| {name} | " + " | ".join(f"{rmse[h - 1]:.3f}" for h in marks) + f" | {rmse.mean():.3f} |"
-              for name, rmse in errors.items()]
+    seen = {e["name"]: e["receptive_field"] / SAMPLE_RATE_HZ for e in entries}
+    table = ["| model | sees | " + " | ".join(f"h = {h}" for h in marks) + " | mean |",
+             "|---|---|" + "---|" * (len(marks) + 1)]
+    table += [f"| {name} | {seen[name]:.1f} s | " + " | ".join(f"{rmse[h - 1]:.3f}" for h in marks)
+              + f" | {rmse.mean():.3f} |" for name, rmse in errors.items()]
+    table += ["", f"Periods run up to {PERIOD_HIGH:g} s: a model that sees less than one whole period cannot "
+              "know the rest of the cycle, and its forecasts lose the phase within a second or two."]
     return fig, "\n".join(table)
 
 
