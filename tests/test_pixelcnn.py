@@ -17,6 +17,7 @@ from core.errors import ConfigError
 from core.models import build_model, config_from_dict
 from core.models.pixelcnn import Cond, GatedPixelCNN, PixelCNNConfig
 from core.train import Trainer
+from tests.test_mnist import small_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(quantization_levels=5, height=8, width=8, channels=4, skip_channels=4, head_channels=8)
@@ -236,12 +237,7 @@ def test_digits_preset_covers_the_whole_image_and_its_checkpoint_is_under_20_mb(
 
 
 def test_three_training_steps_on_mnist_shaped_digits_write_a_loadable_checkpoint(tmp_path):
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 8), ("valid", 4), ("test", 4)):
-        arrays[f"x_{split}"] = rng.integers(0, 256, size=(n, 784), dtype=np.uint8)
-        arrays[f"y_{split}"] = rng.integers(0, 10, size=n).astype(np.int64)
-    np.savez(tmp_path / "digits.npz", **arrays)
+    np.savez(tmp_path / "digits.npz", **small_splits(n_train=8, n_test=4))
     model = PixelCNNConfig(n_classes=10, channels=4, layers=2, skip_channels=8, head_channels=8)
     cfg = train_config.from_dict({
         "model": {"model_type": "pixelcnn", **asdict(model)},

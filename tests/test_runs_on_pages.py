@@ -16,6 +16,7 @@ import pages.signals as signals_page
 from core.model_store import ModelStore
 from core.train import main as train
 from pages.train import progress_html, sample_page
+from tests.test_mnist import small_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_WAVENET = ["model.dilations=[1,2,4]", "model.residual_channels=4", "model.dilation_channels=4",
@@ -47,12 +48,7 @@ def test_a_finished_fourier_run_is_sampled_on_the_signals_page(tmp_path: Path) -
 
 
 def test_a_finished_digits_run_is_sampled_on_the_digits_page(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 8), ("valid", 4), ("test", 4)):
-        arrays[f"x_{split}"] = rng.integers(0, 256, size=(n, 784), dtype=np.uint8)
-        arrays[f"y_{split}"] = rng.integers(0, 10, size=n).astype(np.int64)
-    np.savez(tmp_path / "digits.npz", **arrays)
+    np.savez(tmp_path / "digits.npz", **small_splits())
     runs = tmp_path / "runs"
     run("configs/digits_pixelcnn.json", runs / "digits", SHORT + [
         "model.channels=4", "model.layers=2", "model.skip_channels=8", "model.head_channels=8",
