@@ -118,11 +118,9 @@ def drawing_to_digit(drawing: dict | None) -> np.ndarray:
 
 def painted_region(painted: dict | None) -> np.ndarray | None:
     """An image-editor value -> bool (28, 28): True under any paint (None when nothing was painted)."""
-    layers = [np.asarray(layer) for layer in (painted or {}).get("layers") or [] if layer is not None]
-    layers = [layer for layer in layers if layer.ndim == 3 and layer.shape[2] == 4]
-    if not layers:
+    alpha = _layers_alpha(painted)
+    if alpha is None:
         return None
-    alpha = np.max([layer[..., 3] for layer in layers], axis=0)
     cells = Image.fromarray(alpha).resize((dg.SIDE, dg.SIDE), Image.Resampling.BOX)
     return np.asarray(cells) > 0
 
@@ -300,15 +298,21 @@ def _ink(drawing: dict | None) -> np.ndarray | None:
     """uint8 (H, W) ink of a sketchpad value: its layers' alpha, else the composite's darkness."""
     if not drawing:
         return None
-    layers = [np.asarray(x) for x in drawing.get("layers") or [] if x is not None]
-    layers = [x for x in layers if x.ndim == 3 and x.shape[2] == 4]
-    if layers:
-        return np.max([x[..., 3] for x in layers], axis=0).astype(np.uint8)
+    alpha = _layers_alpha(drawing)
+    if alpha is not None:
+        return alpha.astype(np.uint8)
     composite = drawing.get("composite")
     if composite is None:
         return None
     grey = np.asarray(Image.fromarray(np.asarray(composite, dtype=np.uint8)).convert("L"))
     return (255 - grey).astype(np.uint8)
+
+
+def _layers_alpha(value: dict | None) -> np.ndarray | None:
+    """The largest alpha over an editor value's RGBA layers, (H, W); None without such layers."""
+    layers = [np.asarray(x) for x in (value or {}).get("layers") or [] if x is not None]
+    layers = [x for x in layers if x.ndim == 3 and x.shape[2] == 4]
+    return np.max([x[..., 3] for x in layers], axis=0) if layers else None
 
 
 def _reporter(progress: gr.Progress):

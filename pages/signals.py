@@ -80,8 +80,7 @@ def sample_signals(store: ModelStore, model: str | None, period: float, seconds:
     """The Sample handler: `count` curves of `seconds` with the chosen period; (figure, status)."""
     try:
         net = _model(store, model)
-        period = number_in("period", period, PERIOD_LOW, PERIOD_HIGH)
-        require(period < PERIOD_HIGH, f"period must be below {PERIOD_HIGH:g} s, got {period!r}")
+        period = number_in("period", period, PERIOD_LOW, PERIOD_HIGH)  # period_cond refuses PERIOD_HIGH itself
         seconds = number_in("seconds", seconds, 2 / SAMPLE_RATE_HZ, MAX_SECONDS)
         count = whole_in("count", count, 1, MAX_COUNT)
         temperature = number_in("temperature", temperature, 0, 2)
@@ -241,8 +240,8 @@ def build(store: ModelStore) -> None:
     with gr.Tab("Error against horizon"):
         gr.Markdown("Every Fourier model listed forecasts the same held-out curves; the root-mean-square error "
                     "of each model's trajectory mean is plotted against how far ahead it is. A model trained "
-                    "with train unrolling (`train.unroll_steps`) has seen its own samples during training and "
-                    "should drift less.")
+                    "with train unrolling (`train.unroll_steps`) has seen its own samples during training: "
+                    "compare whether it drifts less.")
         with gr.Row():
             with gr.Column(scale=1):
                 c_curves = gr.Slider(1, MAX_COMPARE_CURVES, value=16, step=1, label="held-out curves")
