@@ -114,18 +114,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def warm_up_in_background() -> None:
-    """Compile (or load from numba's disk cache) the fused kernel while the app starts, so no
-    user's first request pays for it; without numba the PyTorch path serves."""
+    """Build (or load from the disk cache) the fused kernel while the app starts, so no user's
+    first request pays for it; where it cannot be built the PyTorch path serves."""
     import threading
 
-    def work() -> None:
-        try:
-            from core.fused import warm_up
-        except ImportError:
-            return
-        warm_up()
+    from core.fused import warm_up
 
-    threading.Thread(target=work, name="fused-warm-up", daemon=True).start()
+    threading.Thread(target=warm_up, name="fused-warm-up", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:

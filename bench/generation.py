@@ -4,14 +4,17 @@
 
 Reference config: Q=256, dilations 1..512 twice (20 layers), K=2, residual = dilation = 64,
 skip = 128, head = 128 (random weights: speed does not depend on them). The last line printed
-is one JSON object: {"config", "receptive_field", "results": [{"method", "batch",
-"samples_per_s", "ratio_to_cached"}, ...]}.
+is one JSON object: {"config", "receptive_field", "results": [{"method", "batch", "threads",
+"samples_per_s", "ratio_to_cached"}, ...]}. `threads` is the fused kernel's core count (rows
+split at batch > 1); at batch 1 it also reports the opt-in split of each product over all cores
+(`FusedStepper(threads=N)`), which is fast or slow by how the host places the two vCPUs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -22,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.fused import FusedStepper  # noqa: E402
 from core.generate import METHODS, generate  # noqa: E402
 from core.models.wavenet import WaveNet, WaveNetConfig  # noqa: E402
 
@@ -39,6 +43,15 @@ def samples_per_s(model: WaveNet, method: str, batch: int, steps: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
+def split_samples_per_s(model: WaveNet, threads: int, steps: int) -> float:
+    """Batch 1 with every product's columns split over `threads` cores."""
+    stepper = FusedStepper(model, 1, seed=0, threads=threads)
+    stepper.sample(20)
+    start = time.perf_counter()
+    stepper.sample(steps)
+    return steps / (time.perf_counter() - start)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=2000, help="samples per sequence for fast methods")
@@ -49,15 +62,19 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     model = WaveNet(REFERENCE).eval()
     results = []
+    cores = len(os.sched_getaffinity(0))
     for batch in args.batches:
         row = {}
         for method in args.methods:
             steps = args.naive_steps if method == "naive" else args.steps
-            row[method] = samples_per_s(model, method, batch, steps)
-            print(f"{method:>8} batch {batch:>3}: {row[method]:10.1f} samples/s", file=sys.stderr)
-        for method, rate in row.items():
-            ratio = rate / row["cached"] if "cached" in row else None
-            results.append({"method": method, "batch": batch, "samples_per_s": round(rate, 1),
+            threads = (1 if batch == 1 else min(batch, cores)) if method == "fused" else None
+            row[(method, threads)] = samples_per_s(model, method, batch, steps)
+            if method == "fused" and batch == 1 and cores > 1:
+                row[(method, cores)] = split_samples_per_s(model, cores, steps)
+        for (method, threads), rate in row.items():
+            ratio = rate / row["cached", None] if ("cached", None) in row else None
+            print(f"{method:>8} batch {batch:>3} threads {threads or '-'}: {rate:10.1f} samples/s", file=sys.stderr)
+            results.append({"method": method, "batch": batch, "threads": threads, "samples_per_s": round(rate, 1),
                             "ratio_to_cached": None if ratio is None else round(ratio, 3)})
     report = {
         "config": asdict(REFERENCE),
