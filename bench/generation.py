@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.fused import FusedStepper  # noqa: E402
-from core.generate import METHODS, generate  # noqa: E402
+from core.generate import CPU_METHODS, generate  # noqa: E402
 from core.models.wavenet import WaveNet, WaveNetConfig  # noqa: E402
 
 REFERENCE = WaveNetConfig(quantization_levels=256, dilations=[2**i for i in range(10)] * 2, kernel_size=2,
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=2000, help="samples per sequence for fast methods")
     p.add_argument("--naive-steps", type=int, default=100, help="samples per sequence for the naive method")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=list(CPU_METHODS), choices=list(CPU_METHODS))
     args = p.parse_args(argv)
     torch.manual_seed(0)
     model = WaveNet(REFERENCE).eval()

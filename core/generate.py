@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from core.models.wavenet import Cond, WaveNet
 from core.sampling import check_sampling_args, sample
 
-METHODS = ("naive", "cached", "fused")
+METHODS = ("naive", "cached", "fused", "graph")
+CPU_METHODS = ("naive", "cached", "fused")
 
 
 class _SamplingLoop:
@@ -143,12 +144,16 @@ class CachedStepper(_SamplingLoop):
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""
         if prev is None:
             prev = torch.full((self.batch,), self.q, dtype=torch.long, device=self.tokens.device)
-        t, n_layers = self.t, len(self.bufs)
-        self.tokens = torch.cat([self.tokens[:, 1:], prev.view(-1, 1)], dim=1)
+        logits = self._step(prev)
+        self.t += 1
+        return logits
+
+    def _step(self, prev: torch.Tensor) -> torch.Tensor:
+        """One step from x_{t-1}: every state change in place, so core.cuda_graph can capture it."""
+        n_layers = len(self.bufs)
+        self.tokens.copy_(torch.cat([self.tokens[:, 1:], prev.view(-1, 1)], dim=1))
         h = self.input_bias + sum(table[self.tokens[:, k]] for k, table in enumerate(self.input_tables))
-        past = torch.stack([buf[(t - j * d) % size] for buf, d, size in zip(self.bufs, self.dilations, self.sizes,
-                                                                              strict=True)
-                            for j in range(1, self.k)])  # (L*(K-1), B, C_res)
+        past = self._read_past()  # (L*(K-1), B, C_res)
         if self.k > 2:
             past = past.view(n_layers, self.k - 1, self.batch, -1).transpose(1, 2)
         z_past = torch.baddbmm(self.b_conv, past.reshape(n_layers, self.batch, -1), self.w_past)  # (L, B, 2C)
@@ -156,8 +161,8 @@ class CachedStepper(_SamplingLoop):
         if cond is not None:
             z_past = z_past + cond.transpose(0, 1)
         gates = []
-        for i, buf in enumerate(self.bufs):
-            buf[t % self.sizes[i]] = h
+        for i in range(n_layers):
+            self._write(i, h)
             a, g = torch.addmm(z_past[i], h, self.w_now[i]).chunk(2, dim=1)
             gate = torch.tanh(a) * torch.sigmoid(g)  # (B, C_dil)
             gates.append(gate)
@@ -166,8 +171,18 @@ class CachedStepper(_SamplingLoop):
                 h = torch.addmm(h, gate, w_res).add_(b_res)
         skip = torch.addmm(self.b_skip, torch.cat(gates, dim=1), self.w_skip)  # (B, C_skip)
         (w1, b1), (w2, b2) = self.head
-        self.t += 1
         return torch.addmm(b2, torch.relu(torch.addmm(b1, torch.relu(skip), w1)), w2)
+
+    def _read_past(self) -> torch.Tensor:
+        """Every past tap of every layer at time t: (L*(K-1), B, C_res), layer-major."""
+        t = self.t
+        return torch.stack([buf[(t - j * d) % size] for buf, d, size in zip(self.bufs, self.dilations, self.sizes,
+                                                                             strict=True)
+                            for j in range(1, self.k)])
+
+    def _write(self, layer: int, h: torch.Tensor) -> None:
+        """Layer `layer`'s input at time t, h (B, C_res), takes its ring's oldest slot."""
+        self.bufs[layer][self.t % self.sizes[layer]] = h
 
     def _cond_now(self) -> torch.Tensor | None:
         """Conditioning for the current step, (B, L, 2C), or None."""
@@ -183,16 +198,19 @@ class CachedStepper(_SamplingLoop):
 
 
 def default_method(model: WaveNet) -> str:
-    """The fastest method for this model: the fused C kernel for a float32 WaveNet on the CPU where
-    it builds (bench/generation.py: over 20x the cached path at batch 1, about 8x at batch 16),
-    else the PyTorch cached path (GPU, other dtypes, no C compiler or no AVX2)."""
+    """The fastest method for this model: on CUDA the cached step replayed from a CUDA graph; on
+    the CPU the fused C kernel for a float32 WaveNet where it builds (bench/generation.py: over
+    20x the cached path at batch 1, about 8x at batch 16); else the PyTorch cached path (MPS,
+    other dtypes, no C compiler or no AVX2)."""
     from core.fused import supports
 
+    if _device(model).type == "cuda":
+        return "graph"
     return "fused" if supports(model) else "cached"
 
 
 def make_stepper(method: str, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None):
-    """A stepper for `method` ("naive", "cached", "fused" or "auto" = default_method)."""
+    """A stepper for `method` (one of METHODS, or "auto" = default_method)."""
     if method == "auto":
         method = default_method(model)
     if method == "naive":
@@ -203,6 +221,12 @@ def make_stepper(method: str, model: WaveNet, batch: int, cond: Cond | None = No
         from core.fused import FusedStepper
 
         return FusedStepper(model, batch, cond, seed)
+    if method == "graph":
+        if _device(model).type != "cuda":
+            raise ValueError("the graph method replays a CUDA graph: it needs a model on a CUDA device")
+        from core.cuda_graph import GraphStepper
+
+        return GraphStepper(model, batch, cond, seed)
     raise ValueError(f"method must be one of {METHODS} or 'auto', got {method!r}")
 
 
@@ -228,7 +252,7 @@ def generate(
     observed: (mask, values), each (n,) or (B, n): where mask is True the token is forced to
               the value instead of sampled (infill); logits still condition on it.
     temperature 0 is greedy; seed makes a run bit-reproducible; progress(done, n) per chunk.
-    method: "naive", "cached", "fused", or "auto" (`default_method`: fused where it runs).
+    method: "naive", "cached", "fused", "graph" (CUDA), or "auto" (`default_method`).
     """
     if not (isinstance(n, int) and n >= 0):
         raise ValueError(f"n must be an integer >= 0, got {n!r}")

@@ -21,6 +21,7 @@ from core.checkpoints import load_checkpoint
 from core.continuation import check_audio_model, continue_audio, dequantise, quantise
 from core.devices import pick_device
 from core.errors import StudioError
+from core.generate import METHODS, default_method
 
 
 def sample_file(model, primer: np.ndarray | None, args, label: str, seed: int | None) -> np.ndarray:
@@ -50,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
     p.add_argument("--class", dest="class_id", type=int, default=None, help="class id for class-conditional models")
     p.add_argument("--count", type=int, default=1, help="unconditional samples to write when no WAV is given")
-    p.add_argument("--method", default="auto", choices=["auto", "fused", "cached", "naive"],
-                   help="generation path: auto (fused CPU kernel where it runs, else cached), fused, cached, naive")
+    p.add_argument("--method", default="auto", choices=["auto", *METHODS],
+                   help="generation path: auto (CUDA graph on a GPU, fused C kernel on a CPU where it builds, "
+                        "else cached)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             raise StudioError(f"--prime-seconds must be > 0, got {args.prime_seconds}")
         model = load_checkpoint(args.checkpoint, pick_device(args.device))
         check_audio_model(model)
+        method = default_method(model) if args.method == "auto" else args.method
+        print(f"generating with the {method} method", file=sys.stderr)
+        args.method = method
         sr = model.config.sample_rate
         out = Path(args.out)
         jobs = [(Path(w).stem + "_continued.wav", Path(w)) for w in args.wavs]

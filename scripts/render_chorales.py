@@ -1,16 +1,17 @@
 """Render the Bach chorales of music21's corpus to an audio folder, the training data of the bundled chorale WaveNet.
 
     python scripts/render_chorales.py [--out data/chorales] [--sample-rate 16000] [--limit N]
-        [--programs 0 19 48 73] [--tempo-scale 1.0] [--gain 0.3] [--soundfont PATH]
+        [--programs 0 19 48 73] [--tempo-scale 1.0] [--gain 0.3] [--soundfont PATH] [--melody]
 
 Needs what `requirements-build.txt` lists (music21) and Debian's `fluidsynth` and
 `fluid-soundfont-gm`. For each distinct chorale of `music21.corpus.chorales.Iterator()`
 (Riemenschneider order; a harmonisation listed twice is rendered once, so it cannot land
 in two splits), in order, with index i counted from 0:
 
-1. music21 writes a MIDI file (repeats expanded where they pair up, grace notes left out) with
-   every part playing the General MIDI program `program_for(i, programs)`, at 120 quarter notes
-   per minute times `--tempo-scale`;
+1. music21 writes a MIDI file (repeats expanded where they pair up, grace notes left out; with
+   `--melody` only the first part, the soprano's tune, is kept) with every part playing the
+   General MIDI program `program_for(i, programs)`, at 120 quarter notes per minute times
+   `--tempo-scale`;
 2. fluidsynth renders it to a WAV at 44.1 kHz (re-rendered at half the gain if it clipped);
 3. `core.audio.read_audio` mixes it to mono and resamples it to `--sample-rate` (soxr);
    silence more than 60 dB below the peak is trimmed from both ends, the peak is set to
@@ -214,8 +215,14 @@ def render_midi(fluidsynth: str, soundfont: Path, midi: Path, wav: Path, gain: f
 
 
 def render_chorale(music21: ModuleType, score, program: int, tempo_scale: float, sample_rate: int,
-                   fluidsynth: str, soundfont: Path, gain: float) -> np.ndarray:
-    """Music21 `score` rendered with General MIDI `program`: float32 mono (T,) at `sample_rate`, trimmed, peak 0.9."""
+                   fluidsynth: str, soundfont: Path, gain: float, melody: bool = False) -> np.ndarray:
+    """Music21 `score` rendered with General MIDI `program`: float32 mono (T,) at `sample_rate`, trimmed, peak 0.9.
+
+    melody: keep only the first part (the soprano), so every moment is a single periodic note.
+    """
+    if melody:
+        for part in list(score.parts)[1:]:
+            score.remove(part)
     with tempfile.TemporaryDirectory(prefix="chorale-") as tmp:
         midi, wav = Path(tmp) / "score.mid", Path(tmp) / "render.wav"
         write_midi(music21, score, program, tempo_scale, midi)
@@ -258,7 +265,8 @@ instrument at a time. Not committed (`data/` is in .gitignore); rebuild it with
   (`music21.corpus.chorales.Iterator()`, Riemenschneider order; a harmonisation the list
   repeats is rendered once). Chorale i (from 0) is `chorale{{i:03d}}_{{bwv}}_gm{{program:03d}}.wav`.
 - MIDI: written by music21 with repeats expanded (played as written where they do not pair
-  up) and grace notes left out; every part plays one General MIDI program, programs
+  up) and grace notes left out; {'only the first part (the soprano melody)' if args.melody else 'every part'}
+  plays one General MIDI program, programs
   {list(args.programs)} in turn, changing every ten chorales; {BASE_QPM:g} quarter notes per minute
   x tempo scale {args.tempo_scale:g}.
 - Audio: {version[0] if version else 'fluidsynth'} with the soundfont {args.soundfont}
@@ -310,6 +318,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"tempo multiplier: 1 plays {BASE_QPM:g} quarter notes per minute, 0.5 half as fast")
     parser.add_argument("--gain", type=_positive(float), default=0.3, help="fluidsynth gain (halved if it clips)")
     parser.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT, help="General MIDI .sf2 soundfont")
+    parser.add_argument("--melody", action="store_true", help="render only each chorale's soprano line")
     return parser.parse_args(argv)
 
 
@@ -330,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             continue
         try:
             audio = render_chorale(music21, music21.corpus.parse(name), program, args.tempo_scale, args.sample_rate,
-                                   fluidsynth, args.soundfont, args.gain)
+                                   fluidsynth, args.soundfont, args.gain, args.melody)
         except Exception as e:  # one bad score must not cost the whole run; it is listed in SOURCE.md
             tqdm.write(f"{name}: {type(e).__name__}: {e}", file=sys.stderr)
             failed.append(f"{name}: {type(e).__name__}: {e}")
