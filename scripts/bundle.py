@@ -26,10 +26,15 @@ from core.evaluate import evaluate_checkpoint  # noqa: E402
 RESUME_FILES = ("optimizer.safetensors", "trainer_state.json")
 
 
+STOPPED_GAP_S = 600.0  # rows come every few seconds to minutes; a longer gap is time the run was stopped
+
+
 def training_seconds(run: Path) -> float:
-    """Wall time covered by the run's metrics rows (first to last)."""
-    times = [json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return max(times) - min(times) if times else 0.0
+    """Wall time the run trained: the gaps between its metrics rows, less those over STOPPED_GAP_S
+    (between a stop and a resume: sessions apart)."""
+    times = sorted(json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines()
+                   if line.strip())
+    return sum(b - a for a, b in zip(times, times[1:]) if b - a <= STOPPED_GAP_S)
 
 
 def export(run: Path, dest: Path, data: str, command: str, test: bool = False, notes_file: Path | None = None) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 from core.checkpoints import load_checkpoint
 from core.evaluate import evaluate_checkpoint
 from core.train import main as train
+from scripts.bundle import training_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model.dilations=[1,2]", "model.residual_channels=4", "model.dilation_channels=4", "model.skip_channels=4",
@@ -47,3 +48,9 @@ def test_export_with_test_puts_the_test_nll_and_notes_in_the_card(tmp_path):
     assert metrics["test_bits_per_dim"] == round(measured["bits_per_dim"], 5)
     card = (dest / "README.md").read_text()
     assert f"{measured['bits_per_dim']:.4f} bits per dim" in card and "forecast table here" in card
+
+
+def test_training_time_leaves_out_the_gaps_while_the_run_was_stopped(tmp_path):
+    rows = [{"split": "train", "step": i, "time": t} for i, t in enumerate([0, 30, 60, 5000, 5030, 5100])]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert training_seconds(tmp_path) == 60 + 30 + 70  # the 4940 s gap is between a stop and a resume
