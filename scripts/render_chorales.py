@@ -214,6 +214,12 @@ def render_midi(fluidsynth: str, soundfont: Path, midi: Path, wav: Path, gain: f
     raise RuntimeError(f"fluidsynth output of {midi.name} clips (or is empty) even at gain {gain * 2:g}")
 
 
+def keep_melody(score) -> None:
+    """Remove every part of the music21 `score` but the first (in the chorales, the soprano's tune)."""
+    for part in list(score.parts)[1:]:
+        score.remove(part)
+
+
 def render_chorale(music21: ModuleType, score, program: int, tempo_scale: float, sample_rate: int,
                    fluidsynth: str, soundfont: Path, gain: float, melody: bool = False) -> np.ndarray:
     """Music21 `score` rendered with General MIDI `program`: float32 mono (T,) at `sample_rate`, trimmed, peak 0.9.
@@ -221,8 +227,7 @@ def render_chorale(music21: ModuleType, score, program: int, tempo_scale: float,
     melody: keep only the first part (the soprano), so every moment is a single periodic note.
     """
     if melody:
-        for part in list(score.parts)[1:]:
-            score.remove(part)
+        keep_melody(score)
     with tempfile.TemporaryDirectory(prefix="chorale-") as tmp:
         midi, wav = Path(tmp) / "score.mid", Path(tmp) / "render.wav"
         write_midi(music21, score, program, tempo_scale, midi)

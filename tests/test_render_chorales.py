@@ -132,6 +132,16 @@ def test_midi_of_a_chorale_with_a_grace_note_leaves_no_note_on(tmp_path):
             assert (last.parameter1, last.parameter2) == (123, 0)  # all notes off
 
 
+def test_melody_keeps_only_the_soprano_line():
+    music21 = pytest.importorskip("music21", reason="needs music21 (requirements-build.txt)")
+    score = music21.corpus.parse("bach/bwv66.6")
+    soprano = [n.pitch.midi for n in score.parts[0].recurse().notes]
+    render_chorales.keep_melody(score)
+    assert len(score.parts) == 1
+    assert [n.pitch.midi for n in score.parts[0].recurse().notes] == soprano
+    assert all(not n.isChord for n in score.recurse().notes), "one note at a time"
+
+
 @pytest.mark.skipif(not HAS_RENDERER, reason="needs Debian fluidsynth + fluid-soundfont-gm (only for rebuilding "
                                               "bundled data)")
 def test_renders_one_chorale_to_a_tonal_trimmed_normalised_wav_and_skips_it_the_second_time(tmp_path, capsys):
