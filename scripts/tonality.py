@@ -1,14 +1,21 @@
-"""Does an audio WaveNet continue a recording tonally? Spectral flatness of its continuations.
+"""Does an audio WaveNet continue a recording tonally? Periodicity and flatness of its continuations.
 
     python scripts/tonality.py --checkpoint checkpoints/chorales-wavenet --wavs data/chorales/test \
         [--clips 8] [--prime-seconds 1] [--seconds 3] [--temperatures 0.8 0.9 1.0]
 
 Each clip primes the model with --prime-seconds taken from the middle of a WAV; the model
-continues for --seconds. Spectral flatness (geometric over arithmetic mean of the Welch power
-spectrum, 50 Hz..sr/2) is 1 for white noise and near 0 for a few sharp harmonics. It is
-measured on the primer, on the continuation's first second and on its last second (do the
-notes survive, or fade into noise?), and on white noise as a reference. The last line printed
-is one JSON object with the medians per temperature.
+continues for --seconds. Measured on the primer, on the continuation's first second and on
+its last second (do the notes survive, or fade into noise?), and on white noise as a reference:
+
+- periodicity: the median over 64 ms frames of the largest normalised autocorrelation at a
+  lag of one pitch period (60 Hz..1 kHz): near 1 for a sustained note, near 0 for noise;
+- flatness: geometric over arithmetic mean of the Welch power spectrum (50 Hz..sr/2): 1 for
+  white noise, near 0 for a few sharp harmonics (a stuck tone scores as well as music here,
+  which is why periodicity and the pitch check exist);
+- same pitch: whether the continuation's first 0.25 s keeps the primer's last pitch (within a
+  semitone, octave errors excluded), the share of clips where it does.
+
+The last line printed is one JSON object with the medians per temperature.
 """
 
 from __future__ import annotations
@@ -35,6 +42,45 @@ def flatness(x: np.ndarray, sr: int) -> float:
     return float(np.exp(np.mean(np.log(p))) / np.mean(p))
 
 
+def _frames(x: np.ndarray, sr: int) -> np.ndarray:
+    n = int(0.064 * sr)
+    return np.stack([x[i : i + n] for i in range(0, len(x) - n + 1, n)]) if len(x) >= n else np.zeros((0, n))
+
+
+def pitch_frames(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per 64 ms frame: (largest normalised autocorrelation at lags of 1 ms..16.7 ms, its lag in Hz)."""
+    lo, hi = int(sr / 1000), int(sr / 60)
+    peaks, f0 = [], []
+    for f in _frames(x, sr):
+        f = f - f.mean()
+        energy = float(f @ f)
+        if energy < 1e-8:
+            peaks.append(0.0)
+            f0.append(0.0)
+            continue
+        ac = np.correlate(f, f, "full")[len(f) - 1 :]
+        norm = ac[lo:hi] / np.sqrt(energy * np.array([f[k:] @ f[k:] for k in range(lo, hi)]) + 1e-12)
+        k = int(np.argmax(norm))
+        peaks.append(float(norm[k]))
+        f0.append(sr / (lo + k))
+    return np.array(peaks), np.array(f0)
+
+
+def periodicity(x: np.ndarray, sr: int) -> float:
+    peaks, _ = pitch_frames(x, sr)
+    return float(np.median(peaks)) if len(peaks) else 0.0
+
+
+def same_pitch(primer: np.ndarray, continuation: np.ndarray, sr: int) -> bool:
+    """The continuation's first 0.25 s is within a semitone of the primer's last 0.25 s pitch."""
+    quarter = sr // 4
+    _, a = pitch_frames(primer[-quarter:], sr)
+    _, b = pitch_frames(continuation[:quarter], sr)
+    if not (len(a) and len(b)) or np.median(a) == 0 or np.median(b) == 0:
+        return False
+    return abs(12 * np.log2(np.median(b) / np.median(a))) < 1
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
@@ -56,19 +102,25 @@ def main(argv: list[str] | None = None) -> dict:
         mid, n = len(audio) // 2, int(args.prime_seconds * sr)
         primer = audio[max(0, mid - n) : mid]
         heard = dequantise(model, quantise(model, primer))
-        row = {"file": path.name, "primer": flatness(heard, sr)}
+        row = {"file": path.name, "primer flatness": flatness(heard, sr), "primer periodicity": periodicity(heard, sr)}
         for t in args.temperatures:
             out = np.concatenate(list(continue_audio(model, primer, args.seconds, temperature=t, seed=args.seed + i)),
                                  axis=1)[0]
-            row[f"T={t:g} first s"] = flatness(out[:sr], sr)
-            row[f"T={t:g} last s"] = flatness(out[-sr:], sr)
-            row[f"T={t:g} rms"] = float(np.sqrt(np.mean(out**2)))
+            row[f"T={t:g} flatness first s"] = flatness(out[:sr], sr)
+            row[f"T={t:g} flatness last s"] = flatness(out[-sr:], sr)
+            row[f"T={t:g} periodicity first s"] = periodicity(out[:sr], sr)
+            row[f"T={t:g} periodicity last s"] = periodicity(out[-sr:], sr)
+            row[f"T={t:g} same pitch"] = float(same_pitch(heard, out, sr))
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), file=sys.stderr)
         rows.append(row)
-    noise = flatness(np.random.default_rng(0).uniform(-0.5, 0.5, sr * 3).astype(np.float32), sr)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, sr * 3).astype(np.float32)
     keys = [k for k in rows[0] if k != "file"]
-    report = {"checkpoint": args.checkpoint, "clips": len(rows), "white_noise": round(noise, 4),
-              "median": {k: round(float(np.median([r[k] for r in rows])), 4) for k in keys}}
+    pitch_keys = [k for k in keys if "same pitch" in k]
+    report = {"checkpoint": args.checkpoint, "clips": len(rows),
+              "white_noise": {"flatness": round(flatness(noise, sr), 4),
+                              "periodicity": round(periodicity(noise, sr), 4)},
+              "median": {k: round(float(np.median([r[k] for r in rows])), 4) for k in keys if k not in pitch_keys},
+              "same_pitch_share": {k: round(float(np.mean([r[k] for r in rows])), 3) for k in pitch_keys}}
     print(json.dumps(report))
     return report
 
