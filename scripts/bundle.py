@@ -13,6 +13,7 @@ validation NLL in bits per sample, all read from the run folder.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -34,7 +35,7 @@ def training_seconds(run: Path) -> float:
     (between a stop and a resume: sessions apart)."""
     times = sorted(json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines()
                    if line.strip())
-    return sum(b - a for a, b in zip(times, times[1:]) if b - a <= STOPPED_GAP_S)
+    return sum(b - a for a, b in itertools.pairwise(times) if b - a <= STOPPED_GAP_S)
 
 
 def export(run: Path, dest: Path, data: str, command: str, test: bool = False, notes_file: Path | None = None) -> Path:

@@ -6,34 +6,15 @@ import torch
 
 from core.cuda_graph import GraphStepper
 from core.generate import default_method, generate_all, make_stepper
-from tests.test_wavenet import CACHED_CASES, conditioning, small_model
+from tests.test_wavenet import CACHED_CASES, assert_steps_match_cached, conditioning, small_model
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def _same_logits(model, batch: int, prime_len: int, graph_stepper) -> None:
-    length = 2 * model.receptive_field + 5
-    dev = next(model.parameters()).device
-    x = torch.randint(0, model.config.quantization_levels, (batch, length), device=dev)
-    cond = conditioning(model, batch, length)
-    if cond is not None:
-        cond = type(cond)(*(None if v is None else v.to(dev) for v in (cond.classes, cond.local)))
-    cached, graph = make_stepper("cached", model, batch, cond), graph_stepper(model, batch, cond)
-    prev = None
-    with torch.no_grad():
-        if prime_len:
-            torch.testing.assert_close(graph.prime(x[:, :prime_len]), cached.prime(x[:, :prime_len]))
-            prev = x[:, prime_len - 1]
-        for t in range(prime_len, length):
-            a, b = cached.step(prev), graph.step(prev)
-            assert (a - b).abs().max().item() < 1e-4, f"step {t}"
-            prev = x[:, t]
 
 
 @pytest.mark.parametrize("prime_len", [0, 9])
 @pytest.mark.parametrize("cfg", CACHED_CASES)
 def test_the_device_side_step_equals_the_cached_path_on_the_cpu(cfg, prime_len):
-    _same_logits(small_model(**cfg), 2, prime_len, GraphStepper)
+    assert_steps_match_cached(small_model(**cfg), 2, prime_len, GraphStepper)
 
 
 def test_running_out_of_local_conditioning_is_a_clear_error():
@@ -56,7 +37,7 @@ def test_the_graph_method_needs_a_cuda_model():
 def test_the_captured_graph_replays_the_cached_step_on_cuda(cfg):
     model = small_model(**cfg).cuda()
     assert default_method(model) == "graph"
-    _same_logits(model, 3, 9, GraphStepper)
+    assert_steps_match_cached(model, 3, 9, GraphStepper)
 
 
 @cuda

@@ -12,8 +12,8 @@ import torch
 from scipy.stats import chisquare
 
 from core.fused import FusedStepper
-from core.generate import default_method, generate_all, make_stepper
-from tests.test_wavenet import CACHED_CASES, conditioning, small_model
+from core.generate import default_method, generate_all
+from tests.test_wavenet import CACHED_CASES, assert_steps_match_cached, conditioning, small_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,20 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("prime_len", [0, 9])
 @pytest.mark.parametrize("cfg", CACHED_CASES)
 def test_fused_logits_equal_the_cached_path_at_every_step(cfg, prime_len, batch):
-    model = small_model(**cfg)
-    length = 2 * model.receptive_field + 5
-    x = torch.randint(0, 16, (batch, length))
-    cond = conditioning(model, batch, length)
-    cached, fused = make_stepper("cached", model, batch, cond), make_stepper("fused", model, batch, cond)
-    prev = None
-    with torch.no_grad():
-        if prime_len:
-            torch.testing.assert_close(fused.prime(x[:, :prime_len]), cached.prime(x[:, :prime_len]), atol=1e-4, rtol=0)
-            prev = x[:, prime_len - 1]
-        for t in range(prime_len, length):
-            a, b = cached.step(prev), fused.step(prev)
-            assert (a - b).abs().max().item() < 1e-4, f"step {t}"
-            prev = x[:, t]
+    assert_steps_match_cached(small_model(**cfg), batch, prime_len, FusedStepper)
 
 
 @pytest.mark.parametrize("cfg", [CACHED_CASES[1], CACHED_CASES[2], CACHED_CASES[7]])
@@ -149,14 +136,10 @@ def test_batch_one_split_over_two_threads_gives_the_same_logits_and_draws(cfg):
     assert torch.equal(one.sample(300, 1.0, None), two.sample(300, 1.0, None))
 
 
-def test_odd_channel_counts_are_padded_exactly():
+@pytest.mark.parametrize("batch", [1, 2, 3, 5])
+def test_odd_channel_counts_are_padded_exactly(batch):
     """Channel counts that are not multiples of the kernel's 16-wide panels, and a last layer
     without a residual output, through 1 to 5 rows (every micro-kernel shape)."""
     model = small_model(residual_channels=5, dilation_channels=7, skip_channels=9, head_channels=3,
                         quantization_levels=11, kernel_size=3)
-    for batch in (1, 2, 3, 5):
-        x = torch.randint(0, 11, (batch, 50))
-        cached, fused = make_stepper("cached", model, batch), make_stepper("fused", model, batch)
-        torch.testing.assert_close(fused.prime(x[:, :9]), cached.prime(x[:, :9]), atol=1e-4, rtol=0)
-        for t in range(9, 50):
-            assert (cached.step(x[:, t - 1]) - fused.step(x[:, t - 1])).abs().max().item() < 1e-4
+    assert_steps_match_cached(model, batch, 9, FusedStepper)

@@ -39,6 +39,27 @@ def conditioning(model: WaveNet, batch: int, length: int) -> Cond | None:
     return Cond(classes, local) if classes is not None or local is not None else None
 
 
+def assert_steps_match_cached(model: WaveNet, batch: int, prime_len: int, make) -> None:
+    """`make(model, batch, cond)` builds a stepper whose prime and step logits must equal the
+    cached path's within 1e-4 at every step of a random sequence twice the receptive field."""
+    dev = next(model.parameters()).device
+    length = 2 * model.receptive_field + 5
+    x = torch.randint(0, model.config.quantization_levels, (batch, length), device=dev)
+    cond = conditioning(model, batch, length)
+    if cond is not None:
+        cond = Cond(*(None if v is None else v.to(dev) for v in (cond.classes, cond.local)))
+    cached, other = make_stepper("cached", model, batch, cond), make(model, batch, cond)
+    prev = None
+    with torch.no_grad():
+        if prime_len:
+            torch.testing.assert_close(other.prime(x[:, :prime_len]), cached.prime(x[:, :prime_len]), atol=1e-4, rtol=0)
+            prev = x[:, prime_len - 1]
+        for t in range(prime_len, length):
+            err = (cached.step(prev) - other.step(prev)).abs().max().item()
+            assert err < 1e-4, f"step {t}: logits differ by {err}"
+            prev = x[:, t]
+
+
 @pytest.mark.parametrize("cfg", list(random_configs(8)))
 def test_logits_at_t_have_zero_gradient_from_inputs_at_or_after_t(cfg):
     model = small_model(**cfg)
