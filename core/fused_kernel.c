@@ -14,9 +14,10 @@
  * Zero padding is exact: padded inputs are 0, padded z columns are 0 so their gates are
  * tanh(0) * sigmoid(0) = 0, and padded logits are never sampled.
  *
- * Threads: rows never interact, so with batch >= threads each thread runs its own rows with
- * no synchronisation. At batch 1 the threads split each product's output panels and meet at
- * a spin barrier twice per layer; that halves the weights each core streams per sample.
+ * Threads: rows never interact, so at batch > 1 each thread runs its own rows with no
+ * synchronisation. At batch 1 with several threads (opt-in from core/fused.py) the threads
+ * split each product's output panels and meet at a spin barrier twice per layer; that halves
+ * the weights each core streams per sample.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -43,7 +44,7 @@ typedef struct {
     const float *w2, *b2; /* panels of c_head x 16 covering q_pad; (q_pad) */
     const int64_t *offs, *sizes, *dils; /* (L): ring offset, ring size (kernel-1)*d, dilation */
     float *buf;           /* (batch, sum sizes, c_res): each layer's past inputs */
-    float *scratch;       /* (batch, 2 c_dil + c_dil + c_res + c_skip + c_head + q_pad + kernel*c_res) */
+    float *scratch;       /* (batch, 2 c_dil + c_dil + c_res + c_skip + c_head + q_pad): z, g, [h | skip], hid, logits */
     int64_t *tokens;      /* (batch, k_in): the input conv's last k_in tokens */
     int64_t *prev;        /* (batch): the last token */
     uint64_t *rng;        /* (batch): SplitMix64 state per row */
