@@ -81,8 +81,11 @@ class _Run(ctypes.Structure):
 
 def _build(target: Path) -> None:
     """Compile the kernel into `target` atomically (concurrent processes may race to build it)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError as e:
+        raise FusedUnavailable(f"cannot write the compiled kernel to {target.parent}: {e}") from e
     os.close(fd)
     cmd = [os.environ.get("CC", "cc"), *FLAGS, str(SOURCE), "-o", tmp, "-lm"]
     try:
@@ -103,7 +106,10 @@ def _library() -> ctypes.CDLL:
     target = cache_dir() / f"fused-{key}.so"
     if not target.exists():
         _build(target)
-    lib = ctypes.CDLL(str(target))
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as e:
+        raise FusedUnavailable(f"cannot load {target}: {e}") from e
     if not lib.fused_cpu_ok():
         raise FusedUnavailable("this CPU lacks AVX2/FMA, which the fused kernel needs")
     lib.fused_run.argtypes = [ctypes.POINTER(_Model), ctypes.POINTER(_Run)]

@@ -121,6 +121,15 @@ def test_without_a_compiler_generation_falls_back_to_the_pytorch_path(tmp_path):
     assert not list(tmp_path.glob("fused-*.so*")), "a failed build left files behind"
 
 
+def test_an_unwritable_cache_folder_falls_back_too(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = _python("from core.fused import available; from core.generate import default_method;"
+                  "from tests.test_wavenet import small_model; print(available(), default_method(small_model()))",
+                  blocker / "cache")
+    assert out.split() == ["False", "cached"]
+
+
 @pytest.mark.parametrize("cfg", [CACHED_CASES[0], CACHED_CASES[2], CACHED_CASES[7]])
 def test_batch_one_split_over_two_threads_gives_the_same_logits_and_draws(cfg):
     model = small_model(**cfg)
