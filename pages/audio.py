@@ -283,7 +283,8 @@ def build(store: ModelStore) -> None:
             prime_seconds = gr.Slider(0.1, MAX_PRIME_SECONDS, value=1.0, step=0.1, label="prime seconds",
                                       info="the last N seconds of the upload prime the model")
             seconds = gr.Slider(0.1, MAX_SECONDS, value=2.0, step=0.1, label="seconds to generate")
-            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="temperature", info="0 = greedy")
+            temperature = gr.Slider(0.0, 2.0, value=0.85, step=0.05, label="temperature",
+                                    info="0 = greedy; the bundled model holds notes best near 0.85")
             top_k = gr.Number(0, precision=0, minimum=0, label="top-k", info="sample among the k likeliest; 0 = off")
             variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="variations",
                                    info="generated together, in one batch")
