@@ -50,9 +50,8 @@ class GraphStepper(CachedStepper):
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""
-        local = self.cond.local if self.cond is not None else None
-        if self.model.local_proj is not None and self.t // self.model.config.local_hop >= local.shape[2]:
-            raise ValueError(f"local conditioning covers {local.shape[2]} frames; step {self.t} needs more")
+        if self.model.local_proj is not None:
+            self._local_frame()  # checked on the host: a graph cannot raise
         if prev is None:
             self.prev_in.fill_(self.q)
         else:

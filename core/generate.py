@@ -184,15 +184,18 @@ class CachedStepper(_SamplingLoop):
         """Layer `layer`'s input at time t, h (B, C_res), takes its ring's oldest slot."""
         self.bufs[layer][self.t % self.sizes[layer]] = h
 
+    def _local_frame(self) -> int:
+        """The local-conditioning frame of the current step; ValueError past the last frame."""
+        frame, frames = self.t // self.model.config.local_hop, self.cond.local.shape[2]
+        if frame >= frames:
+            raise ValueError(f"local conditioning covers {frames} frames; step {self.t} needs more")
+        return frame
+
     def _cond_now(self) -> torch.Tensor | None:
         """Conditioning for the current step, (B, L, 2C), or None."""
         total = self.class_cond
         if self.model.local_proj is not None:
-            frame = self.t // self.model.config.local_hop
-            local = self.cond.local
-            if frame >= local.shape[2]:
-                raise ValueError(f"local conditioning covers {local.shape[2]} frames; step {self.t} needs more")
-            g = torch.addmm(self.local_b, local[:, :, frame], self.local_w)
+            g = torch.addmm(self.local_b, self.cond.local[:, :, self._local_frame()], self.local_w)
             total = g if total is None else total + g
         return None if total is None else total.view(self.batch, len(self.bufs), -1)
 
