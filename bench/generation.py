@@ -1,6 +1,6 @@
 """Generation speed of each method on the reference WaveNet, side by side in one run.
 
-    python bench/generation.py [--steps 2000] [--naive-steps 100] [--batches 1 16]
+    python bench/generation.py [--steps 2000] [--naive-steps 100] [--batches 1 16] [--device cuda]
 
 Reference config: Q=256, dilations 1..512 twice (20 layers), K=2, residual = dilation = 64,
 skip = 128, head = 128 (random weights: speed does not depend on them). The last line printed
@@ -8,6 +8,7 @@ is one JSON object: {"config", "receptive_field", "results": [{"method", "batch"
 "samples_per_s", "ratio_to_cached"}, ...]}. `threads` is the fused kernel's core count (rows
 split at batch > 1); at batch 1 it also reports the opt-in split of each product over all cores
 (`FusedStepper(threads=N)`), which is fast or slow by how the host places the two vCPUs.
+With `--device cuda` the methods are cached and graph (the cached step replayed from a CUDA graph).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.fused import FusedStepper  # noqa: E402
-from core.generate import CPU_METHODS, generate  # noqa: E402
+from core.generate import CPU_METHODS, METHODS, generate  # noqa: E402
 from core.models.wavenet import WaveNet, WaveNetConfig  # noqa: E402
 
 REFERENCE = WaveNetConfig(quantization_levels=256, dilations=[2**i for i in range(10)] * 2, kernel_size=2,
@@ -57,19 +58,23 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=2000, help="samples per sequence for fast methods")
     p.add_argument("--naive-steps", type=int, default=100, help="samples per sequence for the naive method")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--methods", nargs="+", default=list(CPU_METHODS), choices=list(CPU_METHODS))
+    p.add_argument("--methods", nargs="+", choices=list(METHODS),
+                   help="default: naive, cached and fused on the CPU; cached and graph on CUDA")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args(argv)
+    on_cuda = torch.device(args.device).type == "cuda"
+    methods = args.methods or (["cached", "graph"] if on_cuda else list(CPU_METHODS))
     torch.manual_seed(0)
-    model = WaveNet(REFERENCE).eval()
+    model = WaveNet(REFERENCE).eval().to(args.device)
     results = []
     cores = len(os.sched_getaffinity(0))
     for batch in args.batches:
         row = {}
-        for method in args.methods:
+        for method in methods:
             steps = args.naive_steps if method == "naive" else args.steps
             threads = (1 if batch == 1 else min(batch, cores)) if method == "fused" else None
             row[(method, threads)] = samples_per_s(model, method, batch, steps)
-            if method == "fused" and batch == 1 and cores > 1:
+            if method == "fused" and batch == 1 and cores > 1 and not on_cuda:
                 row[(method, cores)] = split_samples_per_s(model, cores, steps)
         for (method, threads), rate in row.items():
             ratio = rate / row["cached", None] if ("cached", None) in row else None
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         "config": asdict(REFERENCE),
         "receptive_field": REFERENCE.receptive_field,
         "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "device": torch.cuda.get_device_name() if on_cuda else platform.processor() or platform.machine(),
         "results": results,
     }
     print(json.dumps(report))

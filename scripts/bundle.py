@@ -1,13 +1,14 @@
-"""Bundle a run's latest checkpoint into checkpoints/, and turn a bundle back into a run to train on.
+"""Bundle a run's checkpoint into checkpoints/, and turn a bundle back into a run to train on.
 
-    python scripts/bundle.py export runs/chorales checkpoints/chorales-wavenet --data "..."
+    python scripts/bundle.py export runs/chorales checkpoints/chorales-wavenet --data "..." [--step N]
     python scripts/bundle.py restore checkpoints/chorales-wavenet runs/chorales
     python -m core.train --run-dir runs/chorales --resume --set train.max_steps=20000
 
 A bundle is a normal checkpoint folder (config.json, model.safetensors, README.md, metrics.json)
-plus what resuming needs: the run's train_config.json, optimizer.safetensors and
-trainer_state.json. Its model card records the command, data, training time and the
-validation NLL in bits per sample, all read from the run folder.
+plus the run's train_config.json and, where the checkpoint has them, what resuming needs:
+optimizer.safetensors and trainer_state.json. Its model card records the command, data,
+training time (up to the bundled step) and the validation NLL in bits per sample, all read
+from the run folder. `--step` bundles an earlier checkpoint than the latest.
 """
 
 from __future__ import annotations
@@ -30,19 +31,31 @@ RESUME_FILES = ("optimizer.safetensors", "trainer_state.json")
 STOPPED_GAP_S = 600.0  # rows come every few seconds to minutes; a longer gap is time the run was stopped
 
 
-def training_seconds(run: Path) -> float:
-    """Wall time the run trained: the gaps between its metrics rows, less those over STOPPED_GAP_S
-    (between a stop and a resume: sessions apart)."""
-    times = sorted(json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines()
-                   if line.strip())
+def training_seconds(run: Path, up_to_step: int | None = None) -> float:
+    """Wall time the run trained (to `up_to_step` if given): the gaps between its metrics rows, less
+    those over STOPPED_GAP_S (between a stop and a resume: sessions apart)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    times = sorted(r["time"] for r in rows if up_to_step is None or r["step"] <= up_to_step)
     return sum(b - a for a, b in itertools.pairwise(times) if b - a <= STOPPED_GAP_S)
 
 
-def export(run: Path, dest: Path, data: str, command: str, test: bool = False, notes_file: Path | None = None) -> Path:
-    """Write the bundle; `test` adds the whole test split's NLL (core.evaluate), `notes_file` more Markdown."""
-    ckpt = checkpoints.latest_checkpoint(run)
-    if ckpt is None:
-        raise SystemExit(f"{run} has no checkpoint yet")
+def _checkpoint(run: Path, step: int | None) -> Path:
+    if step is None:
+        ckpt = checkpoints.latest_checkpoint(run)
+        if ckpt is None:
+            raise SystemExit(f"{run} has no checkpoint yet")
+        return ckpt
+    ckpt = run / "checkpoints" / f"step_{step:08d}"
+    if not (ckpt / "model.safetensors").is_file():
+        raise SystemExit(f"{run} has no checkpoint of step {step} (looked for {ckpt})")
+    return ckpt
+
+
+def export(run: Path, dest: Path, data: str, command: str, test: bool = False, notes_file: Path | None = None,
+           step: int | None = None, hardware: str = "a 2-core CPU") -> Path:
+    """Write the bundle of the checkpoint of `step` (default: the latest); `test` adds the whole test
+    split's NLL (core.evaluate), `notes_file` more Markdown, `hardware` what it trained on."""
+    ckpt = _checkpoint(run, step)
     model = checkpoints.load_checkpoint(ckpt)
     metrics = checkpoints.read_metrics(ckpt)
     test_lines = []
@@ -53,30 +66,35 @@ def export(run: Path, dest: Path, data: str, command: str, test: bool = False, n
         test_lines = [f"- Test NLL: **{report['bits_per_dim']:.4f} bits per dim** "
                       f"({report['nll_nats_per_item']:.2f} nats per item, {report['items']:,} items), from "
                       f"`python -m core.evaluate --checkpoint {dest} --split test`"]
-    hours = training_seconds(run) / 3600
+    hours = training_seconds(run, metrics.get("step")) / 3600
     train_cfg = json.loads((run / "config.json").read_text())
+    resumable = all((ckpt / name).is_file() for name in RESUME_FILES)
     notes = "\n".join([
         "## How it was made", "",
         f"- Command: `{command}`",
         f"- Data: {data}",
-        f"- Training: {metrics.get('step', '?')} steps, {hours:.2f} h on a 2-core CPU",
+        f"- Training: {metrics.get('step', '?')} steps, {hours:.2f} h on {hardware}",
         f"- Validation NLL: {metrics.get('valid_bits_per_sample', '?')} bits per sample "
         f"({metrics.get('valid_nll_nats', '?')} nats)",
         *test_lines,
-        "- Rebuild or continue: `python scripts/bundle.py restore <this folder> runs/NAME`, then "
-        "`python -m core.train --run-dir runs/NAME --resume --set train.max_steps=N`.",
+        "- Continue: `python scripts/bundle.py restore <this folder> runs/NAME`, then "
+        "`python -m core.train --run-dir runs/NAME --resume --set train.max_steps=N`." if resumable else
+        "- Weights only (the run kept no optimizer state for this step): rebuild with the command above.",
     ])
     if notes_file is not None:
         notes += "\n\n" + notes_file.read_text().strip()
     checkpoints.save_checkpoint(
         model, dest, overwrite=True, metrics=metrics, card=checkpoints.model_card(model, metrics, notes),
         extra_files={"train_config.json": json.dumps(train_cfg, indent=2).encode(),
-                     **{name: (ckpt / name).read_bytes() for name in RESUME_FILES}},
+                     **{name: (ckpt / name).read_bytes() for name in RESUME_FILES if resumable}},
     )
     return dest
 
 
 def restore(bundle: Path, run: Path) -> Path:
+    if not all((bundle / name).is_file() for name in RESUME_FILES):
+        raise SystemExit(f"{bundle} holds weights only, no optimizer state to resume from; "
+                         "rebuild it with the command in its README.md")
     state = json.loads((bundle / "trainer_state.json").read_text())
     if (run / "config.json").exists():
         raise SystemExit(f"{run} already holds a run")
@@ -97,11 +115,14 @@ def main() -> None:
     e.add_argument("--command", required=True, help="the training command, for the model card")
     e.add_argument("--test", action="store_true", help="also measure the test split's NLL for the card")
     e.add_argument("--notes", type=Path, default=None, help="a Markdown file to append to the card")
+    e.add_argument("--step", type=int, default=None, help="bundle this step's checkpoint (default: the latest)")
+    e.add_argument("--hardware", default="a 2-core CPU", help="what it trained on, for the card")
     r = sub.add_parser("restore", help="make a run folder from a bundle, to resume training")
     r.add_argument("bundle", type=Path)
     r.add_argument("run", type=Path)
     args = p.parse_args()
-    print(export(args.run, args.dest, args.data, args.command, args.test, args.notes) if args.verb == "export"
+    print(export(args.run, args.dest, args.data, args.command, args.test, args.notes, args.step, args.hardware)
+          if args.verb == "export"
           else restore(args.bundle, args.run))
 
 

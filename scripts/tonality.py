@@ -13,9 +13,11 @@ its last second (do the notes survive, or fade into noise?), and on white noise 
   white noise, near 0 for a few sharp harmonics (a stuck tone scores as well as music here,
   which is why periodicity and the pitch check exist);
 - same pitch: whether the continuation's first 0.25 s keeps the primer's last pitch (within a
-  semitone, octave errors excluded), the share of clips where it does.
+  semitone, octave errors excluded), the share of clips where it does;
+- outcome of the last second: "silent" (RMS under 0.01, about -40 dBFS: the melody reached a
+  rest), "tonal" (periodicity over 0.7) or "noisy" (anything else), the share of clips of each.
 
-The last line printed is one JSON object with the medians per temperature.
+The last line printed is one JSON object with the medians and shares per temperature.
 """
 
 from __future__ import annotations
@@ -71,6 +73,17 @@ def periodicity(x: np.ndarray, sr: int) -> float:
     return float(np.median(peaks)) if len(peaks) else 0.0
 
 
+SILENT_RMS = 0.01
+TONAL_PERIODICITY = 0.7
+
+
+def outcome(x: np.ndarray, sr: int) -> str:
+    """"silent", "tonal" or "noisy" for a stretch of audio x (T,) (see the module docstring)."""
+    if float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) < SILENT_RMS:
+        return "silent"
+    return "tonal" if periodicity(x, sr) > TONAL_PERIODICITY else "noisy"
+
+
 def same_pitch(primer: np.ndarray, continuation: np.ndarray, sr: int) -> bool:
     """The continuation's first 0.25 s is within a semitone of the primer's last 0.25 s pitch."""
     quarter = sr // 4
@@ -111,16 +124,20 @@ def main(argv: list[str] | None = None) -> dict:
             row[f"T={t:g} periodicity first s"] = periodicity(out[:sr], sr)
             row[f"T={t:g} periodicity last s"] = periodicity(out[-sr:], sr)
             row[f"T={t:g} same pitch"] = float(same_pitch(heard, out, sr))
+            row[f"T={t:g} last s"] = outcome(out[-sr:], sr)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), file=sys.stderr)
         rows.append(row)
     noise = np.random.default_rng(0).uniform(-0.5, 0.5, sr * 3).astype(np.float32)
-    keys = [k for k in rows[0] if k != "file"]
+    keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
     pitch_keys = [k for k in keys if "same pitch" in k]
+    outcome_keys = [k for k in rows[0] if k.endswith(" last s") and k not in keys]
     report = {"checkpoint": args.checkpoint, "clips": len(rows),
               "white_noise": {"flatness": round(flatness(noise, sr), 4),
                               "periodicity": round(periodicity(noise, sr), 4)},
               "median": {k: round(float(np.median([r[k] for r in rows])), 4) for k in keys if k not in pitch_keys},
-              "same_pitch_share": {k: round(float(np.mean([r[k] for r in rows])), 3) for k in pitch_keys}}
+              "same_pitch_share": {k: round(float(np.mean([r[k] for r in rows])), 3) for k in pitch_keys},
+              "last_second_share": {k: {o: round(float(np.mean([r[k] == o for r in rows])), 3)
+                                        for o in ("tonal", "silent", "noisy")} for k in outcome_keys}}
     print(json.dumps(report))
     return report
 

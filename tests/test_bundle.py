@@ -50,7 +50,35 @@ def test_export_with_test_puts_the_test_nll_and_notes_in_the_card(tmp_path):
     assert f"{measured['bits_per_dim']:.4f} bits per dim" in card and "forecast table here" in card
 
 
+def test_export_of_an_earlier_step_without_optimizer_state_is_weights_only(tmp_path):
+    run = tmp_path / "run"
+    assert train(["--config", str(ROOT / "configs/tone500.json"), "--run-dir", str(run), "--no-progress",
+                  *sum((["--set", s] for s in TINY), []), "--set", "train.keep_checkpoints=3"]) == 0
+    (run / "checkpoints/step_00000002/optimizer.safetensors").unlink()
+    dest = tmp_path / "bundled"
+    bundle("export", str(run), str(dest), "--data", "tone", "--command", "c", "--step", "2",
+           "--hardware", "one H100 GPU")
+    assert json.loads((dest / "metrics.json").read_text())["step"] == 2
+    bundled, saved = load_checkpoint(dest).state_dict(), load_checkpoint(run / "checkpoints/step_00000002").state_dict()
+    assert all(bundled[k].equal(saved[k]) for k in saved)
+    card = (dest / "README.md").read_text()
+    assert "2 steps" in card and "on one H100 GPU" in card and "Weights only" in card
+    assert not (dest / "optimizer.safetensors").exists() and not (dest / "trainer_state.json").exists()
+    restored = subprocess.run([sys.executable, "scripts/bundle.py", "restore", str(dest), str(tmp_path / "again")],
+                              cwd=ROOT, capture_output=True, text=True)
+    assert restored.returncode != 0 and "weights only" in restored.stderr
+    missing = subprocess.run([sys.executable, "scripts/bundle.py", "export", str(run), str(tmp_path / "x"), "--data",
+                              "d", "--command", "c", "--step", "3"], cwd=ROOT, capture_output=True, text=True)
+    assert missing.returncode != 0 and "no checkpoint of step 3" in missing.stderr
+
+
 def test_training_time_leaves_out_the_gaps_while_the_run_was_stopped(tmp_path):
     rows = [{"split": "train", "step": i, "time": t} for i, t in enumerate([0, 30, 60, 5000, 5030, 5100])]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert training_seconds(tmp_path) == 60 + 30 + 70  # the 4940 s gap is between a stop and a resume
+
+
+def test_training_time_up_to_a_step_counts_only_the_rows_before_it(tmp_path):
+    rows = [{"split": "train", "step": i, "time": 10.0 * i} for i in range(10)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert training_seconds(tmp_path, up_to_step=4) == 40

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from scripts.tonality import flatness, periodicity, same_pitch
+from scripts.tonality import flatness, outcome, periodicity, same_pitch
 
 SR = 8000
 
@@ -23,3 +23,11 @@ def test_same_pitch_allows_less_than_a_semitone_and_no_octave_jump():
     assert not same_pitch(tone(220), tone(262), SR)  # three semitones up
     assert not same_pitch(tone(220), tone(440), SR)
     assert not same_pitch(tone(220), np.zeros(SR, np.float32), SR), "silence keeps no pitch"
+
+
+def test_the_last_second_is_told_tonal_silent_or_noisy():
+    noise = np.random.default_rng(0).uniform(-0.3, 0.3, SR).astype(np.float32)
+    assert outcome(0.3 * tone(220), SR) == "tonal"
+    assert outcome(noise, SR) == "noisy"
+    assert outcome(0.001 * tone(220), SR) == "silent", "a note at -60 dBFS is a rest, not music"
+    assert outcome(np.zeros(SR, np.float32), SR) == "silent"
