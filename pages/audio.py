@@ -36,6 +36,7 @@ from core.generate import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from pages.checks import is_whole, require
+from pages.model_picker import model_picker
 
 MAX_VARIATIONS = 4
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
@@ -268,23 +269,18 @@ def generate_audio(
 def build(store: ModelStore) -> None:
     """Lay out the audio page inside the current Blocks context and wire its events."""
     entries = audio_models(store)
-    choices = [(m["name"], m["path"]) for m in entries]
     first = entries[0] if entries else None
     gr.Markdown("## Continue audio\nUpload a clip (or record one); the model continues it. "
                 "Leave it empty to generate from silence.")
     with gr.Row():
         with gr.Column(scale=1):
-            with gr.Row():
-                model = gr.Dropdown(choices, value=first and first["path"], label="model", scale=5,
-                                    allow_custom_value=True)
-                refresh = gr.Button("↻", scale=0, min_width=40)
-            info = gr.Markdown(model_summary(first))
+            model = model_picker(store, audio_models, model_summary)
             upload = gr.Audio(sources=["upload", "microphone"], type="filepath", label="conditioning audio")
             prime_seconds = gr.Slider(0.1, MAX_PRIME_SECONDS, value=1.0, step=0.1, label="prime seconds",
                                       info="the last N seconds of the upload prime the model")
             seconds = gr.Slider(0.1, MAX_SECONDS, value=2.0, step=0.1, label="seconds to generate")
             temperature = gr.Slider(0.0, 2.0, value=0.85, step=0.05, label="temperature",
-                                    info="0 = greedy; the bundled model holds notes best near 0.85")
+                                    info="0 = greedy; the bundled model holds its notes at 0.85 and at 1")
             top_k = gr.Number(0, precision=0, minimum=0, label="top-k", info="sample among the k likeliest; 0 = off")
             variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="variations",
                                    info="generated together, in one batch")
@@ -307,21 +303,14 @@ def build(store: ModelStore) -> None:
                     ]
                 slots.append(slot)
 
-    def refresh_models(current: str | None):
-        found = [(m["name"], m["path"]) for m in audio_models(store)]
-        paths = [path for _, path in found]
-        return gr.Dropdown(choices=found, value=current if current in paths else next(iter(paths), None))
-
-    def describe(path: str | None):
-        entry = next((m for m in audio_models(store) if m["path"] == path), None)
-        return model_summary(entry), gr.Number(**_class_props(entry))
+    def class_box(path: str | None):
+        return gr.Number(**_class_props(next((m for m in audio_models(store) if m["path"] == path), None)))
 
     inputs = [model, upload, prime_seconds, seconds, temperature, top_k, variations, seed, class_id]
     run = generate_button.click(partial(generate_audio, store), inputs, [status, *outputs], api_name="generate_audio",
                                 show_progress_on=status)  # the players stay uncovered while they grow
     cancel.click(None, cancels=[run])
-    refresh.click(refresh_models, model, model, api_visibility="private")
-    model.change(describe, model, [info, class_id], api_visibility="private")
+    model.change(class_box, model, class_id, api_visibility="private")
     variations.change(lambda n: [gr.Column(visible=i < n) for i in range(MAX_VARIATIONS)], variations, slots,
                       api_visibility="private")
 

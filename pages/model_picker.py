@@ -1,11 +1,16 @@
 """The model chooser the sampling pages share: a dropdown of the models a page can use, a ↻ button
-that re-scans the app's folders (a run trained meanwhile appears), and a summary of the chosen one."""
+that re-scans the app's folders (a run trained meanwhile appears), and a summary of the chosen one.
+
+Each visit re-scans too, and `?model=PATH` in the page's address chooses that checkpoint (the
+Train page links a finished run that way)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import gradio as gr
+from gradio.context import get_blocks_context
 
 from core.model_store import ModelStore
 
@@ -28,9 +33,23 @@ def model_picker(store: ModelStore, usable: Lister, summary: Summary) -> gr.Drop
         paths = [path for _, path in found]
         return gr.Dropdown(choices=found, value=current if current in paths else next(iter(paths), None))
 
+    def visit(current: str | None, request: gr.Request) -> gr.Dropdown:
+        wanted = request.query_params.get("model") if request is not None else None
+        listed = [m["path"] for m in usable(store)]
+        match = next((path for path in listed if wanted and _same_folder(path, wanted)), None)
+        return refresh_models(match or current)
+
     def describe(path: str | None) -> str:
         return summary(next((m for m in usable(store) if m["path"] == path), None))
 
     refresh.click(refresh_models, model, model, api_visibility="private")
+    get_blocks_context().root_block.load(visit, model, model, api_visibility="private")  # this page's visits
     model.change(describe, model, info, api_visibility="private")
     return model
+
+
+def _same_folder(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, ValueError):
+        return False

@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -345,7 +346,8 @@ def progress_html(status: dict | None) -> str:
     done = ""
     if status["state"] in ("stopped", "finished", "failed") and status["checkpoint"]:
         page = sample_page(status.get("config") or {})
-        sample = f" or <a href='{page[0]}'>sample it on the {page[1]} page</a>" if page else ""
+        link = f"{page[0]}?model={quote(status['checkpoint'], safe='')}" if page else ""
+        sample = f" or <a href='{link}'>sample it on the {page[1]} page</a>" if page else ""
         done = (f"<br>Latest checkpoint <code>{status['checkpoint']}</code>: see it on the "
                 f"<a href='models'>Models</a> page{sample}.")
     return (f"<div style='background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden'>"

@@ -77,3 +77,28 @@ def test_upload_move_temperature_generate_and_listen(app_url: str, page: Page, t
     page.screenshot(path=shot, full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
     assert errors == []
+
+
+def test_a_model_named_in_the_address_is_chosen_even_one_saved_after_the_app_started(
+        page: Page, tmp_path: Path) -> None:
+    """The Train page links a finished run as `audio?model=PATH`: the visit re-scans and selects it."""
+    from urllib.parse import quote
+
+    from core.checkpoints import save_checkpoint
+    from core.models.wavenet import WaveNet
+    from tests.conftest import serving, tiny_audio_config
+
+    models = tmp_path / "models"
+    for name in ("alpha", "beta"):
+        save_checkpoint(WaveNet(tiny_audio_config()), models / name)
+    with serving(models) as url:
+        chooser = page.get_by_role("combobox", name="model")
+        page.goto(url + "audio")
+        expect(chooser).to_have_value("models/alpha")
+        page.goto(url + "audio?model=" + quote(str(models / "beta"), safe=""))
+        expect(chooser).to_have_value("models/beta")
+        save_checkpoint(WaveNet(tiny_audio_config()), models / "gamma")  # trained while the app runs
+        page.goto(url + "audio?model=" + quote(str(models / "gamma"), safe=""))
+        expect(chooser).to_have_value("models/gamma")
+        page.goto(url + "audio?model=" + quote(str(tmp_path / "elsewhere"), safe=""))
+        expect(chooser).to_have_value("models/alpha")  # not one of the app's models: the first one

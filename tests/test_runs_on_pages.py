@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def test_a_finished_fourier_run_is_sampled_on_the_signals_page(tmp_path: Path) -
     assert sample_page(config) == ("signals", "Signals")
     status = {"state": "finished", "progress": 1.0, "eta_s": None, "step": 2, "max_steps": 2,
               "checkpoint": entry["path"], "config": config}
-    assert "href='signals'" in progress_html(status)
+    assert f"href='signals?model={quote(entry['path'], safe='')}'" in progress_html(status)
 
 
 def test_a_finished_digits_run_is_sampled_on_the_digits_page(tmp_path: Path) -> None:
