@@ -176,7 +176,8 @@ class Trainer:
     def _validate_and_save(self) -> dict:
         opt = self.cfg.train
         metrics = self.evaluate(self.valid_set)
-        if metrics["nll_nats"] < self.best_valid - 1e-6:
+        improved = metrics["nll_nats"] < self.best_valid - 1e-6
+        if improved:
             self.best_valid, self.bad_validations = metrics["nll_nats"], 0
         else:
             self.bad_validations += 1
@@ -186,7 +187,7 @@ class Trainer:
                 self.bad_validations = 0
         if self.is_main:
             self._log("valid", metrics)
-            self._save_checkpoint(metrics)
+            self._save_checkpoint(metrics, improved)
             self._status("running")
         if self.world > 1:
             dist.barrier()
@@ -215,7 +216,7 @@ class Trainer:
             "pid": os.getpid(), "world_size": self.world, "updated": time.time(), **extra,
         })
 
-    def _save_checkpoint(self, metrics: dict) -> None:
+    def _save_checkpoint(self, metrics: dict, best: bool) -> None:
         ckpt_dir = self.run_dir / "checkpoints"
         name = f"step_{self.step:08d}"
         card_metrics = {"step": self.step, "valid_nll_nats": round(metrics["nll_nats"], 5),
@@ -231,8 +232,23 @@ class Trainer:
             extra_files={"trainer_state.json": json.dumps(state).encode()},
         )
         atomic.write_text(self.run_dir / "latest", name)
-        old = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir() and p.name != name)
-        for p in old[: max(0, len(old) - (self.cfg.train.keep_checkpoints - 1))]:
+        if best:
+            atomic.write_text(self.run_dir / "best", name)
+        self._prune(ckpt_dir, name)
+
+    def _prune(self, ckpt_dir: Path, newest: str) -> None:
+        """Remove checkpoints beyond the newest keep_checkpoints, sparing the best and every keep_every-th."""
+        opt, best = self.cfg.train, self.run_dir / "best"
+        spared = {newest}
+        if opt.keep_best and best.is_file():
+            spared.add(best.read_text().strip())
+        old = []
+        for p in sorted(ckpt_dir.glob("step_*")):
+            step = p.name.removeprefix("step_")
+            milestone = opt.keep_every and step.isdigit() and int(step) % opt.keep_every == 0
+            if p.is_dir() and p.name not in spared and not milestone:
+                old.append(p)
+        for p in old[: max(0, len(old) - (opt.keep_checkpoints - 1))]:
             checkpoints.remove_checkpoint(p)
 
     def _load_latest(self) -> None:

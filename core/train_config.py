@@ -32,7 +32,9 @@ class OptimConfig:
     valid_every: int = 100  # validate and checkpoint every N steps
     valid_batches: int = 0  # 0 = the whole validation split
     log_every: int = 10
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # the newest N checkpoints are kept, plus the two kinds below
+    keep_best: bool = True  # also keep the one with the lowest validation NLL (named in the run's `best` file)
+    keep_every: int = 0  # also keep every checkpoint whose step is a multiple of N, to compare later; 0 = off
     seed: int = 0
     # Train unrolling (core/unroll.py): add unroll_weight x the mean n-step loss through the model's
     # own Gumbel-softmax samples from a random origin per step; 0 steps = off.
@@ -47,12 +49,12 @@ class OptimConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"train.{name} must be a number > 0, got {v!r}")
-        for name in ("weight_decay", "clip_norm", "decay_patience", "valid_batches", "seed"):
+        for name in ("weight_decay", "clip_norm", "decay_patience", "valid_batches", "seed", "keep_every"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"train.{name} must be a number >= 0, got {v!r}")
         for name in ("batch_size", "max_steps", "valid_every", "log_every", "keep_checkpoints",
-                     "decay_patience", "valid_batches", "seed"):
+                     "decay_patience", "valid_batches", "seed", "keep_every"):
             if not isinstance(getattr(self, name), int):
                 raise ConfigError(f"train.{name} must be an integer, got {getattr(self, name)!r}")
         if not (isinstance(self.unroll_steps, int) and self.unroll_steps >= 0):
@@ -61,8 +63,9 @@ class OptimConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"train.{name} must be a number > 0, got {v!r}")
-        if not isinstance(self.unroll_hard, bool):
-            raise ConfigError(f"train.unroll_hard must be true or false, got {self.unroll_hard!r}")
+        for name in ("unroll_hard", "keep_best"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
         if self.decay_rate > 1:
             raise ConfigError(f"train.decay_rate must be in (0, 1], got {self.decay_rate!r}")
 

@@ -76,6 +76,38 @@ def test_resume_continues_the_step_count_and_optimizer(tmp_path):
     assert any((a != b).any() for a, b in zip(first.state_dict().values(), resumed.state_dict().values(), strict=True))
 
 
+def kept_steps(run: Path) -> set[int]:
+    return {int(p.name.removeprefix("step_")) for p in (run / "checkpoints").iterdir()}
+
+
+def test_a_run_points_best_at_its_lowest_validation_and_keeps_it(tmp_path):
+    run = tmp_path / "run"
+    assert main(["--config", str(TONE), "--run-dir", str(run), "--no-progress", *sum((["--set", s] for s in TINY), []),
+                 "--set", "train.valid_every=1", "--set", "train.keep_checkpoints=2", "--set", "train.keep_every=5",
+                 "--set", "train.max_steps=7"]) == 0
+    valid = rows(run, "valid")
+    best = min(valid, key=lambda r: r["nll_nats"])["step"]
+    assert (run / "best").read_text() == f"step_{best:08d}"
+    assert kept_steps(run) == {best, 5, 6, 7}
+
+
+def test_retention_spares_the_newest_the_best_and_every_nth_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    cfg = train_config.load(TONE, TINY + ["train.keep_checkpoints=2", "train.keep_every=5"])
+    trainer = Trainer(cfg, run, show_progress=False)
+    run.mkdir()
+    metrics = {"nll_nats": 1.0, "bits": 1.44, "acc": 0.5}
+    for step in range(1, 10):
+        trainer.step = step
+        trainer._save_checkpoint(metrics, best=step == 3)
+    assert (run / "best").read_text() == "step_00000003"
+    assert kept_steps(run) == {3, 5, 8, 9}
+    trainer.cfg.train.keep_best = False
+    trainer.step = 10
+    trainer._save_checkpoint(metrics, best=False)
+    assert kept_steps(run) == {5, 9, 10}
+
+
 def test_starting_over_an_existing_run_without_resume_is_refused(tmp_path, capsys):
     args = ["--config", str(TONE), "--run-dir", str(tmp_path / "r"), "--no-progress",
             *sum((["--set", s] for s in TINY), []), "--set", "train.max_steps=2", "--set", "train.valid_every=2"]
@@ -91,6 +123,8 @@ def test_starting_over_an_existing_run_without_resume_is_refused(tmp_path, capsy
     ("data.kind=mp3s", "kind must be one of"),
     ("optim.lr=1", "section model, data or train"),
     ("train.batch_size=1000", "larger than the"),
+    ("train.keep_every=-5", "train.keep_every must be a number >= 0"),
+    ('train.keep_best="yes"', "train.keep_best must be true or false"),
 ])
 def test_bad_config_is_refused_with_the_reason_before_training(tmp_path, capsys, override, message):
     code = main(["--config", str(TONE), "--run-dir", str(tmp_path / "r"), "--set", override, "--no-progress"])
