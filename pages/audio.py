@@ -206,8 +206,8 @@ def waveform_figure(primer: np.ndarray, continuation: np.ndarray, sample_rate: i
             t, y = _envelope(x, offset, sample_rate)
             fig.add_trace(go.Scatter(x=t, y=y, name=name, mode="lines", line=dict(color=colour, width=1)))
     fig.update_layout(
-        height=220, margin=dict(l=40, r=10, t=30, b=30), xaxis_title="seconds",
-        yaxis=dict(range=[-1.05, 1.05]), legend=dict(orientation="h", y=1.15),
+        height=230, margin=dict(l=40, r=10, t=36, b=30), xaxis_title="seconds", showlegend=False,
+        yaxis=dict(range=[-1.05, 1.05]),  # the block label names the colours
     )
     return fig
 
