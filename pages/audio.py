@@ -36,7 +36,7 @@ from core.generate import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from pages.checks import is_whole, require
-from pages.model_picker import model_picker
+from pages.model_picker import metrics_text, model_picker
 
 MAX_VARIATIONS = 4
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
@@ -104,7 +104,7 @@ def model_summary(entry: dict | None) -> str:
         listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names)) if names else f"0 … {c['n_classes'] - 1}"
         lines.append(f"Class-conditional: class ids {listed}.")
     if entry["metrics"]:
-        lines.append("Metrics: " + ", ".join(f"{k} {v}" for k, v in entry["metrics"].items()))
+        lines.append("Metrics: " + metrics_text(entry["metrics"]))
     return "\n\n".join(lines)
 
 

@@ -29,7 +29,7 @@ from core.generate import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from pages.checks import number_in, require, seed_or_none, whole_in
-from pages.model_picker import model_picker
+from pages.model_picker import metrics_text, model_picker
 
 SCALE, GAP, COLUMNS = 4, 4, 8  # pixels per digit pixel, pixels between tiles, tiles per grid row
 MAX_COUNT = 16
@@ -61,7 +61,7 @@ def model_summary(entry: dict | None) -> str:
     text = f"**{entry['name']}** — {kind}, {entry['config']['quantization_levels']} grey levels, " \
            f"{entry['parameters']:,} parameters."
     if entry["metrics"]:
-        text += "\n\nMetrics: " + ", ".join(f"{k} {v}" for k, v in entry["metrics"].items())
+        text += "\n\nMetrics: " + metrics_text(entry["metrics"])
     return text
 
 

@@ -23,10 +23,10 @@ from core import hub
 from core.checkpoints import CARD
 from core.errors import CheckpointError, ConfigError, StudioError
 from core.model_store import ModelStore
+from pages.model_picker import metrics_text
 
 HEADERS = ["name", "type", "sample rate", "receptive field", "parameters", "metrics", "path"]
 MAX_CARD_BYTES = 200_000  # a model card bigger than this is shown truncated
-MAX_METRICS = 3  # metrics shown in the table; the model card has them all
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*(\n|\Z)", re.DOTALL)
 
 
@@ -39,7 +39,7 @@ def table_rows(store: ModelStore) -> list[list]:
             m["config"].get("sample_rate") or "—",
             m["receptive_field"] or "—",
             f"{m['parameters']:,}",
-            ", ".join(f"{k} {_number(v)}" for k, v in list(m["metrics"].items())[:MAX_METRICS]) or "—",
+            metrics_text(m["metrics"]) or "—",
             m["path"],
         ]
         for m in store.list_models()
@@ -173,7 +173,3 @@ def _entry(store: ModelStore, path: str) -> dict | None:
 
 def _choices(rows: list[list]) -> list[tuple[str, str]]:
     return [(row[0], row[-1]) for row in rows]
-
-
-def _number(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -27,7 +27,7 @@ from core.forecast import Forecast, forecast, horizon_error, sample_curves
 from core.generate import default_method
 from core.model_store import ModelStore
 from pages.checks import number_in, require, seed_or_none, whole_in
-from pages.model_picker import model_picker
+from pages.model_picker import metrics_text, model_picker
 
 CURVE_LENGTH = 500  # samples (10 s) per held-out curve, as in training
 HELD_OUT = 256  # held-out curves to choose from
@@ -63,7 +63,7 @@ def model_summary(entry: dict | None) -> str:
     lines = [f"**{entry['name']}** — {entry['parameters']:,} parameters; it sees the last **{rf} samples** "
              f"({rf / SAMPLE_RATE_HZ:.2f} s at {SAMPLE_RATE_HZ} Hz) of the curve."]
     if entry["metrics"]:
-        lines.append("Metrics: " + ", ".join(f"{k} {v}" for k, v in entry["metrics"].items()))
+        lines.append("Metrics: " + metrics_text(entry["metrics"]))
     return "\n\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from test_hub import REPO, ROOT, TOKEN, FakeHub, checkpoint_files, tiny_model
 from core.checkpoints import CARD, CONFIG, WEIGHTS, save_checkpoint
 from core.model_store import ModelStore
 from pages import models as models_page
+from pages.model_picker import metrics_text
 
 STARTUP_TIMEOUT = 90  # seconds for the app to import gradio and torch and start serving
 
@@ -122,13 +123,21 @@ def test_table_and_details_show_the_store_models_and_cards_without_front_matter(
     assert rows == [
         [f"{model_dir.name}/local-tiny", "wavenet", 8000, model.receptive_field, params, "—",
          str(model_dir / "local-tiny")],
-        ["hub: me/extra@main", "wavenet", 8000, model.receptive_field, params, "bits_per_sample 7.123, steps 100",
+        ["hub: me/extra@main", "wavenet", 8000, model.receptive_field, params, "bits_per_sample 7.123 · steps 100",
          str(extra)],
     ]
     config, card = models_page.model_details(store, str(extra))
     assert config["model_type"] == "wavenet" and config["dilations"] == [1, 2, 4]
     assert "# wavenet checkpoint" in card and "library_name" not in card and "bits_per_sample" in card
     assert models_page.model_details(store, str(tmp_path))[0] is None
+
+
+def test_metrics_read_as_words_without_repeating_a_value_in_other_units() -> None:
+    written = {"step": 10000, "valid_nll_nats": 2.81147, "valid_bits_per_sample": 4.0561, "valid_accuracy": 0.16832,
+               "test_bits_per_dim": 3.88765, "test_nll_nats_per_item": 11037.558}
+    assert metrics_text(written) == "step 10,000 · validation 4.056 bits/sample · accuracy 16.8% · test 3.888 bits/dim"
+    assert metrics_text({"valid_nll_nats": 2.5, "note": "hand-made"}) == "validation 2.500 nats · note hand-made"
+    assert metrics_text({}) == ""
 
 
 def _connect(url: str, proc: subprocess.Popen, logs: Path) -> Client:
