@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         row = {}
         for method in methods:
             steps = args.naive_steps if method == "naive" else args.steps
-            threads = (1 if batch == 1 else min(batch, cores)) if method == "fused" else None
+            threads = FusedStepper(model, batch)._threads() if method == "fused" else None  # the stepper's own rule
             row[(method, threads)] = samples_per_s(model, method, batch, steps)
             if method == "fused" and batch == 1 and cores > 1 and not on_cuda:
                 row[(method, cores)] = split_samples_per_s(model, cores, steps)
