@@ -100,6 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", default=None, metavar="DIR",
                    help="folder for runs started on the Train page, also served as models (default runs/)")
     p.add_argument("--max-runs", type=int, default=1, help="training runs at once from the Train page (default 1)")
+    p.add_argument("--device", default=None,
+                   help="where loaded models run: cpu, cuda, cuda:N or mps (default: CUDA if present, else "
+                        "the CPU). Small models sample faster on the CPU's fused kernel than on a GPU "
+                        "(README, Benchmarks), so --device cpu can pay off on a GPU machine too")
     args = p.parse_args(argv)
     if args.auth is None and os.environ.get("STUDIO_AUTH"):
         try:
@@ -110,6 +114,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--max-concurrency must be >= 1, got {args.max_concurrency}")
     if args.max_runs < 1:
         p.error(f"--max-runs must be >= 1, got {args.max_runs}")
+    from core.devices import pick_device
+    from core.errors import ConfigError
+
+    try:
+        args.device = pick_device(args.device)
+    except ConfigError as e:
+        p.error(str(e))
     return args
 
 
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.model_store import ModelStore
     from pages import train
 
-    store = ModelStore(args.checkpoints or DEFAULT_FOLDERS)
+    store = ModelStore(args.checkpoints or DEFAULT_FOLDERS, device=args.device)
     if args.runs:
         store.add_folder(args.runs)
     train.configure(runs=args.runs or "runs", max_runs=args.max_runs)
