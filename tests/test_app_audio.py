@@ -7,6 +7,7 @@ followed by the continuation, as int16 WAV.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -17,13 +18,14 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import pages.audio as audio_page
+from app import build_app, launch
 from core.audio import read_audio, to_int16
 from core.checkpoints import save_checkpoint
 from core.continuation import dequantise, quantise
 from core.errors import AudioError, CheckpointError, ConfigError
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
-from tests.conftest import TINY_SAMPLE_RATE, tiny_audio_config
+from tests.conftest import TINY_SAMPLE_RATE, free_port, tiny_audio_config
 
 SR = TINY_SAMPLE_RATE  # uploads are written at 16 kHz so they are resampled
 
@@ -128,6 +130,42 @@ def test_generation_can_be_cancelled(client: Client, model_dir: Path, monkeypatc
     assert len(chunks) == stopped_at and sum(chunks) < 20 * SR
     monkeypatch.undo()
     assert len(samples(generate(client, model_dir))) == 800
+
+
+def test_requests_beyond_the_concurrency_limit_queue_and_share_one_unchanged_model(
+        model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ModelStore([model_dir], device="cpu")
+    path = str(model_dir / "tiny")
+    model = store.get(path)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    lock, active, most = threading.Lock(), [0], [0]
+    original = audio_page.continue_audio
+
+    def paced(*args, **kwargs):  # each request takes a while, so they overlap
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            for chunk in original(*args, **kwargs):
+                time.sleep(0.15)
+                yield chunk
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(audio_page, "continue_audio", paced)
+    demo = build_app(store, max_concurrency=2)
+    client = Client(launch(demo, port=free_port(), block=False), verbose=False)
+    try:
+        jobs = [client.submit(model=path, audio=None, prime_seconds=0.1, seconds=0.5, temperature=1.0, top_k=0,
+                              variations=1, seed=seed, class_id=0, api_name="/generate_audio") for seed in range(5)]
+        results = [job.result(timeout=120) for job in jobs]
+    finally:
+        demo.close()
+    assert most[0] == 2, f"{most[0]} generations ran at once; the limit is 2"
+    assert all(len(samples(r)) == SR // 2 for r in results)  # none refused: the other three waited their turn
+    assert store.get(path) is model, "one loaded model serves every request"
+    assert all(v.equal(weights[k]) for k, v in model.state_dict().items()), "generation changed the model"
 
 
 def test_upload_over_the_size_limit_is_refused(wav: Path, monkeypatch: pytest.MonkeyPatch) -> None:
