@@ -29,15 +29,12 @@ def model_picker(store: ModelStore, usable: Lister, summary: Summary) -> gr.Drop
     info = gr.Markdown(summary(first))
 
     def refresh_models(current: str | None) -> gr.Dropdown:
-        found = [(m["name"], m["path"]) for m in usable(store)]
-        paths = [path for _, path in found]
-        return gr.Dropdown(choices=found, value=current if current in paths else next(iter(paths), None))
+        return _dropdown(usable(store), current)
 
     def visit(current: str | None, request: gr.Request) -> gr.Dropdown:
-        wanted = request.query_params.get("model") if request is not None else None
-        listed = [m["path"] for m in usable(store)]
-        match = next((path for path in listed if wanted and _same_folder(path, wanted)), None)
-        return refresh_models(match or current)
+        found, wanted = usable(store), request.query_params.get("model")
+        named = next((m["path"] for m in found if wanted and _same_folder(m["path"], wanted)), None)
+        return _dropdown(found, named or current)
 
     def describe(path: str | None) -> str:
         return summary(next((m for m in usable(store) if m["path"] == path), None))
@@ -46,6 +43,13 @@ def model_picker(store: ModelStore, usable: Lister, summary: Summary) -> gr.Drop
     get_blocks_context().root_block.load(visit, model, model, api_visibility="private")  # this page's visits
     model.change(describe, model, info, api_visibility="private")
     return model
+
+
+def _dropdown(entries: list[dict], current: str | None) -> gr.Dropdown:
+    """The chooser's update: these entries, keeping `current` if it is one of them, else the first."""
+    paths = [m["path"] for m in entries]
+    return gr.Dropdown(choices=[(m["name"], m["path"]) for m in entries],
+                       value=current if current in paths else next(iter(paths), None))
 
 
 def _same_folder(a: str, b: str) -> bool:

@@ -345,9 +345,10 @@ def progress_html(status: dict | None) -> str:
     left = f" · about {_duration(status['eta_s'])} left" if status["eta_s"] is not None else ""
     done = ""
     if status["state"] in ("stopped", "finished", "failed") and status["checkpoint"]:
-        page = sample_page(status.get("config") or {})
-        link = f"{page[0]}?model={quote(status['checkpoint'], safe='')}" if page else ""
-        sample = f" or <a href='{link}'>sample it on the {page[1]} page</a>" if page else ""
+        page, sample = sample_page(status.get("config") or {}), ""
+        if page:
+            link = f"{page[0]}?model={quote(status['checkpoint'], safe='')}"
+            sample = f" or <a href='{link}'>sample it on the {page[1]} page</a>"
         done = (f"<br>Latest checkpoint <code>{status['checkpoint']}</code>: see it on the "
                 f"<a href='models'>Models</a> page{sample}.")
     return (f"<div style='background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden'>"
