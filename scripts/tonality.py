@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     noise = np.random.default_rng(0).uniform(-0.5, 0.5, sr * 3).astype(np.float32)
     keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
     pitch_keys = [k for k in keys if "same pitch" in k]
-    outcome_keys = [k for k in rows[0] if k.endswith(" last s") and k not in keys]
+    outcome_keys = [k for k in rows[0] if isinstance(rows[0][k], str) and k != "file"]
     report = {"checkpoint": args.checkpoint, "clips": len(rows),
               "white_noise": {"flatness": round(flatness(noise, sr), 4),
                               "periodicity": round(periodicity(noise, sr), 4)},
