@@ -43,10 +43,10 @@ class GraphStepper(CachedStepper):
         self.capture = dev.type == "cuda"
         self.graph: torch.cuda.CUDAGraph | None = None
 
-    def prime(self, tokens: torch.Tensor) -> torch.Tensor:
-        logits = super().prime(tokens)
+    def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
+        out = super().prime(tokens, logits)
         self.t_dev.fill_(self.t)
-        return logits
+        return out
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.generate import _check_prime
+from core.generate import _check_prime, ring_window_start
 from core.models.wavenet import Cond, WaveNet
 
 SOURCE = Path(__file__).with_name("fused_kernel.c")
@@ -228,16 +228,18 @@ class FusedStepper:
                                    self.w1, self.b1, self.w2, self.b2, self.offs, self.sizes, self.dils, self.buf,
                                    self.scratch, self.tokens, self.prev, self.rng)))
 
-    def prime(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, P): one conv forward fills the rings -> logits (B, Q, P)."""
+    def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
+        """tokens (B, P): one conv forward fills the rings -> logits (B, Q, P); without `logits`
+        the forward covers only the last R tokens (core.generate.ring_window_start) -> None."""
         _check_prime(self, tokens)
         p = tokens.shape[1]
+        a = 0 if logits else ring_window_start(self.model, p)
         with torch.no_grad():
-            skip, inputs = self.model.trunk(tokens, self.cond, keep_inputs=True)
-            logits = self.model.head(skip)
+            skip, inputs = self.model.trunk(tokens[:, a:], self.cond, offset=a, keep_inputs=True)
+            out = self.model.head(skip) if logits else None
         for off, size, h in zip(self.offs, self.sizes, inputs, strict=True):
             pos = np.arange(max(0, p - size), p)
-            self.buf[:, off + pos % size, : h.shape[1]] = _np(h[:, :, pos]).transpose(0, 2, 1)
+            self.buf[:, off + pos % size, : h.shape[1]] = _np(h[:, :, pos - a]).transpose(0, 2, 1)
         shifted = torch.cat([torch.full_like(tokens[:, :1], self.q), tokens[:, :-1]], dim=1).numpy()
         k_in = self.tokens.shape[1]
         for j in range(1, k_in):
@@ -246,7 +248,7 @@ class FusedStepper:
                 self.tokens[:, j] = shifted[:, pos]
         self.prev[:] = tokens[:, -1].numpy()
         self.t = p
-        return logits
+        return out
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""

@@ -3,6 +3,7 @@
 All are *steppers* with one protocol, so tests can compare them logit by logit:
 
     stepper.prime(tokens)  # (B, P) known prefix, run through the conv forward once -> logits (B, Q, P)
+    stepper.prime(tokens, logits=False)  # the same state from the last R tokens only -> None
     stepper.step(prev)     # prev (B,) = the previous token (None at t=0) -> logits (B, Q) for x_t
     stepper.sample(n, temperature, top_k, observed)  # the next n tokens (B, n), sampled in a loop
 
@@ -62,12 +63,12 @@ class NaiveStepper(_SamplingLoop):
         self.t = 0
         self._init_sampling(seed, _device(model))
 
-    def prime(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, P) -> logits (B, Q, P); the next step() takes prev = tokens[:, -1]."""
+    def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
+        """tokens (B, P) -> logits (B, Q, P) (None if not `logits`); the next step() takes prev = tokens[:, -1]."""
         _check_prime(self, tokens)
         self.history = tokens[:, :-1][:, -self.model.receptive_field :]
         self.t, self.prev = tokens.shape[1], tokens[:, -1]
-        return self.model(tokens, self.cond)
+        return self.model(tokens, self.cond) if logits else None
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""
@@ -123,14 +124,16 @@ class CachedStepper(_SamplingLoop):
             self.local_w = model.local_proj.weight.detach()[:, :, 0].t().contiguous()  # (C_local, L*2C)
             self.local_b = model.local_proj.bias.detach()
 
-    def prime(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, P): one conv forward fills every ring buffer -> logits (B, Q, P)."""
+    def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
+        """tokens (B, P): one conv forward fills every ring buffer -> logits (B, Q, P); without
+        `logits` the forward covers only the last R tokens (ring_window_start) and returns None."""
         _check_prime(self, tokens)
         p = tokens.shape[1]
-        skip, inputs = self.model.trunk(tokens, self.cond, keep_inputs=True)
+        a = 0 if logits else ring_window_start(self.model, p)
+        skip, inputs = self.model.trunk(tokens[:, a:], self.cond, offset=a, keep_inputs=True)
         for buf, size, h in zip(self.bufs, self.sizes, inputs, strict=True):
             for pos in range(max(0, p - size), p):
-                buf[pos % size] = h[:, :, pos]
+                buf[pos % size] = h[:, :, pos - a]
         shifted = torch.cat([torch.full_like(tokens[:, :1], self.q), tokens[:, :-1]], dim=1)
         # step() drops slot 0 and appends the next token: slots 1.. hold the last K_in - 1.
         for j in range(1, self.k_in):
@@ -138,7 +141,7 @@ class CachedStepper(_SamplingLoop):
             if pos >= 0:
                 self.tokens[:, j] = shifted[:, pos]
         self.t, self.prev = p, tokens[:, -1]
-        return self.model.head(skip)
+        return self.model.head(skip) if logits else None
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""
@@ -277,7 +280,7 @@ def generate(
     stepper = make_stepper(method, model, batch, cond, seed)
     if prime is not None:
         with torch.inference_mode():
-            stepper.prime(prime)
+            stepper.prime(prime, logits=False)
     done = 0
     while done < n:
         m = min(chunk_size, n - done)
@@ -300,6 +303,18 @@ def generate_all(model: WaveNet, n: int, **kwargs) -> torch.Tensor:
 
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def ring_window_start(model: WaveNet, p: int) -> int:
+    """Where the last R tokens of a P-token prime start: all that priming the rings needs.
+
+    Layer l's ring holds its inputs at the last S_l = (K-1) d_l positions, and the input at q
+    depends on the shifted inputs q - D_l .. q, D_l = K_in - 1 + sum_{j<l} S_j: none earlier than
+    P - R + 1. A forward over tokens a = P - R .. P - 1 (at offset a, for local conditioning)
+    gets all of them right; only its first shifted input, the start token in place of x_{a-1},
+    differs from the full forward, and nothing the rings hold depends on it.
+    """
+    return max(0, p - model.receptive_field)
 
 
 def _check_prime(stepper, tokens: torch.Tensor) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from core.generate import generate, generate_all, make_stepper
+from core.generate import CachedStepper, NaiveStepper, generate, generate_all, make_stepper
 from core.models.wavenet import Cond, WaveNet, WaveNetConfig
 from core.receptive_field import input_gradient, measured_receptive_field
 
@@ -229,3 +229,38 @@ def test_generate_rejects_bad_arguments_with_named_errors():
         generate_all(model, 5)
     with pytest.raises(ValueError, match="method"):
         generate_all(model, 5, method="fast", cond=Cond(classes=torch.tensor([0])))
+
+
+def _in_double(model: WaveNet, cond: Cond | None) -> tuple[WaveNet, Cond | None]:
+    local = None if cond is None or cond.local is None else cond.local.double()
+    return model.double(), None if cond is None else Cond(cond.classes, local)
+
+
+@pytest.mark.parametrize("extra", [-3, 0, 11])
+@pytest.mark.parametrize("cfg", CACHED_CASES)
+def test_priming_from_the_last_r_tokens_only_gives_the_state_of_the_full_prime(cfg, extra):
+    """generate() primes without logits: one forward over the last R tokens, at any prime length.
+
+    In float64, so that one token too few (a difference of about 1e-6 in float32 for these small
+    models) fails; the fused kernel, float32 only, is checked at its usual 1e-4.
+    """
+    from core.cuda_graph import GraphStepper
+    from core.fused import FusedStepper, available
+
+    model, batch = small_model(**cfg), 2
+    r = model.receptive_field
+    prime_len, n = r + extra, r + 6
+    x = torch.randint(0, model.config.quantization_levels, (batch, prime_len + n))
+    cond = conditioning(model, batch, prime_len + n)
+    kinds = [(FusedStepper, model, cond, 1e-4)] if available() else []
+    model64, cond64 = _in_double(small_model(**cfg), cond)
+    kinds += [(make, model64, cond64, 1e-12) for make in (NaiveStepper, CachedStepper, GraphStepper)]
+    with torch.no_grad():
+        for make, net, c, tol in kinds:
+            reference = CachedStepper(net, batch, c)
+            reference.prime(x[:, :prime_len])
+            stepper = make(net, batch, c)
+            assert stepper.prime(x[:, :prime_len], logits=False) is None
+            for t in range(prime_len, prime_len + n):
+                err = (stepper.step(x[:, t - 1]) - reference.step(x[:, t - 1])).abs().max().item()
+                assert err < tol, f"{make.__name__} step {t}: logits differ by {err}"
