@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.generate import _check_prime, ring_window_start
+from core.generate import _check_prime, prime_forward
 from core.models.wavenet import Cond, WaveNet
 
 SOURCE = Path(__file__).with_name("fused_kernel.c")
@@ -230,13 +230,11 @@ class FusedStepper:
 
     def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
         """tokens (B, P): one conv forward fills the rings -> logits (B, Q, P); without `logits`
-        the forward covers only the last R tokens (core.generate.ring_window_start) -> None."""
+        the forward covers only the last R tokens (core.generate.prime_forward) -> None."""
         _check_prime(self, tokens)
         p = tokens.shape[1]
-        a = 0 if logits else ring_window_start(self.model, p)
         with torch.no_grad():
-            skip, inputs = self.model.trunk(tokens[:, a:], self.cond, offset=a, keep_inputs=True)
-            out = self.model.head(skip) if logits else None
+            inputs, a, out = prime_forward(self.model, tokens, self.cond, logits)
         for off, size, h in zip(self.offs, self.sizes, inputs, strict=True):
             pos = np.arange(max(0, p - size), p)
             self.buf[:, off + pos % size, : h.shape[1]] = _np(h[:, :, pos - a]).transpose(0, 2, 1)

@@ -126,11 +126,10 @@ class CachedStepper(_SamplingLoop):
 
     def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
         """tokens (B, P): one conv forward fills every ring buffer -> logits (B, Q, P); without
-        `logits` the forward covers only the last R tokens (ring_window_start) and returns None."""
+        `logits` the forward covers only the last R tokens (prime_forward) and returns None."""
         _check_prime(self, tokens)
         p = tokens.shape[1]
-        a = 0 if logits else ring_window_start(self.model, p)
-        skip, inputs = self.model.trunk(tokens[:, a:], self.cond, offset=a, keep_inputs=True)
+        inputs, a, out = prime_forward(self.model, tokens, self.cond, logits)
         for buf, size, h in zip(self.bufs, self.sizes, inputs, strict=True):
             for pos in range(max(0, p - size), p):
                 buf[pos % size] = h[:, :, pos - a]
@@ -141,7 +140,7 @@ class CachedStepper(_SamplingLoop):
             if pos >= 0:
                 self.tokens[:, j] = shifted[:, pos]
         self.t, self.prev = p, tokens[:, -1]
-        return self.model.head(skip) if logits else None
+        return out
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""
@@ -305,8 +304,11 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def ring_window_start(model: WaveNet, p: int) -> int:
-    """Where the last R tokens of a P-token prime start: all that priming the rings needs.
+def prime_forward(model: WaveNet, tokens: torch.Tensor, cond: Cond | None,
+                  logits: bool) -> tuple[list[torch.Tensor], int, torch.Tensor | None]:
+    """The one conv forward of prime(): (each layer's input (B, C_res, P - a) over tokens[:, a:], a,
+    logits (B, Q, P) or None). With logits a = 0; without, a = max(0, P - R): the last R tokens
+    are all that filling the rings needs.
 
     Layer l's ring holds its inputs at the last S_l = (K-1) d_l positions, and the input at q
     depends on the shifted inputs q - D_l .. q, D_l = K_in - 1 + sum_{j<l} S_j: none earlier than
@@ -314,7 +316,9 @@ def ring_window_start(model: WaveNet, p: int) -> int:
     gets all of them right; only its first shifted input, the start token in place of x_{a-1},
     differs from the full forward, and nothing the rings hold depends on it.
     """
-    return max(0, p - model.receptive_field)
+    a = 0 if logits else max(0, tokens.shape[1] - model.receptive_field)
+    skip, inputs = model.trunk(tokens[:, a:], cond, offset=a, keep_inputs=True)
+    return inputs, a, model.head(skip) if logits else None
 
 
 def _check_prime(stepper, tokens: torch.Tensor) -> None:

@@ -39,6 +39,11 @@ def training_seconds(run: Path, up_to_step: int | None = None) -> float:
     return sum(b - a for a, b in itertools.pairwise(times) if b - a <= STOPPED_GAP_S)
 
 
+def _resumable(folder: Path) -> bool:
+    """Whether `folder` holds the training state resuming needs (RESUME_FILES)."""
+    return all((folder / name).is_file() for name in RESUME_FILES)
+
+
 def _checkpoint(run: Path, step: int | None) -> Path:
     if step is None:
         ckpt = checkpoints.latest_checkpoint(run)
@@ -68,7 +73,7 @@ def export(run: Path, dest: Path, data: str, command: str, test: bool = False, n
                       f"`python -m core.evaluate --checkpoint {dest} --split test`"]
     hours = training_seconds(run, metrics.get("step")) / 3600
     train_cfg = json.loads((run / "config.json").read_text())
-    resumable = all((ckpt / name).is_file() for name in RESUME_FILES)
+    resumable = _resumable(ckpt)
     notes = "\n".join([
         "## How it was made", "",
         f"- Command: `{command}`",
@@ -92,7 +97,7 @@ def export(run: Path, dest: Path, data: str, command: str, test: bool = False, n
 
 
 def restore(bundle: Path, run: Path) -> Path:
-    if not all((bundle / name).is_file() for name in RESUME_FILES):
+    if not _resumable(bundle):
         raise SystemExit(f"{bundle} holds weights only, no optimizer state to resume from; "
                          "rebuild it with the command in its README.md")
     state = json.loads((bundle / "trainer_state.json").read_text())
