@@ -1,0 +1,43 @@
+"""The step protocol of sequential latent-variable models (VRNN, SRNN, Gaussian HMM).
+
+A model that `core.inference` can filter exposes small steps and never imports the inference
+code (the shape of FIVO's reference models and of Pyro's SMCFilter): the SMC engine owns the
+particles, the resampling and the bound; the model only proposes and weighs.
+
+Particles are folded into the batch: the engine tiles every per-sequence tensor N times,
+particle-major, so row n * B + b is particle n of sequence b, and one call runs all of them.
+
+    context = model.encode(batch_x, lengths)        # per-sequence tensors, (B, T, ...) or (B, ...)
+    state = model.zero_state(N * B)                 # flat mapping of tensors, each (N * B, ...)
+    for t in range(T):
+        state, log_w = model.propose_and_weight(state, tiled_context, t)   # log_w (N * B,)
+        # log_w = log p(x_t, z_t | past) - log q(z_t | past, x), z_t drawn from the proposal q
+        ... the engine accumulates log_w, resamples by re-indexing every tensor of `state`
+
+Resampling re-indexes each tensor of the state along dim 0; a model keeps nothing else between
+steps, so the engine never needs to know which model it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+State = dict[str, torch.Tensor]
+
+
+class LatentStepModel(Protocol):
+    """What the SMC engine needs from a model."""
+
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
+        """x (B, T, D) observations, lengths (B,) -> per-sequence context, every tensor (B, ...)."""
+        ...
+
+    def zero_state(self, batch: int) -> State:
+        """The state before the first step, every tensor (batch, ...)."""
+        ...
+
+    def propose_and_weight(self, state: State, context: State, t: int) -> tuple[State, torch.Tensor]:
+        """One step: draw z_t from the proposal, return (new state, log weight increment (batch,))."""
+        ...
