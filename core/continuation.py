@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from core import codecs
+from core.conditioning import Cond
 from core.errors import ConfigError
 from core.generate import generate
-from core.models.wavenet import Cond, WaveNet
+from core.models.wavenet import WaveNet
 
 
 def check_audio_model(model: WaveNet) -> None:

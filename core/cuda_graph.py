@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import torch
 
+from core.conditioning import Cond
 from core.generate import CachedStepper
-from core.models.wavenet import Cond, WaveNet
+from core.models.wavenet import WaveNet
 
 
 class GraphStepper(CachedStepper):

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.conditioning import Cond
 from core.errors import ConfigError
 from core.generate import generate_all
 from core.models.pixelcnn import GatedPixelCNN
-from core.models.wavenet import Cond, WaveNet
+from core.models.wavenet import WaveNet
 from core.sampling import check_sampling_args
 from core.sampling import sample as draw
 

@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from core import train_config
 from core.checkpoints import load_checkpoint
+from core.conditioning import Cond
 from core.data import build_split
 from core.devices import pick_device
 from core.errors import ConfigError, StudioError
-from core.models.wavenet import Cond
 
 LN2 = math.log(2.0)
 

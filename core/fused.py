@@ -42,8 +42,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.conditioning import Cond
 from core.generate import _check_prime, prime_forward
-from core.models.wavenet import Cond, WaveNet
+from core.models.wavenet import WaveNet
 
 SOURCE = Path(__file__).with_name("fused_kernel.c")
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fPIC", "-shared", "-pthread"]

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from core.models.wavenet import Cond, WaveNet
+from core.conditioning import Cond
+from core.models.wavenet import WaveNet
 from core.sampling import check_sampling_args, sample
 
 METHODS = ("naive", "cached", "fused", "graph")

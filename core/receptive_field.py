@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.models.wavenet import Cond, WaveNet
+from core.conditioning import Cond
+from core.models.wavenet import WaveNet
 
 
 def input_gradient(model: WaveNet, t: int, length: int | None = None, cond: Cond | None = None,

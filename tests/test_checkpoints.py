@@ -13,8 +13,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.checkpoints import load_checkpoint, read_config, save_checkpoint
+from core.conditioning import Cond
 from core.errors import CheckpointError
-from core.models.wavenet import Cond, WaveNet, WaveNetConfig
+from core.models.wavenet import WaveNet, WaveNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from core import digits as dg
+from core.conditioning import Cond
 from core.errors import ConfigError
 from core.models.pixelcnn import GatedPixelCNN, PixelCNNConfig
-from core.models.wavenet import Cond, WaveNet, WaveNetConfig
+from core.models.wavenet import WaveNet, WaveNetConfig
 
 
 def tiny_digit_wavenet(levels: int = 4, seed: int = 0) -> WaveNet:

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 from core import train_config
 from core.checkpoints import load_checkpoint, read_config, save_checkpoint
+from core.conditioning import Cond
 from core.errors import ConfigError
 from core.models import build_model, config_from_dict
-from core.models.pixelcnn import Cond, GatedPixelCNN, PixelCNNConfig
+from core.models.pixelcnn import GatedPixelCNN, PixelCNNConfig
 from core.train import Trainer
 from tests.test_mnist import small_splits
 

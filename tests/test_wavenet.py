@@ -6,9 +6,10 @@ import threading
 import pytest
 import torch
 
+from core.conditioning import Cond
 from core.errors import ConfigError
 from core.generate import CachedStepper, NaiveStepper, generate, generate_all, make_stepper
-from core.models.wavenet import Cond, WaveNet, WaveNetConfig
+from core.models.wavenet import WaveNet, WaveNetConfig
 from core.receptive_field import input_gradient, measured_receptive_field
 
 SMALL = dict(residual_channels=8, dilation_channels=8, skip_channels=8, head_channels=8)

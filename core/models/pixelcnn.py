@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import ConfigError
+from core.conditioning import Cond, embed_classes
 from core.models import register
-from core.models.wavenet import Cond, embed_classes
+from core.validation import is_int, need
 
 __all__ = ["Cond", "GatedPixelCNN", "PixelCNNConfig"]
 
@@ -67,13 +67,6 @@ class PixelCNNConfig:
     extra: dict = field(default_factory=dict)  # free-form metadata (e.g. class names)
 
     def __post_init__(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ConfigError(msg)
-
-        def is_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
         for name in ("height", "width", "channels", "layers", "skip_channels", "head_channels"):
             v = getattr(self, name)
             need(is_int(v) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")

@@ -26,36 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import ConfigError
+from core.conditioning import Cond, embed_classes
 from core.models import register
+from core.validation import is_int, need
 
 CODECS = ("mulaw", "linear", "none")
-
-
-@dataclass
-class Cond:
-    """Conditioning for one batch.
-
-    classes: LongTensor (B,) — a global class / speaker id per sequence.
-    local:   FloatTensor (B, C_local, T_local) — features at 1/local_hop of the sample rate;
-             frame j covers samples [j*hop, (j+1)*hop).
-    """
-
-    classes: torch.Tensor | None = None
-    local: torch.Tensor | None = None
-
-
-def embed_classes(embedding: nn.Embedding | None, n_classes: int, classes: torch.Tensor | None) -> torch.Tensor | None:
-    """classes (B,) -> embedding(classes) (B, D), after checking they fit a model with n_classes (0 = none)."""
-    if not n_classes:
-        if classes is not None:
-            raise ValueError("this model has no classes (n_classes=0) but Cond.classes was given")
-        return None
-    if classes is None:
-        raise ValueError(f"this model is class-conditional: pass Cond(classes=...) with ids in [0, {n_classes})")
-    if classes.min() < 0 or classes.max() >= n_classes:
-        raise ValueError(f"class ids must be in [0, {n_classes}), got {classes.tolist()}")
-    return embedding(classes)
 
 
 @dataclass
@@ -78,26 +53,22 @@ class WaveNetConfig:
     extra: dict = field(default_factory=dict)  # free-form metadata (e.g. class names)
 
     def __post_init__(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ConfigError(msg)
-
         for name in ("stacks", "layers_per_stack", "input_kernel_size", "residual_channels",
                      "dilation_channels", "skip_channels", "head_channels", "local_hop"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
+            need(is_int(getattr(self, name)) and getattr(self, name) >= 1,
                  f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        need(isinstance(self.quantization_levels, int) and 2 <= self.quantization_levels <= 65536,
+        need(is_int(self.quantization_levels) and 2 <= self.quantization_levels <= 65536,
              f"quantization_levels must be an integer in [2, 65536], got {self.quantization_levels!r}")
-        need(isinstance(self.kernel_size, int) and self.kernel_size >= 2,
+        need(is_int(self.kernel_size) and self.kernel_size >= 2,
              f"kernel_size must be an integer >= 2, got {self.kernel_size!r}")
         for name in ("n_classes", "local_channels", "sample_rate"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
+            need(is_int(getattr(self, name)) and getattr(self, name) >= 0,
                  f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
         need(self.codec in CODECS, f"codec must be one of {CODECS}, got {self.codec!r}")
         if self.dilations is None:
             self.dilations = [2**i for i in range(self.layers_per_stack)] * self.stacks
         self.dilations = list(self.dilations)
-        need(len(self.dilations) >= 1 and all(isinstance(d, int) and d >= 1 for d in self.dilations),
+        need(len(self.dilations) >= 1 and all(is_int(d) and d >= 1 for d in self.dilations),
              f"dilations must be a non-empty list of integers >= 1, got {self.dilations!r}")
 
     @property
