@@ -129,7 +129,7 @@ def warm_up_in_background() -> None:
     first request pays for it; where it cannot be built the PyTorch path serves."""
     import threading
 
-    from core.fused import warm_up
+    from core.generation.fused import warm_up
 
     threading.Thread(target=warm_up, name="fused-warm-up", daemon=True).start()
 

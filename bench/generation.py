@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.fused import FusedStepper  # noqa: E402
-from core.generate import CPU_METHODS, METHODS, generate  # noqa: E402
+from core.generation import METHODS, generate  # noqa: E402
+from core.generation.fused import FusedStepper  # noqa: E402
 from core.models.wavenet import WaveNet, WaveNetConfig  # noqa: E402
 
 REFERENCE = WaveNetConfig(quantization_levels=256, dilations=[2**i for i in range(10)] * 2, kernel_size=2,
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args(argv)
     on_cuda = torch.device(args.device).type == "cuda"
-    methods = args.methods or (["cached", "graph"] if on_cuda else list(CPU_METHODS))
+    methods = args.methods or (["cached", "graph"] if on_cuda else [m for m in METHODS if m != "graph"])
     torch.manual_seed(0)
     model = WaveNet(REFERENCE).eval().to(args.device)
     results = []

@@ -224,7 +224,7 @@ def model_parameters(config: WaveNetConfig) -> int:
 
 
 def queue_sizes(config: WaveNetConfig) -> list[int]:
-    """Slots in each layer's ring buffer in the cached generator (core.generate.CachedStepper): (K-1) d_l."""
+    """Slots in each layer's ring buffer in the cached generator (core.generation.cached.CachedStepper): (K-1) d_l."""
     return [(config.kernel_size - 1) * d for d in config.dilations]
 
 

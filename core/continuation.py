@@ -14,7 +14,7 @@ import torch
 from core import codecs
 from core.conditioning import Cond
 from core.errors import ConfigError
-from core.generate import generate
+from core.generation import generate
 from core.models.wavenet import WaveNet
 
 

@@ -10,7 +10,7 @@ Gated PixelCNN (`core.models.pixelcnn`). So one set of functions serves both:
     class_posterior(model, x)                                            (B, 10) p(y | x), uniform prior
     observed_mask(kind, painted=)                                        (784,) bool: the pixels kept
 
-The WaveNet samples through `core.generate` (fused or cached: one step per pixel, cheap); the
+The WaveNet samples through `core.generation` (fused or cached: one step per pixel, cheap); the
 PixelCNN samples row by row (`GatedPixelCNN.row_context` / `row_logits`): one pass of the
 vertical stack per row, then one pass over that row alone per pixel. Observed pixels cost nothing.
 """
@@ -25,11 +25,11 @@ import torch.nn.functional as F
 
 from core.conditioning import Cond
 from core.errors import ConfigError
-from core.generate import generate_all
+from core.generation import generate_all
+from core.generation.sampling import check_sampling_args
+from core.generation.sampling import sample as draw
 from core.models.pixelcnn import GatedPixelCNN
 from core.models.wavenet import WaveNet
-from core.sampling import check_sampling_args
-from core.sampling import sample as draw
 
 SIDE, PIXELS, N_CLASSES = 28, 784, 10
 MASKS = ("top half", "bottom half", "left half", "right half", "painted region")

@@ -20,7 +20,7 @@ from core.codecs import decode, encode
 from core.conditioning import Cond
 from core.data.fourier import LEVELS, PERIOD_HIGH, PERIOD_LOW, check_fourier_model, period_feature
 from core.errors import ConfigError
-from core.generate import generate_all
+from core.generation import generate_all
 from core.models.wavenet import WaveNet
 
 

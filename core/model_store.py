@@ -9,7 +9,7 @@ A folder given to the store is searched one level deep:
 
 Loaded models are cached per checkpoint folder (and per version of its weights file, so a
 folder overwritten by a new save is loaded afresh). They are shared across users and threads:
-generation never mutates a model (see core.generate), so sharing needs no more than a lock
+generation never mutates a model (see core.generation), so sharing needs no more than a lock
 around loading.
 """
 

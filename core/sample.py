@@ -21,7 +21,7 @@ from core.checkpoints import load_checkpoint
 from core.continuation import check_audio_model, continue_audio, dequantise, quantise
 from core.devices import pick_device
 from core.errors import StudioError
-from core.generate import METHODS, default_method
+from core.generation import METHODS, default_method
 
 
 def sample_file(model, primer: np.ndarray | None, args, label: str, seed: int | None) -> np.ndarray:

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from core.audio import read_audio, to_int16, write_wav
 from core.continuation import check_audio_model, continue_audio, dequantise, quantise
 from core.errors import ConfigError, StudioError
-from core.generate import default_method
+from core.generation import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from pages.checks import is_whole, require

@@ -25,7 +25,7 @@ from PIL import Image
 
 from core import digits as dg
 from core.errors import ConfigError, StudioError
-from core.generate import default_method
+from core.generation import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from pages.checks import number_in, require, seed_or_none, whole_in

@@ -26,7 +26,7 @@ from plotly.subplots import make_subplots
 from core import cone as graph
 from core.data.windows import WindowDataset
 from core.errors import ConfigError, StudioError
-from core.generate import make_stepper
+from core.generation import make_stepper
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet, WaveNetConfig
 from core.receptive_field import input_gradient
@@ -275,7 +275,7 @@ def queues_markdown(config: WaveNetConfig, batch: int) -> str:
     naive, cached = graph.layer_evaluations(config)
     memory = graph.queue_memory(config, batch)
     lines = [
-        f"The cached generator (Paine et al. 2016; `core.generate.CachedStepper`) keeps, per layer, a ring of its "
+        f"The cached generator (Paine et al. 2016; `CachedStepper` in core/generation) keeps, per layer, a ring of its "
         f"last (K−1)·d inputs, each (B, C_res) = ({batch}, {c}) float32. Together **{sum(sizes):,} slots = "
         f"R − K_in**, **{_bytes(memory)}** (with the (B, K_in) input tokens). The naive generator keeps no state "
         f"but reruns the stack over the last R + 1 = {config.receptive_field + 1:,} positions for every sample: "

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from core.data.fourier import PERIOD_HIGH, PERIOD_LOW, SAMPLE_RATE_HZ, check_fourier_model, split_curves
 from core.errors import ConfigError, StudioError
 from core.forecast import Forecast, forecast, horizon_error, sample_curves
-from core.generate import default_method
+from core.generation import default_method
 from core.model_store import ModelStore
 from pages.checks import number_in, require, seed_or_none, whole_in
 from pages.model_picker import metrics_text, model_picker

@@ -23,7 +23,7 @@ from core.cone import (
     tap_counts,
 )
 from core.errors import ConfigError
-from core.generate import CachedStepper
+from core.generation.cached import CachedStepper
 from core.models.wavenet import WaveNet, WaveNetConfig
 from core.receptive_field import input_gradient
 

@@ -4,8 +4,8 @@ captured CUDA graph where a GPU exists (skipped elsewhere)."""
 import pytest
 import torch
 
-from core.cuda_graph import GraphStepper
-from core.generate import default_method, generate_all, make_stepper
+from core.generation import default_method, generate_all, make_stepper
+from core.generation.cuda_graph import GraphStepper
 from tests.test_wavenet import CACHED_CASES, assert_steps_match_cached, conditioning, small_model
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

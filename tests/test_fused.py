@@ -11,8 +11,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from core.fused import FusedStepper
-from core.generate import default_method, generate_all
+from core.generation import default_method, generate_all
+from core.generation.fused import FusedStepper
 from tests.test_wavenet import CACHED_CASES, assert_steps_match_cached, conditioning, small_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,12 +99,12 @@ def _python(code: str, cache: Path, **env: str) -> str:
 
 
 def test_the_compiled_kernel_is_cached_on_disk_for_the_next_process(tmp_path):
-    _python("from core.fused import warm_up; warm_up()", tmp_path)
+    _python("from core.generation.fused import warm_up; warm_up()", tmp_path)
     built = list(tmp_path.glob("fused-*.so"))
     assert len(built) == 1, "the first process built no library"
     stamp = built[0].stat().st_mtime_ns
     # With no compiler at all, a second process still runs the kernel: it loads the cached build.
-    out = _python("import torch; from core.fused import available; from core.generate import generate_all;"
+    out = _python("import torch; from core.generation.fused import available; from core.generation import generate_all;"
                   "from tests.test_wavenet import small_model;"
                   "print(available(), generate_all(small_model(), 5, seed=0, method='fused').shape)",
                   tmp_path, CC="/nonexistent/cc")
@@ -113,7 +113,8 @@ def test_the_compiled_kernel_is_cached_on_disk_for_the_next_process(tmp_path):
 
 
 def test_without_a_compiler_generation_falls_back_to_the_pytorch_path(tmp_path):
-    out = _python("from core.fused import available; from core.generate import default_method, generate_all;"
+    out = _python("from core.generation.fused import available;"
+                  "from core.generation import default_method, generate_all;"
                   "from tests.test_wavenet import small_model; m = small_model();"
                   "print(available(), default_method(m), generate_all(m, 7, seed=0).shape)",
                   tmp_path, CC="/nonexistent/cc")
@@ -124,7 +125,7 @@ def test_without_a_compiler_generation_falls_back_to_the_pytorch_path(tmp_path):
 def test_an_unwritable_cache_folder_falls_back_too(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    out = _python("from core.fused import available; from core.generate import default_method;"
+    out = _python("from core.generation.fused import available; from core.generation import default_method;"
                   "from tests.test_wavenet import small_model; print(available(), default_method(small_model()))",
                   blocker / "cache")
     assert out.split() == ["False", "cached"]

@@ -38,7 +38,7 @@ def run_once(name: str, tmp: Path) -> dict:
     """Train run `name` in tmp; its train losses, validation NLLs and the first 24 tokens of a seeded sample."""
     from core import digits
     from core.checkpoints import latest_checkpoint, load_checkpoint
-    from core.generate import generate_all
+    from core.generation import generate_all
     from core.train import main
     from tests.test_mnist import small_splits
 

@@ -8,7 +8,9 @@ import torch
 
 from core.conditioning import Cond
 from core.errors import ConfigError
-from core.generate import CachedStepper, NaiveStepper, generate, generate_all, make_stepper
+from core.generation import generate, generate_all, make_stepper
+from core.generation.cached import CachedStepper
+from core.generation.naive import NaiveStepper
 from core.models.wavenet import WaveNet, WaveNetConfig
 from core.receptive_field import input_gradient, measured_receptive_field
 
@@ -245,8 +247,8 @@ def test_priming_from_the_last_r_tokens_only_gives_the_state_of_the_full_prime(c
     In float64, so that one token too few (a difference of about 1e-6 in float32 for these small
     models) fails; the fused kernel, float32 only, is checked at its usual 1e-4.
     """
-    from core.cuda_graph import GraphStepper
-    from core.fused import FusedStepper, available
+    from core.generation.cuda_graph import GraphStepper
+    from core.generation.fused import FusedStepper, available
 
     model, batch = small_model(**cfg), 2
     r = model.receptive_field

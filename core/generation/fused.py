@@ -1,7 +1,7 @@
 """A fused CPU generation loop: the whole cached WaveNet step, sampling included, in compiled C.
 
 The PyTorch cached stepper spends most of each sample in Python and per-op dispatch (a few
-dozen tiny ops per layer). `core/fused_kernel.c` runs `n` steps for the whole batch with
+dozen tiny ops per layer). `core/generation/fused_kernel.c` runs `n` steps for the whole batch with
 preallocated buffers and no allocation per step:
 
     for each step t:
@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from core.conditioning import Cond
-from core.generate import _check_prime, prime_forward
+from core.generation.cached import prime_rings
+from core.generation.stepper import check_prime, register_stepper
 from core.models.wavenet import WaveNet
 
 SOURCE = Path(__file__).with_name("fused_kernel.c")
@@ -162,6 +163,7 @@ def _gate_order(x: np.ndarray, c_dil: int, c_pad: int) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(halves, -3, -2)).reshape(*lead, 2 * c_pad)
 
 
+@register_stepper("wavenet", "fused")
 class FusedStepper:
     """The cached stepper's protocol (prime, step) plus `sample(n, ...)`: n steps in one kernel call.
 
@@ -175,10 +177,19 @@ class FusedStepper:
     _running = 0  # fused calls in flight in this process, so concurrent users don't oversubscribe cores
     _lock = threading.Lock()
 
+    rank = 2
+
+    @staticmethod
+    def unusable(model: torch.nn.Module) -> str | None:
+        if supports(model):
+            return None
+        return "the fused kernel runs float32 WaveNets on the CPU only, where it is available"
+
     def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None,
                  threads: int | None = None):
-        if not supports(model):
-            raise ValueError("the fused kernel runs float32 WaveNets on the CPU only, where it is available")
+        reason = self.unusable(model)
+        if reason is not None:
+            raise ValueError(reason)
         self._lib = _library()
         c = model.config
         self.model, self.batch, self.cond, self.t, self.threads = model, batch, cond, 0, threads
@@ -231,23 +242,15 @@ class FusedStepper:
 
     def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
         """tokens (B, P): one conv forward fills the rings -> logits (B, Q, P); without `logits`
-        the forward covers only the last R tokens (core.generate.prime_forward) -> None."""
-        _check_prime(self, tokens)
-        p = tokens.shape[1]
-        with torch.no_grad():
-            inputs, a, out = prime_forward(self.model, tokens, self.cond, logits)
-        for off, size, h in zip(self.offs, self.sizes, inputs, strict=True):
-            pos = np.arange(max(0, p - size), p)
-            self.buf[:, off + pos % size, : h.shape[1]] = _np(h[:, :, pos - a]).transpose(0, 2, 1)
-        shifted = torch.cat([torch.full_like(tokens[:, :1], self.q), tokens[:, :-1]], dim=1).numpy()
-        k_in = self.tokens.shape[1]
-        for j in range(1, k_in):
-            pos = p - k_in + j
-            if pos >= 0:
-                self.tokens[:, j] = shifted[:, pos]
+        the forward covers only the last R tokens (core.generation.cached.prime_forward) -> None."""
+        check_prime(self, tokens)
+        primed = prime_rings(self.model, tokens, self.cond, logits)
+        for off, (slots, values) in zip(self.offs, primed.rings, strict=True):
+            self.buf[:, off + slots.numpy(), : values.shape[2]] = _np(values).transpose(1, 0, 2)
+        self.tokens[:, 1:] = primed.input_tokens.numpy()
         self.prev[:] = tokens[:, -1].numpy()
-        self.t = p
-        return out
+        self.t = tokens.shape[1]
+        return primed.logits
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """prev (B,) = x_{t-1} (None at t=0) -> logits (B, Q) of x_t."""

@@ -20,12 +20,22 @@ from __future__ import annotations
 import torch
 
 from core.conditioning import Cond
-from core.generate import CachedStepper
+from core.generation.cached import CachedStepper
+from core.generation.stepper import register_stepper
 from core.models.wavenet import WaveNet
 
 
+@register_stepper("wavenet", "graph")
 class GraphStepper(CachedStepper):
     """CachedStepper whose state is all on the device and whose step replays a CUDA graph."""
+
+    rank = 3
+
+    @staticmethod
+    def unusable(model: torch.nn.Module) -> str | None:
+        if next(model.parameters()).device.type == "cuda":
+            return None
+        return "the graph method replays a CUDA graph: it needs a model on a CUDA device"
 
     def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None):
         super().__init__(model, batch, cond, seed)

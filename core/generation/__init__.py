@@ -1,0 +1,16 @@
+"""Generation: drawing from a model one position at a time, for every model family.
+
+    stepper.py    the protocol every stepper follows, its sampling loop, and the stepper registry
+    sampling.py   logits -> samples (temperature, greedy, top-k, Gumbel-max)
+    naive.py      WaveNet, full forward per step (the reference)
+    cached.py     WaveNet, ring buffers (Paine et al. 2016); `prime_rings` for every WaveNet stepper
+    fused.py      WaveNet, the cached step and the sampling in one C kernel (fused_kernel.c)
+    cuda_graph.py WaveNet, the cached step replayed from a CUDA graph
+    factory.py    the top: `make_stepper` by family and method, `generate` in chunks
+
+Imports point down this list only; callers use the names re-exported here.
+"""
+
+from core.generation.factory import METHODS, default_method, generate, generate_all, make_stepper
+
+__all__ = ["METHODS", "default_method", "generate", "generate_all", "make_stepper"]
