@@ -16,7 +16,7 @@ Plain functions, each testable without a browser:
     save_uploads(root, name, files)          uploaded audio -> a new data folder root/name/{train,valid}
     curves_figure(status), progress_html(status)
 
-The model families and data kinds offered are those of core.models.REGISTRY and core.data.DATA_KINDS,
+The model families and data kinds offered are those of core.models.model_types() and core.data.DATA_KINDS,
 so a new family or data kind appears here without touching this page.
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
 from dataclasses import asdict
@@ -34,26 +33,21 @@ from urllib.parse import quote
 
 import gradio as gr
 import plotly.graph_objects as go
-import soundfile as sf
 import torch
 from plotly.subplots import make_subplots
 
 from core import train_config
-from core.audio import read_audio, write_wav
 from core.data import DATA_KINDS, DataConfig
-from core.errors import AudioError, ConfigError, StudioError
-from core.jobs import LIVE, JobManager, check_run_name, max_processes
+from core.errors import ConfigError, StudioError
+from core.jobs import LIVE, JobManager, max_processes
 from core.model_store import ModelStore
-from core.models import REGISTRY, model_class
-from core.models import _import_families as import_model_families
+from core.models import model_class, model_types
 from core.train_config import OptimConfig
-from pages.audio import MAX_UPLOAD_BYTES
+from pages.uploads import save_uploads
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets: every configs/*.json
 POLL_SECONDS = 2.0
 LOG_LINES = 40
-MAX_UPLOAD_FILES = 200
-VALID_SHARE = 5  # an uploaded folder sends every 5th file (at least one) to valid/
 RUN_HEADERS = ["run", "state", "step", "processes", "started"]
 TRAIN_FIELDS = ("lr", "batch_size", "max_steps", "valid_every", "log_every")
 DATA_FIELDS = ("kind", "root", "targets", "clips", "seconds", "frequency", "kinds")
@@ -88,11 +82,6 @@ def job_manager() -> JobManager:
 
 
 # -- the form ----------------------------------------------------------------------------------
-
-
-def families() -> list[str]:
-    import_model_families()
-    return sorted(REGISTRY)
 
 
 def family_model_json(family: str) -> str:
@@ -166,55 +155,6 @@ def data_folders() -> list[str]:
             found += [str(d) for d in sorted(root.iterdir())
                       if d.is_dir() and (d / "train").is_dir() and (d / "valid").is_dir()]
     return found
-
-
-def save_uploads(root: str | os.PathLike, name: str, files: list[str] | None) -> Path:
-    """Write uploaded audio files as 16-bit WAVs into a new folder root/name/{train,valid}; returns the folder.
-
-    Every file is validated by core.audio.read_audio (and kept at its own sample rate). With several
-    files, every 5th one (at least one) goes to valid/; a single file is cut: its first 80 % train, the
-    rest valid. AudioError names a file that cannot be used; nothing is left behind on an error.
-    """
-    if not name:
-        raise ConfigError("name the new data folder")
-    check_run_name(name)
-    files = [f for f in (files or []) if f]
-    if not files:
-        raise ConfigError("upload one or more WAV, FLAC or OGG files")
-    if len(files) > MAX_UPLOAD_FILES:
-        raise ConfigError(f"{len(files)} files uploaded; at most {MAX_UPLOAD_FILES} at once")
-    folder = Path(root) / name
-    if folder.exists():
-        raise ConfigError(f"a data folder named {name!r} already exists; choose another name")
-    clips = []
-    for path in sorted(files, key=lambda p: Path(p).name):
-        label = Path(path).name
-        try:
-            rate = sf.info(path).samplerate
-        except (sf.SoundFileError, RuntimeError, OSError) as e:
-            raise AudioError(f"{label}: could not read it as audio. Upload WAV, FLAC or OGG files.") from e
-        try:
-            clips.append((Path(path).stem, read_audio(path, rate, max_bytes=MAX_UPLOAD_BYTES), rate))
-        except AudioError as e:
-            raise AudioError(f"{label}: {e}") from e
-    if len(clips) == 1:
-        stem, audio, rate = clips[0]
-        cut = int(len(audio) * 0.8)
-        if cut == 0 or cut == len(audio):
-            raise AudioError(f"{stem} is too short to split into training and validation audio; upload more")
-        parts = [("train", stem, audio[:cut], rate), ("valid", stem, audio[cut:], rate)]
-    else:
-        parts = [("valid" if i % VALID_SHARE == VALID_SHARE - 1 or (i == len(clips) - 1 and len(clips) < VALID_SHARE)
-                  else "train", stem, audio, rate) for i, (stem, audio, rate) in enumerate(clips)]
-    tmp = folder.with_name(f".{name}.uploading")
-    try:
-        for i, (split, stem, audio, rate) in enumerate(parts):
-            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60]
-            write_wav(tmp / split / f"{i:03d}_{safe}.wav", audio, rate)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
 
 
 # -- the handlers ------------------------------------------------------------------------------
@@ -372,12 +312,12 @@ def build(store: ModelStore) -> None:
     with gr.Row():
         with gr.Column(scale=1, variant="panel"):
             gr.Markdown("### New run")
-            preset = gr.Dropdown([*found, *(f"{f} defaults" for f in families())],
+            preset = gr.Dropdown([*found, *(f"{f} defaults" for f in model_types())],
                                  value="tone500" if "tone500" in found else None, label="start from",
                                  info="a config in configs/, or a model family's defaults")
             name = gr.Textbox(label="run name", placeholder="empty: family-data-date",
                               info="letters, digits, '.', '_' and '-'")
-            family = gr.Dropdown(families(), value=first[0], label="model family")
+            family = gr.Dropdown(model_types(), value=first[0], label="model family")
             model_json = gr.Code(first[1], language="json", label="model config", lines=8, max_lines=16)
             data_kind = gr.Dropdown(list(DATA_KINDS), value=first[2], label="data set")
             with gr.Group(visible=first[2] == "audio_folder") as folder_group:

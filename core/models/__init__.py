@@ -34,6 +34,12 @@ def model_class(name: str) -> type:
     return REGISTRY[name]
 
 
+def model_types() -> list[str]:
+    """The names of every model family, sorted (each family module is imported first, so all are registered)."""
+    _import_families()
+    return sorted(REGISTRY)
+
+
 def config_from_dict(d: dict):
     """Build a model config from a `config.json`-style dict; unknown keys are an error."""
     d = dict(d)
