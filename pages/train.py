@@ -30,9 +30,10 @@ import gradio as gr
 from core import train_config
 from core.data import DATA_KINDS
 from core.errors import StudioError
-from core.jobs import LIVE, JobManager, max_processes
+from core.jobs import LIVE, JobManager
 from core.model_store import ModelStore
 from core.models import model_types
+from core.run_launch import max_processes
 from pages.train_form import (
     CONFIGS,
     TONE_KINDS,

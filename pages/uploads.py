@@ -14,7 +14,7 @@ import soundfile as sf
 
 from core.audio import read_audio, write_wav
 from core.errors import AudioError, ConfigError
-from core.jobs import check_run_name
+from core.run_files import check_run_name
 
 MAX_UPLOAD_BYTES = 20 * 2**20
 MAX_UPLOAD_FILES = 200
