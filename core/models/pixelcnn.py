@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ConfigError
-from core.models import register
+from core.models.registry import register
 from core.models.wavenet import Cond, embed_classes
 
 __all__ = ["Cond", "GatedPixelCNN", "PixelCNNConfig"]

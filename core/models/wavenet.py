@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ConfigError
-from core.models import register
+from core.models.registry import register
 
 CODECS = ("mulaw", "linear", "none")
 
