@@ -70,7 +70,7 @@ def launch(
     block: bool = True,
 ) -> str:
     """Serve `demo` with the app's upload limit; returns the local URL (at once when block is False)."""
-    from pages.audio import MAX_UPLOAD_BYTES
+    from pages.uploads import MAX_UPLOAD_BYTES
 
     _, url, _ = demo.launch(server_name=host, server_port=port, share=share, auth=auth,
                             max_file_size=MAX_UPLOAD_BYTES, prevent_thread_lock=not block, quiet=not block)

@@ -23,8 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import digits, train_config  # noqa: E402
+from core import digits  # noqa: E402
 from core.models import build_model  # noqa: E402
+from core.training import config as train_config  # noqa: E402
 
 RUNS = [("wavenet", "cached"), ("wavenet", "fused"), ("pixelcnn", "rows")]
 

@@ -1,4 +1,5 @@
-"""Held-out NLL of a checkpoint, and the function the training loop validates with.
+"""Held-out NLL of a checkpoint: the evaluation CLI (the scoring is core.training.evaluation's,
+through the checkpoint's own objective, as in training).
 
     python -m core.evaluate --checkpoint DIR [--split test] [--batch-size 16] [--max-batches 0]
 
@@ -13,61 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
-
-from core import train_config
 from core.checkpoints import load_checkpoint
-from core.conditioning import Cond
 from core.data import build_split
 from core.devices import pick_device
 from core.errors import ConfigError, StudioError
-
-LN2 = math.log(2.0)
-
-
-def unpack(batch, device: torch.device) -> tuple[torch.Tensor, Cond | None]:
-    """A batch is x (B, T), (x, classes (B,) long) or (x, local (B, C_local, T_local) float) -> x, Cond."""
-    if isinstance(batch, (list, tuple)):
-        x, c = batch
-        c = c.to(device)
-        return x.to(device), (Cond(local=c) if c.dtype.is_floating_point else Cond(classes=c))
-    return batch.to(device), None
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset, batch_size: int, device: torch.device, max_batches: int = 0,
-             world: int = 1, rank: int = 0) -> dict:
-    """Mean NLL per scored token (nats and bits) and accuracy over a dataset, summed across ranks.
-
-    Tokens before `dataset.score_from` in each item are context only (a window's first R samples).
-    """
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=DistributedSampler(dataset, world, rank, shuffle=False))
-    start = getattr(dataset, "score_from", 0)
-    totals = torch.zeros(4, dtype=torch.float64, device=device)  # nll sum, correct, tokens, items
-    for i, batch in enumerate(loader):
-        if max_batches and i >= max_batches:
-            break
-        x, cond = unpack(batch, device)
-        logits, target = model(x, cond)[:, :, start:], x[:, start:]
-        totals += torch.stack([F.cross_entropy(logits, target, reduction="sum").double(),
-                               (logits.argmax(1) == target).sum().double(),
-                               torch.tensor(float(target.numel()), dtype=torch.float64, device=device),
-                               torch.tensor(float(x.shape[0]), dtype=torch.float64, device=device)])
-    if world > 1:
-        dist.all_reduce(totals)
-    if totals[2] == 0:
-        raise ConfigError("the split has no items to evaluate")
-    nll = (totals[0] / totals[2]).item()
-    return {"nll_nats": nll, "bits": nll / LN2, "acc": (totals[1] / totals[2]).item(),
-            "items": int(totals[3].item()), "dims_per_item": (totals[2] / totals[3]).item()}
+from core.training import config as train_config
+from core.training.evaluation import evaluate
 
 
 def find_train_config(checkpoint: Path) -> Path:
@@ -88,7 +43,8 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", config: str
     dev = pick_device(device)
     model = load_checkpoint(checkpoint, dev)
     cfg = train_config.load(config or find_train_config(checkpoint), list(overrides))
-    m = evaluate(model, build_split(cfg.data, split, model.config), batch_size, dev, max_batches)
+    objective = cfg.objective.build(model, cfg.train.seed, training=False)
+    m = evaluate(model, build_split(cfg.data, split, model.config), objective, batch_size, dev, max_batches)
     return {"split": split, "items": m["items"], "dims_per_item": m["dims_per_item"],
             "nll_nats_per_dim": m["nll_nats"], "bits_per_dim": m["bits"],
             "nll_nats_per_item": m["nll_nats"] * m["dims_per_item"], "accuracy": m["acc"]}

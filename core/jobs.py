@@ -6,20 +6,13 @@
     jobs.stop(name)             SIGTERM to the run's process group: the step finishes and a checkpoint is written
     jobs.resume(name, max_steps=2000)
     jobs.delete(name)           only when it is not running
+    jobs.runs()                 a summary per run folder, newest first
 
-A run is the command a user would type, started in its own session (so it outlives the app):
-
-    python -m core.train --config runs/NAME/job_config.json --run-dir runs/NAME --no-progress
-    torchrun --standalone --nproc_per_node=N -m core.train ...         (processes > 1)
-
-with stdout and stderr appended to `runs/NAME/train.log`. Besides what the CLI writes
-(config.json, metrics.jsonl, status.json, checkpoints/, latest; see core.train), the manager
-writes `job_config.json` (the config asked for) and `job.json` (pid, command, started, ...
-of the latest attempt). Everything it knows is in those files, so a new manager (after an app
-restart, or in another browser tab's request) re-attaches to runs that are still going: a run
-is live while its process is. A run whose status.json says "running" but whose process is
-gone died (kill -9, out of memory...): it is shown as failed, and its last checkpoint still
-loads and resumes.
+A run is a process of the training CLI (core.run_launch) writing its run folder (core.run_files).
+Everything the manager knows is in those files, so a new manager (after an app restart, or in
+another browser tab's request) re-attaches to runs that are still going: a run is live while
+its process is. A run whose status.json says "running" but whose process is gone died (kill -9,
+out of memory...): it is shown as failed, and its last checkpoint still loads and resumes.
 
 Every config is validated before a process starts (TrainConfig, the device, the process
 count, and the data: the training split must hold one batch per process), so a bad value is
@@ -28,34 +21,35 @@ refused with its reason (ConfigError) instead of crashing a run.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import torch
-
-from core import atomic, train_config
+from core import atomic, run_launch
 from core.checkpoints import latest_checkpoint
-from core.data import build_split
-from core.devices import pick_device
-from core.errors import ConfigError, StudioError
-from core.train_config import TrainConfig
+from core.errors import ConfigError
+from core.run_files import (
+    JOB,
+    JOB_CONFIG,
+    LOG,
+    NAME_RE,
+    check_run_name,
+    eta,
+    log_since,
+    metrics_rows,
+    read_json,
+    tail,
+)
+from core.training import config as train_config
+from core.training.config import TrainConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-JOB, JOB_CONFIG, LOG = "job.json", "job_config.json", "train.log"
 LIVE = ("starting", "running", "stopping")  # states with a process behind them
 DONE = ("stopped", "finished", "failed")
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 DIED = "the training process died (killed?)"
-LOG_TAIL_BYTES = 64 * 1024
 
 
 class JobManager:
@@ -83,8 +77,8 @@ class JobManager:
         "no such data folder" are refused before any process starts.
         """
         cfg = config if isinstance(config, TrainConfig) else train_config.from_dict(config)
-        _check_launch(device, processes)
-        _check_data(cfg, processes)
+        run_launch.check_launch(device, processes)
+        run_launch.check_data(cfg, processes)
         return cfg
 
     # -- the runs ---------------------------------------------------------------------------
@@ -95,7 +89,7 @@ class JobManager:
         self._check_capacity()
         cfg = self.check(config, device=device, processes=processes)
         cfg = train_config.from_dict(cfg.to_dict())  # a copy: the data root is made absolute below
-        if cfg.data.root:
+        if getattr(cfg.data, "root", ""):  # a data kind read from a folder (audio_folder)
             cfg.data.root = str(Path(cfg.data.root).resolve())
         with self._lock:
             self._check_capacity()
@@ -123,8 +117,8 @@ class JobManager:
             checkpoint = latest_checkpoint(run_dir)
             if checkpoint is None:
                 raise ConfigError(f"run {name!r} has no checkpoint to resume from; delete it and start a new run")
-            step = (_read_json(checkpoint / "trainer_state.json") or {}).get("step", 0)
-            base = _read_json(run_dir / "config.json")
+            step = (read_json(checkpoint / "trainer_state.json") or {}).get("step", 0)
+            base = read_json(run_dir / "config.json")
             if base is None:
                 raise ConfigError(f"run {name!r} has no readable config.json; it cannot be resumed")
             if max_steps is not None:
@@ -200,7 +194,7 @@ class JobManager:
         """
         run_dir = self._run_dir(name)
         info = self._describe(name, run_dir)
-        metrics = _read_metrics(run_dir / "metrics.jsonl")
+        metrics = metrics_rows(run_dir)
         train_rows = [r for r in metrics if r.get("split") == "train"]
         step = max([info["step"] or 0, *(r["step"] for r in metrics)])
         max_steps = info["max_steps"]
@@ -213,17 +207,17 @@ class JobManager:
             "step": step,
             "max_steps": max_steps,
             "progress": min(1.0, step / max_steps) if max_steps else 0.0,
-            "eta_s": _eta(train_rows, max_steps, info["started"]) if info["state"] in LIVE else None,
+            "eta_s": eta(train_rows, max_steps, info["started"]) if info["state"] in LIVE else None,
             "world_size": info["world_size"],
             "pid": info["pid"],
             "command": job.get("command"),
             "device": job.get("device"),
             "started": info["started"],
             "metrics": metrics,
-            "log": _tail(run_dir / LOG, log_lines),
+            "log": tail(run_dir / LOG, log_lines),
             "error": info["error"],
             "checkpoint": str(checkpoint) if checkpoint else None,
-            "config": _read_json(run_dir / "config.json"),
+            "config": read_json(run_dir / "config.json"),
         }
 
     # -- internals --------------------------------------------------------------------------
@@ -250,27 +244,7 @@ class JobManager:
         return name
 
     def _spawn(self, name: str, run_dir: Path, cli_args: list[str], device: str | None, processes: int) -> None:
-        """Start the CLI for `run_dir` in a new session, its output appended to train.log; write job.json."""
-        if device and not (processes > 1 and device == "cuda"):  # several CUDA ranks: each takes cuda:LOCAL_RANK
-            cli_args = [*cli_args, "--device", device]
-        if processes > 1:
-            torchrun = Path(sys.executable).with_name("torchrun")
-            launcher = [str(torchrun)] if torchrun.is_file() else [sys.executable, "-m", "torch.distributed.run"]
-            cmd = [*launcher, "--standalone", f"--nproc_per_node={processes}", "-m", "core.train", *cli_args]
-        else:
-            cmd = [sys.executable, "-m", "core.train", *cli_args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        started = time.time()  # before the process exists: every status.json it writes is newer
-        with open(run_dir / LOG, "ab") as log:
-            offset = log.tell()
-            log.write(f"\n$ {shlex.join(cmd)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(cmd, cwd=os.getcwd(), env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        self._procs[name] = proc
-        atomic.write_json(run_dir / JOB, {"pid": proc.pid, "command": shlex.join(cmd), "argv": cmd, "started": started,
-                                    "device": device, "processes": processes, "log_offset": offset})
+        self._procs[name] = run_launch.spawn(run_dir, cli_args, device, processes)
 
     def _alive(self, name: str, pid: int | None, marker: bytes) -> tuple[bool, int | None]:
         """(is the run's process alive, its exit code if this manager started and reaped it)."""
@@ -281,12 +255,12 @@ class JobManager:
             if proc is not None and proc.pid == pid:
                 code = proc.poll()
                 return code is None, code
-        return _pid_alive(pid, marker), None
+        return run_launch.pid_alive(pid, marker), None
 
     def _describe(self, name: str, run_dir: Path) -> dict:
         """The run's state from its files and its process (see the module docstring)."""
-        job, st = _read_json(run_dir / JOB), _read_json(run_dir / "status.json")
-        cfg = _read_json(run_dir / "config.json") or _read_json(run_dir / JOB_CONFIG) or {}
+        job, st = read_json(run_dir / JOB), read_json(run_dir / "status.json")
+        cfg = read_json(run_dir / "config.json") or read_json(run_dir / JOB_CONFIG) or {}
         started = job.get("started") if job else (st or {}).get("updated")
         # status.json belongs to the latest attempt only if it was written after that attempt started.
         fresh = st if st is not None and (job is None or st.get("updated", 0) >= job["started"]) else None
@@ -309,7 +283,7 @@ class JobManager:
             state = "stopped"  # stopped before its first step: nothing was saved
         elif job is not None:  # this attempt ended before training began
             state = "failed"
-            error = _log_since(run_dir / LOG, job.get("log_offset", 0)) or f"{DIED}, before it started training."
+            error = log_since(run_dir / LOG, job.get("log_offset", 0)) or f"{DIED}, before it started training."
         else:
             state = (st or {}).get("state", "stopped")
         step = (st or {}).get("step", 0)
@@ -318,123 +292,3 @@ class JobManager:
         return {"name": name, "state": state, "step": step, "max_steps": max_steps, "error": error,
                 "world_size": (st or {}).get("world_size") or (job or {}).get("processes"), "pid": pid,
                 "started": started, "job": job}
-
-
-def check_run_name(name: str) -> str:
-    """A run name is a single folder name: letters, digits, '.', '_' and '-', not starting with '.'."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ConfigError(f"run name {name!r} is not allowed: use 1-80 letters, digits, '.', '_' or '-', "
-                          "starting with a letter or digit")
-    return name
-
-
-def max_processes(device: str | None) -> int:
-    """How many training processes `device` can take: one per GPU, or one per CPU core."""
-    kind = pick_device(device).type
-    if kind == "cuda":
-        return torch.cuda.device_count()
-    if kind == "mps":
-        return 1
-    return os.cpu_count() or 1
-
-
-def _check_launch(device: str | None, processes: int) -> None:
-    if device is not None and not isinstance(device, str):
-        raise ConfigError(f"device must be a name such as 'cpu' or 'cuda', got {device!r}")
-    limit = max_processes(device)  # ConfigError for an unknown or missing device
-    if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= limit:
-        raise ConfigError(f"processes must be an integer from 1 to {limit} on this device, got {processes!r}")
-    if processes > 1 and device and device.startswith("cuda:"):
-        raise ConfigError(f"with {processes} processes choose device 'cuda' (one GPU per process), not {device!r}")
-
-
-def _check_data(cfg: TrainConfig, processes: int) -> None:
-    """The splits can be built and the training split holds one batch per process (what Trainer checks)."""
-    model_config = cfg.model_config()
-    try:
-        train = build_split(cfg.data, "train", model_config)
-        build_split(cfg.data, "valid", model_config)
-    except ConfigError:
-        raise
-    except StudioError as e:  # e.g. an unreadable file in a data folder
-        raise ConfigError(f"data: {e}") from e
-    batch = cfg.train.batch_size
-    if len(train) < batch * processes:
-        raise ConfigError(f"train.batch_size={batch} x {processes} process(es) is larger than the {len(train)} "
-                          "training windows; lower the batch size or add data")
-
-
-def _pid_alive(pid: int, marker: bytes) -> bool:
-    """Whether `pid` is a live (not zombie) process whose command line holds `marker`; a recycled pid is not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if not proc.is_dir():
-        return True  # no procfs (macOS): existence is all we can know
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / "cmdline").read_bytes()
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and marker in cmdline
-
-
-def _eta(train_rows: list[dict], max_steps: int | None, started: float | None) -> float | None:
-    """Seconds to max_steps at the pace of this attempt's last few logged rows."""
-    rows = [r for r in train_rows if "time" in r and (started is None or r["time"] >= started)][-10:]
-    if not max_steps or len(rows) < 2 or rows[-1]["step"] <= rows[0]["step"]:
-        return None
-    per_step = (rows[-1]["time"] - rows[0]["time"]) / (rows[-1]["step"] - rows[0]["step"])
-    return max(0.0, (max_steps - rows[-1]["step"]) * per_step)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    """The rows of metrics.jsonl; a torn last line (a process killed mid-write) is skipped."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-            rows.append(row)
-    return rows
-
-
-def _tail(path: Path, lines: int) -> str:
-    """The last `lines` lines of a text file ("" if it does not exist)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - LOG_TAIL_BYTES))
-            data = f.read()
-    except OSError:
-        return ""
-    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
-
-
-def _log_since(path: Path, offset: int) -> str:
-    """What the latest attempt wrote to its log (its last 64 KiB)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(offset, f.tell() - LOG_TAIL_BYTES))
-            return f.read().decode("utf-8", errors="replace").strip()
-    except OSError:
-        return ""

@@ -24,3 +24,8 @@ def is_number(value: object) -> bool:
     """A finite int or float, and not a bool."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
         and math.isfinite(value)
+
+
+def check_int(name: str, value: object, low: int) -> None:
+    """ConfigError unless `value` is an integer >= low; the message names `name`."""
+    need(is_int(value) and value >= low, f"{name} must be an integer >= {low}, got {value!r}")

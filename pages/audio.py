@@ -37,11 +37,11 @@ from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from pages.checks import is_whole, require
 from pages.model_picker import metrics_text, model_picker
+from pages.uploads import MAX_UPLOAD_BYTES
 
 MAX_VARIATIONS = 4
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
 MAX_PRIME_SECONDS = 10.0
-MAX_UPLOAD_BYTES = 20 * 2**20  # also the app's upload limit (launch(max_file_size=...))
 UPDATE_EVERY = 0.5  # seconds between UI updates while generating
 PRIMER_COLOUR, CONTINUATION_COLOUR = "#7f7f7f", "#1f77b4"
 

@@ -68,7 +68,7 @@ def model_summary(entry: dict | None) -> str:
 @lru_cache(maxsize=1)
 def held_out_digits() -> tuple[np.ndarray, np.ndarray]:
     """MNIST's 10,000 test digits, uint8 (N, 28, 28), and their labels (N,) (downloaded once, then cached)."""
-    from core.data.mnist import load_mnist
+    from core.data.mnist_sources import load_mnist
 
     splits = load_mnist()
     return splits["x_test"].reshape(-1, dg.SIDE, dg.SIDE), splits["y_test"].astype(np.int64)

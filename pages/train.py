@@ -7,57 +7,58 @@ Once a run starts here, the runs folder is also served by the app's model store:
 finished runs are models on the Models page and on the page that samples them (Audio, Digits or
 Signals), as their latest checkpoint.
 
-Plain functions, each testable without a browser:
+This module holds the page's settings (configure, job_manager), lays the page out and wires its
+events. The handlers are plain functions, each testable without a browser:
 
-    config_from_form(...)                    the form's values -> a training config dict (train_config layout)
-    start_run(jobs, store, ...)              validate (before any process starts) and start; (run name, message)
-    run_status(jobs, run)                    (status dict, curves, progress bar, log, error) of a run
-    stop_run / resume_run / delete_run       the buttons
-    save_uploads(root, name, files)          uploaded audio -> a new data folder root/name/{train,valid}
-    curves_figure(status), progress_html(status)
+    pages.train_form    the form -> a training config dict; presets, devices, data folders, uploads
+    pages.train_runs    start, status, curves, progress, the runs table; stop, resume and delete
+    pages.uploads       uploaded audio -> a new data folder root/name/{train,valid}
 
-The model families and data kinds offered are those of core.models.REGISTRY and core.data.DATA_KINDS,
+The model families and data kinds offered are those of core.models.model_types() and core.data.DATA_KINDS,
 so a new family or data kind appears here without touching this page.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import threading
-import time
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from urllib.parse import quote
 
 import gradio as gr
-import plotly.graph_objects as go
-import soundfile as sf
-import torch
-from plotly.subplots import make_subplots
 
-from core import train_config
-from core.audio import read_audio, write_wav
-from core.data import DATA_KINDS, DataConfig
-from core.errors import AudioError, ConfigError, StudioError
-from core.jobs import LIVE, JobManager, check_run_name, max_processes
+from core.data import DATA_KINDS
+from core.errors import StudioError
+from core.jobs import LIVE, JobManager
 from core.model_store import ModelStore
-from core.models import REGISTRY, model_class
-from core.models import _import_families as import_model_families
-from core.train_config import OptimConfig
-from pages.audio import MAX_UPLOAD_BYTES
+from core.models import model_types
+from core.run_launch import max_processes
+from core.training import config as train_config
+from pages.train_form import (
+    CONFIGS,
+    TONE_KINDS,
+    data_folders,
+    device_choices,
+    family_model_json,
+    preset_values,
+    presets,
+    upload_data,
+)
+from pages.train_runs import (
+    LOG_LINES,
+    RUN_HEADERS,
+    curves_figure,
+    delete_run,
+    progress_html,
+    resume_run,
+    run_names,
+    run_status,
+    runs_table,
+    start_run,
+    stop_run,
+)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets: every configs/*.json
 POLL_SECONDS = 2.0
-LOG_LINES = 40
-MAX_UPLOAD_FILES = 200
-VALID_SHARE = 5  # an uploaded folder sends every 5th file (at least one) to valid/
-RUN_HEADERS = ["run", "state", "step", "processes", "started"]
-TRAIN_FIELDS = ("lr", "batch_size", "max_steps", "valid_every", "log_every")
-DATA_FIELDS = ("kind", "root", "targets", "clips", "seconds", "frequency", "kinds")
-TONE_KINDS = list(DataConfig().kinds)
 
 _settings: dict = {"runs": Path("runs"), "max_runs": 1, "uploads": Path("data") / "uploads"}
 _managers: dict[Path, JobManager] = {}
@@ -87,279 +88,6 @@ def job_manager() -> JobManager:
         return _managers[root]
 
 
-# -- the form ----------------------------------------------------------------------------------
-
-
-def families() -> list[str]:
-    import_model_families()
-    return sorted(REGISTRY)
-
-
-def family_model_json(family: str) -> str:
-    """The model section for `family` at its config's defaults, as editable JSON."""
-    cls = model_class(family).config_class
-    return json.dumps({"model_type": family, **asdict(cls())}, indent=2)
-
-
-def presets() -> dict[str, dict]:
-    """The training configs in configs/*.json, by file stem (unreadable ones are skipped)."""
-    found = {}
-    for path in sorted(CONFIGS.glob("*.json")):
-        try:
-            found[path.stem] = train_config.from_dict(json.loads(path.read_text())).to_dict()
-        except (StudioError, OSError, json.JSONDecodeError):
-            continue
-    return found
-
-
-def preset_values(config: dict) -> list:
-    """The form's values for a full config dict (to_dict layout): what the form has no field for goes to overrides."""
-    model, data, opt = config["model"], config["data"], config["train"]
-    defaults = {"data": asdict(DataConfig()), "train": asdict(OptimConfig())}
-    extra = [f"data.{k}={json.dumps(v)}" for k, v in data.items()
-             if k not in DATA_FIELDS and v != defaults["data"].get(k)]
-    extra += [f"train.{k}={json.dumps(v)}" for k, v in opt.items()
-              if k not in TRAIN_FIELDS and v != defaults["train"].get(k)]
-    return [model["model_type"], json.dumps(model, indent=2), data["kind"], data["root"] or None, data["targets"],
-            data["clips"], data["seconds"], data["frequency"] or 0, data["kinds"],
-            *(opt[k] for k in TRAIN_FIELDS), "\n".join(extra)]
-
-
-def config_from_form(family: str, model_json: str, data_kind: str, data_folder: str | None, targets, clips, seconds,
-                     frequency, tone_kinds, lr, batch_size, max_steps, valid_every, log_every,
-                     overrides: str) -> dict:
-    """The form's values as a training config dict; ConfigError for JSON or an override that cannot be read."""
-    try:
-        model = json.loads(model_json or "{}")
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"the model config is not valid JSON: {e}") from e
-    if not isinstance(model, dict):
-        raise ConfigError("the model config must be a JSON object of the family's settings")
-    model["model_type"] = family
-    data = {"kind": data_kind, "targets": targets}
-    if data_kind == "tones":
-        data.update(clips=clips, seconds=seconds, frequency=frequency or None, kinds=list(tone_kinds or []))
-    elif data_kind == "audio_folder":
-        data["root"] = data_folder or ""
-    opt = dict(zip(TRAIN_FIELDS, (lr, batch_size, max_steps, valid_every, log_every), strict=True))
-    lines = [line.strip() for line in (overrides or "").splitlines() if line.strip() and not line.startswith("#")]
-    return train_config.apply_overrides({"model": model, "data": data, "train": opt}, lines)
-
-
-def device_choices() -> list[tuple[str, str]]:
-    best = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    choices = [(f"auto ({best})", "auto"), ("cpu", "cpu")]
-    if torch.cuda.is_available():
-        choices.append(("cuda (one GPU per process)", "cuda"))
-        choices += [(f"cuda:{i} ({torch.cuda.get_device_name(i)})", f"cuda:{i}")
-                    for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        choices.append(("mps", "mps"))
-    return choices
-
-
-def data_folders() -> list[str]:
-    """Folders under data/ and the uploads folder that hold train/ and valid/ subfolders."""
-    found = []
-    for root in dict.fromkeys([Path("data"), Path(_settings["uploads"])]):
-        if root.is_dir():
-            found += [str(d) for d in sorted(root.iterdir())
-                      if d.is_dir() and (d / "train").is_dir() and (d / "valid").is_dir()]
-    return found
-
-
-def save_uploads(root: str | os.PathLike, name: str, files: list[str] | None) -> Path:
-    """Write uploaded audio files as 16-bit WAVs into a new folder root/name/{train,valid}; returns the folder.
-
-    Every file is validated by core.audio.read_audio (and kept at its own sample rate). With several
-    files, every 5th one (at least one) goes to valid/; a single file is cut: its first 80 % train, the
-    rest valid. AudioError names a file that cannot be used; nothing is left behind on an error.
-    """
-    if not name:
-        raise ConfigError("name the new data folder")
-    check_run_name(name)
-    files = [f for f in (files or []) if f]
-    if not files:
-        raise ConfigError("upload one or more WAV, FLAC or OGG files")
-    if len(files) > MAX_UPLOAD_FILES:
-        raise ConfigError(f"{len(files)} files uploaded; at most {MAX_UPLOAD_FILES} at once")
-    folder = Path(root) / name
-    if folder.exists():
-        raise ConfigError(f"a data folder named {name!r} already exists; choose another name")
-    clips = []
-    for path in sorted(files, key=lambda p: Path(p).name):
-        label = Path(path).name
-        try:
-            rate = sf.info(path).samplerate
-        except (sf.SoundFileError, RuntimeError, OSError) as e:
-            raise AudioError(f"{label}: could not read it as audio. Upload WAV, FLAC or OGG files.") from e
-        try:
-            clips.append((Path(path).stem, read_audio(path, rate, max_bytes=MAX_UPLOAD_BYTES), rate))
-        except AudioError as e:
-            raise AudioError(f"{label}: {e}") from e
-    if len(clips) == 1:
-        stem, audio, rate = clips[0]
-        cut = int(len(audio) * 0.8)
-        if cut == 0 or cut == len(audio):
-            raise AudioError(f"{stem} is too short to split into training and validation audio; upload more")
-        parts = [("train", stem, audio[:cut], rate), ("valid", stem, audio[cut:], rate)]
-    else:
-        parts = [("valid" if i % VALID_SHARE == VALID_SHARE - 1 or (i == len(clips) - 1 and len(clips) < VALID_SHARE)
-                  else "train", stem, audio, rate) for i, (stem, audio, rate) in enumerate(clips)]
-    tmp = folder.with_name(f".{name}.uploading")
-    try:
-        for i, (split, stem, audio, rate) in enumerate(parts):
-            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60]
-            write_wav(tmp / split / f"{i:03d}_{safe}.wav", audio, rate)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-# -- the handlers ------------------------------------------------------------------------------
-
-
-def start_run(jobs: JobManager, store: ModelStore, name: str, family: str, model_json: str, data_kind: str,
-              data_folder: str | None, targets, clips, seconds, frequency, tone_kinds, lr, batch_size, max_steps,
-              valid_every, log_every, overrides: str, device: str, processes) -> tuple:
-    """The Start handler: validate everything, then start the run; (the run's name, a message).
-
-    The runs folder is then served by `store`, so the run is a model on every page once it has a checkpoint.
-    A config that cannot run (a negative learning rate, an unknown key, a batch larger than the data,
-    a device this machine lacks, one run too many) is refused with its reason and no process starts.
-    """
-    try:
-        config = config_from_form(family, model_json, data_kind, data_folder, targets, clips, seconds, frequency,
-                                  tone_kinds, lr, batch_size, max_steps, valid_every, log_every, overrides)
-        procs = int(processes) if isinstance(processes, (int, float)) and float(processes).is_integer() else processes
-        run = jobs.start(config, name=(name or "").strip() or None, device=_device(device), processes=procs)
-    except StudioError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    store.add_folder(jobs.runs_root)
-    return run, f"Started **{run}**."
-
-
-def run_status(jobs: JobManager, run: str | None) -> tuple:
-    """(status dict, curves figure, progress bar HTML, last log lines, error box) of `run`."""
-    if not run:
-        return {}, None, progress_html(None), "", gr.Textbox(value="", visible=False)
-    try:
-        status = jobs.status(run, LOG_LINES)
-    except StudioError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    return (status, curves_figure(status), progress_html(status), status["log"],
-            gr.Textbox(value=status["error"] or "", visible=bool(status["error"])))
-
-
-def stop_run(jobs: JobManager, run: str | None) -> str:
-    """The Stop handler: the run finishes its step, saves a checkpoint and stops."""
-    try:
-        jobs.stop(_need_run(run))
-    except StudioError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    return f"Stopping **{run}**: it saves a checkpoint first."
-
-
-def resume_run(jobs: JobManager, store: ModelStore, run: str | None, max_steps) -> str:
-    """The Resume handler: continue from the latest checkpoint, to `max_steps` (empty or 0: as before)."""
-    try:
-        steps = None if max_steps in (None, "", 0) else max_steps
-        if isinstance(steps, float) and steps.is_integer():
-            steps = int(steps)
-        jobs.resume(_need_run(run), max_steps=steps)
-    except StudioError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    store.add_folder(jobs.runs_root)
-    return f"Resumed **{run}**" + (f" to step {steps}." if steps else ".")
-
-
-def delete_run(jobs: JobManager, run: str | None) -> tuple:
-    try:
-        jobs.delete(_need_run(run))
-    except StudioError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    names = _run_names(jobs)
-    return gr.Dropdown(choices=names, value=next(iter(names), None)), f"Deleted **{run}**."
-
-
-def upload_data(name: str, files: list[str] | None) -> tuple:
-    """The upload handler: a new data folder, selected as the data set; (message, kind, folder)."""
-    try:
-        folder = save_uploads(_settings["uploads"], (name or "").strip(), files)
-    except StudioError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    counts = {s: len(list((folder / s).glob("*.wav"))) for s in ("train", "valid")}
-    message = f"Made **{folder}**: {counts['train']} training and {counts['valid']} validation file(s)."
-    return message, "audio_folder", gr.Dropdown(choices=data_folders(), value=str(folder))
-
-
-def runs_table(jobs: JobManager) -> list[list]:
-    return [[r["name"], r["state"], f"{r['step']} / {r['max_steps'] or '?'}", r["world_size"] or 1,
-             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r["started"] else "—"]
-            for r in jobs.runs()]
-
-
-# -- the views ---------------------------------------------------------------------------------
-
-
-def curves_figure(status: dict) -> go.Figure:
-    """Train and valid NLL (bits per sample, or per dim for non-audio models) and the learning rate, vs step."""
-    rows = status["metrics"]
-    config = (status.get("config") or {}).get("model", {})
-    unit = "bits per sample" if config.get("sample_rate") else "bits per dim"
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
-    for split, colour in (("train", "#1f77b4"), ("valid", "#ff7f0e")):
-        part = [r for r in rows if r.get("split") == split and "bits" in r]
-        fig.add_trace(go.Scatter(x=[r["step"] for r in part], y=[r["bits"] for r in part], name=f"{split} NLL",
-                                 mode="lines+markers" if split == "valid" else "lines", line_color=colour), 1, 1)
-    lr = [r for r in rows if r.get("split") == "train" and "lr" in r]
-    fig.add_trace(go.Scatter(x=[r["step"] for r in lr], y=[r["lr"] for r in lr], name="learning rate",
-                             line_color="#2ca02c"), 2, 1)
-    fig.update_yaxes(title_text=unit, row=1, col=1)
-    fig.update_yaxes(title_text="lr", type="log", row=2, col=1)
-    fig.update_xaxes(title_text="step", row=2, col=1)
-    fig.update_layout(height=420, margin=dict(l=60, r=20, t=30, b=40), legend=dict(orientation="h", y=1.08),
-                      title=dict(text=status["name"], x=0.01, y=0.99, font_size=13))
-    return fig
-
-
-def sample_page(config: dict) -> tuple[str, str] | None:
-    """(path, title) of the page that samples a run with this training config, or None."""
-    kind = (config.get("data") or {}).get("kind")
-    if kind == "mnist":
-        return "digits", "Digits"
-    if kind == "fourier":
-        return "signals", "Signals"
-    if ((config.get("model") or {}).get("sample_rate")):
-        return "audio", "Audio"
-    return None
-
-
-def progress_html(status: dict | None) -> str:
-    """A progress bar with the step, the state and the time left."""
-    if not status:
-        return "<p>Start a run, or choose one from the list.</p>"
-    pct = 100.0 * status["progress"]
-    colour = {"failed": "#d62728", "finished": "#2ca02c", "stopped": "#7f7f7f"}.get(status["state"], "#1f77b4")
-    left = f" · about {_duration(status['eta_s'])} left" if status["eta_s"] is not None else ""
-    done = ""
-    if status["state"] in ("stopped", "finished", "failed") and status["checkpoint"]:
-        page, sample = sample_page(status.get("config") or {}), ""
-        if page:
-            link = f"{page[0]}?model={quote(status['checkpoint'], safe='')}"
-            sample = f" or <a href='{link}'>sample it on the {page[1]} page</a>"
-        done = (f"<br>Latest checkpoint <code>{status['checkpoint']}</code>: see it on the "
-                f"<a href='models'>Models</a> page{sample}.")
-    return (f"<div style='background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden'>"
-            f"<div style='width:{pct:.1f}%;background:{colour};height:100%'></div></div>"
-            f"<p><b>{status['state']}</b> · step {status['step']} / {status['max_steps'] or '?'} ({pct:.0f} %)"
-            f"{left}{done}</p>")
-
-
-# -- the page ----------------------------------------------------------------------------------
-
-
 def build(store: ModelStore) -> None:
     """Lay out the training page inside the current Blocks context and wire its events."""
     jobs = job_manager()
@@ -372,17 +100,18 @@ def build(store: ModelStore) -> None:
     with gr.Row():
         with gr.Column(scale=1, variant="panel"):
             gr.Markdown("### New run")
-            preset = gr.Dropdown([*found, *(f"{f} defaults" for f in families())],
+            preset = gr.Dropdown([*found, *(f"{f} defaults" for f in model_types())],
                                  value="tone500" if "tone500" in found else None, label="start from",
                                  info="a config in configs/, or a model family's defaults")
             name = gr.Textbox(label="run name", placeholder="empty: family-data-date",
                               info="letters, digits, '.', '_' and '-'")
-            family = gr.Dropdown(families(), value=first[0], label="model family")
+            family = gr.Dropdown(model_types(), value=first[0], label="model family")
             model_json = gr.Code(first[1], language="json", label="model config", lines=8, max_lines=16)
             data_kind = gr.Dropdown(list(DATA_KINDS), value=first[2], label="data set")
             with gr.Group(visible=first[2] == "audio_folder") as folder_group:
-                data_folder = gr.Dropdown(data_folders(), value=first[3], label="data folder on the server",
-                                          allow_custom_value=True, info="holds train/ and valid/ audio files")
+                data_folder = gr.Dropdown(data_folders(_settings["uploads"]), value=first[3],
+                                          label="data folder on the server", allow_custom_value=True,
+                                          info="holds train/ and valid/ audio files")
             targets = gr.Number(first[4], precision=0, label="targets per window",
                                 info="scored samples per training window")
             with gr.Group(visible=first[2] == "tones") as tone_group:
@@ -418,7 +147,7 @@ def build(store: ModelStore) -> None:
             table = gr.Dataframe(runs_table(jobs), headers=RUN_HEADERS, interactive=False,
                                  label="runs", max_height=240)
             with gr.Row():
-                names = _run_names(jobs)
+                names = run_names(jobs)
                 run = gr.Dropdown(names, value=next(iter(names), None), label="run", scale=4,
                                   allow_custom_value=True)
                 refresh = gr.Button("↻", scale=0, min_width=40)
@@ -473,7 +202,7 @@ def build(store: ModelStore) -> None:
                 {"rows": rows, "names": names, "key": key, "log": status["log"]})
 
     def refresh_list(current: str | None):
-        names = _run_names(jobs)
+        names = run_names(jobs)
         return runs_table(jobs), gr.Dropdown(choices=names, value=current if current in names else None)
 
     def load_preset(choice: str | None) -> list:
@@ -518,29 +247,5 @@ def build(store: ModelStore) -> None:
                                        overrides], api_visibility="private")
     family.input(family_model_json, family, model_json, api_visibility="private")
     data_kind.change(kind_groups, data_kind, [folder_group, tone_group], api_visibility="private")
-    upload.click(upload_data, [upload_name, upload_files], [upload_message, data_kind, data_folder],
-                 api_visibility="private")
-
-
-def _run_names(jobs: JobManager) -> list[str]:
-    return [r["name"] for r in jobs.runs()]
-
-
-def _need_run(run: str | None) -> str:
-    if not run:
-        raise ConfigError("choose a run first")
-    return run
-
-
-def _device(choice: str | None) -> str | None:
-    return None if choice in (None, "", "auto") else choice
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
-
+    upload.click(partial(upload_data, _settings["uploads"]), [upload_name, upload_files],
+                 [upload_message, data_kind, data_folder], api_visibility="private")

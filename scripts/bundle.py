@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import checkpoints  # noqa: E402
 from core.evaluate import evaluate_checkpoint  # noqa: E402
+from core.run_files import metrics_rows  # noqa: E402
 
 RESUME_FILES = ("optimizer.safetensors", "trainer_state.json")
 
@@ -34,7 +35,7 @@ STOPPED_GAP_S = 600.0  # rows come every few seconds to minutes; a longer gap is
 def training_seconds(run: Path, up_to_step: int | None = None) -> float:
     """Wall time the run trained (to `up_to_step` if given): the gaps between its metrics rows, less
     those over STOPPED_GAP_S (between a stop and a resume: sessions apart)."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = metrics_rows(run)
     times = sorted(r["time"] for r in rows if up_to_step is None or r["step"] <= up_to_step)
     return sum(b - a for a, b in itertools.pairwise(times) if b - a <= STOPPED_GAP_S)
 

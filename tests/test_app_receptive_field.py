@@ -17,9 +17,11 @@ import torch
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-import pages.receptive_field as rf_page
+import pages.receptive_field_timing as rf_timing
 from core.models.wavenet import WaveNet
 from core.receptive_field import input_gradient
+from pages.receptive_field_controls import MARGIN, config_from_controls
+from pages.receptive_field_measure import RANDOM
 
 CONTROLS = dict(kernel_size=3, stacks=2, layers_per_stack=2, pattern="custom", custom_dilations="1, 3",
                 input_kernel_size=2)  # R = 2 * (2 * 1 + 2 * 3) + 2 = 18
@@ -51,7 +53,7 @@ def test_diagrams_lit_inputs_are_exactly_the_inputs_with_nonzero_gradient(client
     lit_inputs = {x for x, y in zip(lit["x"], lit["y"], strict=True) if y == 0 and x >= 0}
 
     torch.manual_seed(0)
-    model = WaveNet(rf_page.config_from_controls(*CONTROLS.values(), channels=8, quantization_levels=8))
+    model = WaveNet(config_from_controls(*CONTROLS.values(), channels=8, quantization_levels=8))
     grad = sum(input_gradient(model, t, length=30, seed=seed) for seed in range(3))
     assert lit_inputs == set((grad > 0).nonzero().flatten().tolist())
     assert ("zero padding" in traces(figure)) == (t < 18 - 1)  # the cone reaches padding before R - 1
@@ -86,17 +88,17 @@ def traces_by_kind(plot: dict) -> dict[str, list[dict]]:
 
 @pytest.mark.parametrize("model", ["random", "stored"])
 def test_measured_field_equals_the_analytic_cone(client: Client, tiny_audio_models: Path, model: str) -> None:
-    choice = rf_page.RANDOM if model == "random" else str(tiny_audio_models / "tiny")
+    choice = RANDOM if model == "random" else str(tiny_audio_models / "tiny")
     figure, text = client.predict(choice, *CONTROLS.values(), api_name="/measure_receptive_field")
     r = 18 if model == "random" else 16
     assert f"equals the analytic cone (1 … R = {r}," in text
     assert "of the gradient comes from the last" in text
-    assert len(values(traces(figure)["|gradient| (÷ max)"]["x"])) == r + rf_page.MARGIN + 3
+    assert len(values(traces(figure)["|gradient| (÷ max)"]["x"])) == r + MARGIN + 3
 
 
 def test_generation_cost_times_naive_and_cached(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rf_page, "COST_SECONDS", 0.005)  # the app runs in this process
-    monkeypatch.setattr(rf_page, "COST_BUDGET", 0.3)
+    monkeypatch.setattr(rf_timing, "COST_SECONDS", 0.005)  # the app runs in this process
+    monkeypatch.setattr(rf_timing, "COST_BUDGET", 0.3)
     figure, text = client.predict(2, 8, api_name="/generation_cost")
     lines = traces(figure)
     assert len(lines["naive"]["x"]) >= 3 and lines["naive"]["x"] == lines["cached"]["x"] == sorted(lines["naive"]["x"])

@@ -23,6 +23,7 @@ from app import build_app, launch
 from core.errors import AudioError, ConfigError
 from core.model_store import ModelStore
 from pages import train as train_page
+from pages.uploads import save_uploads
 
 
 def form(**changes) -> dict:
@@ -109,20 +110,20 @@ def test_uploaded_wavs_become_a_data_folder_with_train_and_valid(tmp_path: Path)
         path = tmp_path / f"clip {i}.wav"
         sf.write(path, 0.1 * np.sin(np.arange(4000) * (i + 1) / 10), 8000)
         files.append(str(path))
-    folder = train_page.save_uploads(tmp_path / "uploads", "sounds", files)
+    folder = save_uploads(tmp_path / "uploads", "sounds", files)
     assert sorted(p.name for p in (folder / "train").iterdir()) == ["000_clip_0.wav", "001_clip_1.wav"]
     assert [p.name for p in (folder / "valid").iterdir()] == ["002_clip_2.wav"]
 
-    one = train_page.save_uploads(tmp_path / "uploads", "one", files[:1])
+    one = save_uploads(tmp_path / "uploads", "one", files[:1])
     assert len(sf.read(one / "train" / "000_clip_0.wav")[0]) == 3200
     assert len(sf.read(one / "valid" / "001_clip_0.wav")[0]) == 800
 
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio")
     with pytest.raises(AudioError, match="notes.wav"):
-        train_page.save_uploads(tmp_path / "uploads", "broken", [*files, str(bad)])
+        save_uploads(tmp_path / "uploads", "broken", [*files, str(bad)])
     assert not (tmp_path / "uploads" / "broken").exists()
     with pytest.raises(ConfigError, match="already exists"):
-        train_page.save_uploads(tmp_path / "uploads", "sounds", files)
+        save_uploads(tmp_path / "uploads", "sounds", files)
     with pytest.raises(ConfigError, match="not allowed"):
-        train_page.save_uploads(tmp_path / "uploads", "../up", files)
+        save_uploads(tmp_path / "uploads", "../up", files)

@@ -6,9 +6,10 @@ import soundfile as sf
 import torch
 
 from core.codecs import decode, encode
-from core.data import DataConfig, WindowDataset, build_split
+from core.data import DATA_KINDS, Batch, build_split, data_config, data_config_from_dict, data_config_to_dict
 from core.data.audio_folder import audio_folder_split
 from core.data.tones import KINDS, tone_clip, tones
+from core.data.windows import WindowDataset
 from core.errors import AudioError, ConfigError
 from core.models.wavenet import WaveNetConfig
 
@@ -244,7 +245,7 @@ def test_audio_folder_bad_file_raises_audio_error_naming_it(tmp_path):
         audio_folder_split(root, "train", SR)
 
 
-# -- DataConfig and build_split -------------------------------------------------------
+# -- data kinds and build_split -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -258,18 +259,19 @@ def test_audio_folder_bad_file_raises_audio_error_naming_it(tmp_path):
         ({"frequency": 0.0}, "frequency"),
         ({"kinds": []}, "kinds"),
         ({"kinds": ["sine", "noise"]}, "kinds"),
-        ({"max_files": 0}, "max_files"),
+        ({"kind": "audio_folder", "root": "x", "max_files": 0}, "max_files"),
+        ({"levels": 16}, "unknown tones data keys: levels"),
         ({"seed": -2}, "seed"),
     ],
 )
 def test_data_config_rejects_bad_fields_naming_them(kwargs, name):
     with pytest.raises(ConfigError, match=name):
-        DataConfig(**kwargs)
+        data_config(**kwargs)
 
 
 def test_build_split_tones_gives_token_windows_for_the_model():
     model = small_wavenet()
-    data = DataConfig(targets=64, clips=8, seconds=0.1)
+    data = data_config(targets=64, clips=8, seconds=0.1)
     train, valid = build_split(data, "train", model), build_split(data, "valid", model)
     window = model.receptive_field + 64
     per_clip = (round(0.1 * SR) - model.receptive_field) // 64
@@ -283,7 +285,7 @@ def test_build_split_tones_gives_token_windows_for_the_model():
 
 def test_build_split_tokens_decode_to_the_configured_tone():
     model = small_wavenet(codec="linear")
-    data = DataConfig(targets=32, clips=3, seconds=0.5, kinds=["sine"], frequency=500.0)
+    data = data_config(targets=32, clips=3, seconds=0.5, kinds=["sine"], frequency=500.0)
     ds = build_split(data, "test", model)
     assert len(ds.sequences) == 4
     for seq in ds.sequences:
@@ -294,7 +296,7 @@ def test_build_split_tokens_decode_to_the_configured_tone():
 def test_build_split_splits_and_seeds_give_different_tones():
     model = small_wavenet()
     signals = {
-        (seed, split): build_split(DataConfig(targets=32, clips=4, seconds=0.05, seed=seed), split, model)
+        (seed, split): build_split(data_config(targets=32, clips=4, seconds=0.05, seed=seed), split, model)
         .sequences[0]
         for seed in (0, 1)
         for split in ("train", "valid", "test")
@@ -306,7 +308,7 @@ def test_build_split_splits_and_seeds_give_different_tones():
 def test_build_split_audio_folder_reads_and_encodes_the_split(tmp_path):
     root = write_folder(tmp_path, n=2, seconds=0.1)
     model = small_wavenet()
-    ds = build_split(DataConfig(kind="audio_folder", root=str(root), targets=50), "valid", model)
+    ds = build_split(data_config("audio_folder", root=str(root), targets=50), "valid", model)
     clip = audio_folder_split(root, "valid", SR)[0]
     assert np.array_equal(ds.sequences[0], encode(clip, 64, "mulaw"))
     assert len(ds) == 2 * ((800 - model.receptive_field) // 50) and ds[0].shape == (model.receptive_field + 50,)
@@ -314,14 +316,44 @@ def test_build_split_audio_folder_reads_and_encodes_the_split(tmp_path):
 
 def test_build_split_rejects_unknown_split():
     with pytest.raises(ConfigError, match="split"):
-        build_split(DataConfig(), "dev", small_wavenet())
+        build_split(data_config(), "dev", small_wavenet())
 
 
 def test_build_split_rejects_codec_none_for_audio_data():
     with pytest.raises(ConfigError, match="codec"):
-        build_split(DataConfig(clips=1, seconds=0.05), "train", small_wavenet(codec="none"))
+        build_split(data_config(clips=1, seconds=0.05), "train", small_wavenet(codec="none"))
 
 
 def test_build_split_with_clips_too_short_for_targets_says_what_to_change():
     with pytest.raises(ConfigError, match=r"smaller `targets`"):
-        build_split(DataConfig(clips=2, seconds=0.01, targets=1024), "train", small_wavenet())
+        build_split(data_config(clips=2, seconds=0.01, targets=1024), "train", small_wavenet())
+
+
+def test_an_old_flat_data_section_keeps_only_its_kinds_keys():
+    flat = {"kind": "mnist", "root": "", "targets": 1024, "clips": 64, "seconds": 2.0, "frequency": None,
+            "kinds": ["sine"], "max_files": None, "seed": 0, "levels": 16, "mnist_path": "d.npz",
+            "fourier_curves": 2048, "fourier_length": 500, "fourier_terms": [3, 5], "max_items": 3}
+    data = data_config_from_dict(flat)
+    assert data_config_to_dict(data) == {"kind": "mnist", "levels": 16, "mnist_path": "d.npz", "max_items": 3}
+    with pytest.raises(ConfigError, match="unknown mnist data keys: clips"):
+        data_config_from_dict({"kind": "mnist", "clips": 3})
+
+
+def test_every_kind_registers_a_config_that_round_trips_through_its_dict():
+    for kind in DATA_KINDS:
+        settings = {"root": "r"} if kind == "audio_folder" else {}
+        data = data_config(kind, **settings)
+        assert data.kind == kind and data_config_from_dict(data_config_to_dict(data)) == data
+
+
+def test_a_windows_split_collates_into_a_batch_scored_from_the_receptive_field():
+    model = small_wavenet()
+    train = build_split(data_config(targets=16, clips=4, seconds=0.05), "train", model)
+    batch = next(iter(train.loader(3, seed=1)))
+    assert isinstance(batch, Batch) and batch.x.shape == (3, model.receptive_field + 16)
+    assert batch.score_from == model.receptive_field and batch.cond is None and batch.lengths is None
+    again = next(iter(train.loader(3, seed=1)))
+    other_epoch = next(iter(train.loader(3, seed=1, epoch=1)))
+    assert torch.equal(batch.x, again.x) and not torch.equal(batch.x, other_epoch.x)
+    everything = list(train.loader(3, train=False))
+    assert sum(b.x.shape[0] for b in everything) == len(train)  # evaluation sees every window, the last batch short

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from core import train_config
 from core.checkpoints import latest_checkpoint, load_checkpoint
 from core.data import build_split
 from core.devices import pick_device
-from core.evaluate import evaluate, main
+from core.evaluate import main
 from core.train import main as train
+from core.training import config as train_config
+from core.training.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model.dilations=[1,2]", "model.residual_channels=4", "model.dilation_channels=4", "model.skip_channels=4",
@@ -37,7 +38,8 @@ def test_prints_one_json_line_with_bits_per_dim_for_the_test_split(run, capsys):
     assert out["nll_nats_per_item"] == pytest.approx(out["nll_nats_per_dim"] * 64)
     cfg = train_config.load(run / "config.json")
     model = load_checkpoint(ckpt)
-    direct = evaluate(model, build_split(cfg.data, "test", model.config), 16, pick_device("cpu"))
+    objective = cfg.objective.build(model, 0, training=False)
+    direct = evaluate(model, build_split(cfg.data, "test", model.config), objective, 16, pick_device("cpu"))
     assert out["nll_nats_per_dim"] == pytest.approx(direct["nll_nats"])
 
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from core import train_config
 from core.codecs import decode
-from core.data import DataConfig, build_split
+from core.data import build_split, data_config
 from core.data.fourier import (
     LEVELS,
     SAMPLE_RATE_HZ,
@@ -19,10 +18,11 @@ from core.data.fourier import (
     fourier_curves,
     period_feature,
 )
-from core.data.mnist import cache_dir
+from core.data.mnist_sources import cache_dir
 from core.errors import ConfigError
 from core.models.wavenet import WaveNetConfig
-from core.train import Trainer
+from core.training import config as train_config
+from core.training.loop import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = ["model.dilations=[1,2,4]", "model.residual_channels=8", "model.dilation_channels=8",
@@ -37,7 +37,7 @@ def curve_model(**kw) -> WaveNetConfig:
 
 
 def split(name: str, **data) -> FourierDataset:
-    return build_split(DataConfig(kind="fourier", **data), name, curve_model())
+    return build_split(data_config("fourier", **data), name, curve_model())
 
 
 # -- the curves -------------------------------------------------------------------------
@@ -115,11 +115,11 @@ def test_one_curve_draws_from_the_rng_it_is_given():
 ])
 def test_build_split_refuses_a_model_that_cannot_take_the_curves(model, match):
     with pytest.raises(ConfigError, match=match):
-        build_split(DataConfig(kind="fourier", fourier_curves=2), "train", curve_model(**model))
+        build_split(data_config("fourier", fourier_curves=2), "train", curve_model(**model))
 
 
 def test_codec_none_is_accepted_for_the_same_tokens():
-    ds = build_split(DataConfig(kind="fourier", fourier_curves=2, fourier_length=20), "train",
+    ds = build_split(data_config("fourier", fourier_curves=2, fourier_length=20), "train",
                      curve_model(codec="none"))
     assert len(ds) == 2
 
@@ -130,7 +130,7 @@ def test_codec_none_is_accepted_for_the_same_tokens():
 ])
 def test_data_config_refuses_bad_fourier_options(field, value):
     with pytest.raises(ConfigError, match=field):
-        DataConfig(kind="fourier", **{field: value})
+        data_config("fourier", **{field: value})
 
 
 # -- short training runs of the presets --------------------------------------------------

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import jobs as jobs_module
-from core import train_config
+from core import run_launch
 from core.checkpoints import latest_checkpoint, load_checkpoint
 from core.errors import ConfigError
 from core.jobs import JobManager
+from core.training import config as train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TONE = ROOT / "configs" / "tone500.json"
@@ -198,7 +198,7 @@ def test_a_bad_config_is_refused_with_the_reason_before_a_process_starts(jobs, o
 
 def test_a_run_that_fails_before_training_shows_the_clis_error(jobs, monkeypatch) -> None:
     # Skip the parent's data check, so the CLI itself meets the batch that is larger than the data.
-    monkeypatch.setattr(jobs_module, "_check_data", lambda cfg, processes: None)
+    monkeypatch.setattr(run_launch, "check_data", lambda cfg, processes: None)
     name = jobs.start(tiny_config("train.max_steps=2", "train.batch_size=100000"), name="doomed", device="cpu")
     failed = wait_for_state(jobs, name, ("failed", "finished", "stopped"))
     assert failed["state"] == "failed"

@@ -27,8 +27,8 @@ import json, os, sys
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
-from core import train_config
-from core.train import Trainer
+from core.training import config as train_config
+from core.training.loop import Trainer
 
 run_dir, config, overrides = os.path.abspath(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 touched = []

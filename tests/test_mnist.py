@@ -13,23 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from core import train_config
-from core.data import DataConfig, build_split, mnist
-from core.data.mnist import (
-    CONTENT_SHA256,
-    MEMBER,
-    WHEEL,
-    DigitDataset,
-    cache_dir,
-    content_sha256,
-    load_mnist,
-    read_idx,
-    requantise,
-    safe_loads,
-)
+from core.data import build_split, data_config, mnist_sources
+from core.data.fetch import safe_loads
+from core.data.mnist import DigitDataset, requantise
+from core.data.mnist_sources import CONTENT_SHA256, MEMBER, WHEEL, cache_dir, content_sha256, load_mnist, read_idx
 from core.errors import ConfigError
 from core.models.wavenet import WaveNetConfig
-from core.train import Trainer
+from core.training import config as train_config
+from core.training.loop import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,21 +75,21 @@ def test_real_mnist_has_50k_10k_10k_uint8_digits_with_known_checksum(real_cache)
 
 def test_cached_source_has_the_pinned_size_and_sha256(real_cache):
     blob = (real_cache / "mnist.pkl.gz").read_bytes()
-    assert len(blob) == mnist.MEMBER_SIZE and hashlib.sha256(blob).hexdigest() == mnist.MEMBER_SHA256
+    assert len(blob) == mnist_sources.MEMBER_SIZE and hashlib.sha256(blob).hexdigest() == mnist_sources.MEMBER_SHA256
 
 
 def test_a_tampered_cached_npz_is_detected_and_rebuilt_offline_from_a_wheel_in_the_cache(
         real_cache, tmp_path, monkeypatch):
-    monkeypatch.setattr(mnist, "pip_download", fail_download)  # offline: the wheel copied in must suffice
+    monkeypatch.setattr(mnist_sources, "pip_download", fail_download)  # offline: the wheel copied in must suffice
     with zipfile.ZipFile(tmp_path / WHEEL, "w") as z:
         z.write(real_cache / "mnist.pkl.gz", MEMBER)
     tampered = dict(load_mnist())
     tampered["x_train"] = tampered["x_train"].copy()
     tampered["x_train"][0, 400] ^= 1  # one pixel, one bit: still a valid npz
     np.savez(tmp_path / "mnist.npz", **tampered)
-    assert mnist._load_cached_npz(tmp_path / "mnist.npz") is None
+    assert mnist_sources._load_cached_npz(tmp_path / "mnist.npz") is None
     assert content_sha256(load_mnist(cache=tmp_path)) == CONTENT_SHA256
-    assert mnist._load_cached_npz(tmp_path / "mnist.npz") is not None
+    assert mnist_sources._load_cached_npz(tmp_path / "mnist.npz") is not None
     assert (tmp_path / "mnist.pkl.gz").read_bytes() == (real_cache / "mnist.pkl.gz").read_bytes()  # kept
 
 
@@ -115,11 +106,11 @@ def test_a_truncated_cached_npz_is_treated_as_missing(tmp_path):
     np.savez(tmp_path / "mnist.npz", **small_splits())
     data = (tmp_path / "mnist.npz").read_bytes()
     (tmp_path / "mnist.npz").write_bytes(data[: len(data) // 2])
-    assert mnist._load_cached_npz(tmp_path / "mnist.npz") is None
+    assert mnist_sources._load_cached_npz(tmp_path / "mnist.npz") is None
 
 
 def test_a_cached_source_with_the_wrong_sha256_is_refused_and_deleted(tmp_path, monkeypatch):
-    monkeypatch.setattr(mnist, "pip_download", fail_download)
+    monkeypatch.setattr(mnist_sources, "pip_download", fail_download)
     (tmp_path / "mnist.pkl.gz").write_bytes(b"not mnist")
     with pytest.raises(ConfigError, match="could not be downloaded"):
         load_mnist(cache=tmp_path)
@@ -129,7 +120,7 @@ def test_a_cached_source_with_the_wrong_sha256_is_refused_and_deleted(tmp_path, 
 def test_a_wheel_whose_member_has_the_wrong_sha256_is_refused(tmp_path):
     wheel = tmp_path / WHEEL
     with zipfile.ZipFile(wheel, "w") as z:
-        z.writestr(MEMBER, b"x" * mnist.MEMBER_SIZE)
+        z.writestr(MEMBER, b"x" * mnist_sources.MEMBER_SIZE)
     with pytest.raises(ConfigError, match="sha256"):
         load_mnist(wheel, cache=tmp_path / "cache")
 
@@ -284,7 +275,7 @@ def test_requantise_refuses_bad_levels(levels):
 
 def test_digit_items_are_784_tokens_and_a_scalar_class(tmp_path):
     np.savez(tmp_path / "d.npz", **small_splits())
-    data = DataConfig(kind="mnist", mnist_path=str(tmp_path / "d.npz"), levels=16, max_items=3)
+    data = data_config("mnist", mnist_path=str(tmp_path / "d.npz"), levels=16, max_items=3)
     ds = build_split(data, "valid", digit_model(quantization_levels=16))
     assert isinstance(ds, DigitDataset) and len(ds) == 3 and ds.score_from == 0
     ds.set_epoch(4)
@@ -296,7 +287,7 @@ def test_digit_items_are_784_tokens_and_a_scalar_class(tmp_path):
 
 def test_build_split_refuses_a_model_with_other_levels_or_without_10_classes(tmp_path):
     np.savez(tmp_path / "d.npz", **small_splits())
-    data = DataConfig(kind="mnist", mnist_path=str(tmp_path / "d.npz"), levels=256)
+    data = data_config("mnist", mnist_path=str(tmp_path / "d.npz"), levels=256)
     with pytest.raises(ConfigError, match="quantization_levels=64"):
         build_split(data, "train", digit_model(quantization_levels=64))
     with pytest.raises(ConfigError, match="a digit model needs n_classes=10"):
@@ -306,7 +297,7 @@ def test_build_split_refuses_a_model_with_other_levels_or_without_10_classes(tmp
 @pytest.mark.parametrize("field, value", [("levels", 1), ("levels", 300), ("mnist_path", 3), ("max_items", 0)])
 def test_data_config_refuses_bad_mnist_options(field, value):
     with pytest.raises(ConfigError, match=field):
-        DataConfig(kind="mnist", **{field: value})
+        data_config("mnist", **{field: value})
 
 
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core import train_config
 from core.checkpoints import load_checkpoint, read_config, save_checkpoint
 from core.conditioning import Cond
 from core.errors import ConfigError
 from core.models import build_model, config_from_dict
 from core.models.pixelcnn import GatedPixelCNN, PixelCNNConfig
-from core.train import Trainer
+from core.training import config as train_config
+from core.training.loop import Trainer
 from tests.test_mnist import small_splits
 
 ROOT = Path(__file__).resolve().parents[1]

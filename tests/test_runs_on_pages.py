@@ -16,7 +16,7 @@ import pages.digits as digits_page
 import pages.signals as signals_page
 from core.model_store import ModelStore
 from core.train import main as train
-from pages.train import progress_html, sample_page
+from pages.train_runs import progress_html, sample_page
 from tests.test_mnist import small_splits
 
 ROOT = Path(__file__).resolve().parents[1]

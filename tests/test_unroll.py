@@ -1,15 +1,21 @@
 """Train unrolling: the n-step loss backpropagates through the model's own sampled inputs."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from core import train_config, unroll
 from core.errors import ConfigError
-from core.train import Trainer
-from core.unroll import gumbel_softmax, unrolled_nll
+from core.training import config as train_config
+from core.training import unroll
+from core.training.loop import Trainer
+from core.training.unroll import gumbel_softmax, unrolled_nll
+from tests.test_mnist import small_splits
 from tests.test_wavenet import small_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_loss_at_horizon_h_reaches_the_weights_through_the_rolled_out_samples(monkeypatch):
@@ -56,7 +62,8 @@ def test_training_with_unrolling_logs_the_unrolled_loss(tmp_path):
         "model.quantization_levels=16", "model.dilations=[1,2]", "model.residual_channels=4",
         "model.dilation_channels=4", "model.skip_channels=4", "model.head_channels=4", "model.sample_rate=8000",
         "data.clips=2", "data.targets=32", "data.seconds=0.2", "train.batch_size=2", "train.max_steps=2",
-        "train.log_every=1", "train.valid_every=2", "train.unroll_steps=3", "train.unroll_hard=true",
+        "train.log_every=1", "train.valid_every=2", "objective.name=unroll", "objective.steps=3",
+        "objective.hard=true",
     ])
     Trainer(cfg, tmp_path / "run", show_progress=False).run()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -64,7 +71,28 @@ def test_training_with_unrolling_logs_the_unrolled_loss(tmp_path):
 
 
 def test_bad_unroll_settings_are_refused():
-    with pytest.raises(ConfigError, match="unroll_steps"):
+    with pytest.raises(ConfigError, match="objective.steps"):
+        train_config.load(None, ["objective.name=unroll", "objective.steps=0"])
+    with pytest.raises(ConfigError, match="objective.tau"):
+        train_config.load(None, ["objective.name=unroll", "objective.tau=0"])
+    with pytest.raises(ConfigError, match="unknown unroll objective keys: stepz"):
+        train_config.load(None, ["objective.name=unroll", "objective.stepz=3"])
+
+
+def test_a_config_from_before_the_objective_section_becomes_the_unroll_objective():
+    cfg = train_config.load(None, ["train.unroll_steps=5", "train.unroll_hard=true", "train.unroll_tau=0.5"])
+    assert cfg.to_dict()["objective"] == {"name": "unroll", "steps": 5, "weight": 0.5, "tau": 0.5, "hard": True}
+    assert "unroll_steps" not in cfg.to_dict()["train"]
+    off = train_config.load(None, ["train.unroll_steps=0", "train.unroll_weight=2.0"])
+    assert off.to_dict()["objective"] == {"name": "nll"}
+    with pytest.raises(ConfigError, match="objective.steps"):
         train_config.load(None, ["train.unroll_steps=-1"])
-    with pytest.raises(ConfigError, match="unroll_tau"):
-        train_config.load(None, ["train.unroll_tau=0"])
+
+
+def test_the_unroll_objective_refuses_a_pixelcnn_before_training(tmp_path):
+    cfg = train_config.load(ROOT / "configs" / "digits_pixelcnn.json", [
+        "objective.name=unroll", "model.channels=4", "model.layers=2", "train.batch_size=2",
+        f"data.mnist_path={tmp_path / 'd.npz'}"])
+    np.savez(tmp_path / "d.npz", **small_splits(n_train=4, n_valid=2, n_test=2))
+    with pytest.raises(ConfigError, match="single-process WaveNet"):
+        Trainer(cfg, tmp_path / "run", show_progress=False)

@@ -24,31 +24,29 @@ for any period for any length by passing a constant of its own. Whole curves are
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from core.codecs import encode
+from core.conditioning import Cond
+from core.data.batch import Batch, SplitDataset
+from core.data.registry import SPLITS, check_split, register_kind
 from core.errors import ConfigError
+from core.validation import check_int
 
 SAMPLE_RATE_HZ = 50
 LEVELS = 127
 PERIOD_LOW, PERIOD_HIGH = 5.0, 10.0  # seconds; P ~ U[PERIOD_LOW, PERIOD_HIGH)
 TERMS = (3, 5)  # the default range of K, inclusive
 MAX_TERMS = 100  # the K-th harmonic of the shortest period, 20 Hz, stays below Nyquist (25 Hz)
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 
 def period_feature(period: float | np.ndarray) -> float | np.ndarray:
     """The conditioning value of a period in seconds: (P - 7.5) / 2.5, in [-1, 1) for P in [5, 10)."""
     center, half = (PERIOD_LOW + PERIOD_HIGH) / 2, (PERIOD_HIGH - PERIOD_LOW) / 2
     return (period - center) / half
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def check_terms(terms: Sequence[int]) -> tuple[int, int]:
@@ -64,7 +62,7 @@ def check_terms(terms: Sequence[int]) -> tuple[int, int]:
 
 def fourier_curve(rng: np.random.Generator, length: int, terms: Sequence[int] = TERMS) -> tuple[np.ndarray, float]:
     """One curve: float32 (T,) with max |x| = 1, and its period in seconds. Draws everything from `rng`."""
-    _check_int("length", length, 2)
+    check_int("length", length, 2)
     k_min, k_max = check_terms(terms)
     period = rng.uniform(PERIOD_LOW, PERIOD_HIGH)
     k = np.arange(1, rng.integers(k_min, k_max + 1) + 1)[:, None]  # (K, 1) harmonic numbers
@@ -83,21 +81,19 @@ def fourier_curves(seed: int, n_curves: int, length: int,
     Curve i comes from its own generator seeded with (seed, i): the set is a function of
     `seed`, and a longer set extends a shorter one. Raises ConfigError naming a bad argument.
     """
-    _check_int("seed", seed, 0)
-    _check_int("n_curves", n_curves, 1)
+    check_int("seed", seed, 0)
+    check_int("n_curves", n_curves, 1)
     pairs = [fourier_curve(np.random.default_rng([seed, i]), length, terms) for i in range(n_curves)]
     return np.stack([c for c, _ in pairs]), np.array([p for _, p in pairs])
 
 
-class FourierDataset(Dataset):
+class FourierDataset(SplitDataset):
     """Period-conditioned curves: item i is (x LongTensor (T,), local FloatTensor (1, T)).
 
     tokens:  (N, T) integer codes in [0, Q)
     periods: (N,) seconds; local holds `period_feature(period)` at every sample.
-    The whole curve is scored (`score_from` 0); `set_epoch` does nothing.
+    The whole curve is scored (`score_from` 0).
     """
-
-    score_from = 0
 
     def __init__(self, tokens: np.ndarray, periods: np.ndarray):
         tokens, periods = np.asarray(tokens), np.asarray(periods, dtype=np.float64)
@@ -108,9 +104,6 @@ class FourierDataset(Dataset):
         self.tokens = tokens.astype(np.int64)
         self.periods = periods
 
-    def set_epoch(self, epoch: int) -> None:
-        """Nothing to re-draw: every epoch shows every whole curve."""
-
     def __len__(self) -> int:
         return len(self.tokens)
 
@@ -118,6 +111,11 @@ class FourierDataset(Dataset):
         x = torch.from_numpy(self.tokens[index])
         local = torch.full((1, x.shape[0]), float(period_feature(self.periods[index])), dtype=torch.float32)
         return x, local
+
+    def collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
+        """(x (T,), local (1, T)) items -> Batch x (B, T), cond local (B, 1, T)."""
+        xs, locals_ = zip(*items, strict=True)
+        return Batch(torch.stack(xs), Cond(local=torch.stack(locals_)))
 
 
 def fourier_split(split: str, model_config, *, seed: int = 0, curves: int = 2048, length: int = 500,
@@ -130,10 +128,10 @@ def fourier_split(split: str, model_config, *, seed: int = 0, curves: int = 2048
     one local channel; ConfigError otherwise.
     """
     check_fourier_model(model_config)
-    _check_int("seed", seed, 0)
-    _check_int("curves", curves, 1)
+    check_int("seed", seed, 0)
+    check_int("curves", curves, 1)
     if max_items is not None:
-        _check_int("max_items", max_items, 1)
+        check_int("max_items", max_items, 1)
     n = curves if split == "train" else max(16, curves // 8)
     n = min(n, max_items) if max_items is not None else n
     x, periods = split_curves(split, n, length, seed, terms)
@@ -146,8 +144,7 @@ def split_curves(split: str, n_curves: int, length: int = 500, seed: int = 0,
 
     These are the curves `fourier_split` tokenises: e.g. the lab forecasts held-out "test" curves.
     """
-    if split not in SPLITS:
-        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    check_split(split)
     return fourier_curves(len(SPLITS) * seed + SPLITS.index(split), n_curves, length, terms)
 
 
@@ -163,3 +160,27 @@ def check_fourier_model(model_config) -> None:
     if local_channels != 1:
         raise ConfigError(f"a Fourier model is conditioned on the period through local_channels=1, "
                           f"got local_channels={local_channels}")
+
+
+@register_kind("fourier")
+@dataclass
+class FourierData:
+    """The talk's Fourier-series curves at 50 Hz, conditioned on their period, whole curves scored."""
+
+    seed: int = 0  # which curves
+    fourier_curves: int = 2048  # curves in the train split; valid and test get max(16, curves // 8)
+    fourier_length: int = 500  # samples per curve at 50 Hz (500 = 10 s)
+    fourier_terms: list[int] = field(default_factory=lambda: list(TERMS))  # [K_min, K_max] sines
+    max_items: int | None = None  # keep at most this many items per split
+
+    def __post_init__(self) -> None:
+        check_int("seed", self.seed, 0)
+        check_int("fourier_curves", self.fourier_curves, 1)
+        check_int("fourier_length", self.fourier_length, 2)
+        self.fourier_terms = list(check_terms(self.fourier_terms))
+        if self.max_items is not None:
+            check_int("max_items", self.max_items, 1)
+
+    def build(self, split: str, model_config) -> FourierDataset:
+        return fourier_split(split, model_config, seed=self.seed, curves=self.fourier_curves,
+                             length=self.fourier_length, terms=self.fourier_terms, max_items=self.max_items)

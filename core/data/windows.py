@@ -23,20 +23,51 @@ epochs every position in [R, len) is a target. Validation uses offset 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from core.codecs import encode
+from core.data.batch import Batch, SplitDataset
 from core.errors import ConfigError
+from core.validation import check_int
 
 
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+class AudioModelConfig(Protocol):
+    """What audio windows need from a model config (e.g. `WaveNetConfig`)."""
+
+    quantization_levels: int
+    codec: str
+    sample_rate: int
+
+    @property
+    def receptive_field(self) -> int: ...
 
 
-class WindowDataset(Dataset):
+def check_audio_model(model_config: AudioModelConfig) -> None:
+    """ConfigError unless the model takes audio: a codec other than "none" and a sample rate."""
+    if model_config.codec == "none":
+        raise ConfigError("this data is audio, but the model's codec is 'none'; "
+                          "use codec 'mulaw' or 'linear' to train on audio")
+    if model_config.sample_rate <= 0:
+        raise ConfigError(f"this data is audio, but the model's sample_rate is {model_config.sample_rate}; "
+                          "set the model's sample_rate (e.g. 16000)")
+
+
+def audio_windows(signals: list[np.ndarray], split: str, model_config: AudioModelConfig, targets: int,
+                  seed: int) -> WindowDataset:
+    """Float signals (T_i,) in [-1, 1] at the model's rate -> its tokens cut into windows of R + T.
+
+    Random offsets for "train", offset 0 for "valid" and "test".
+    """
+    check_audio_model(model_config)
+    sequences = [encode(x, model_config.quantization_levels, model_config.codec) for x in signals]
+    return WindowDataset(sequences, receptive_field=model_config.receptive_field, targets=targets, seed=seed,
+                         random_offset=split == "train")
+
+
+class WindowDataset(SplitDataset):
     """Windows of length R + T and stride T over 1-D int64 token sequences.
 
     sequences:       list of integer numpy arrays, each (L_i,)
@@ -58,9 +89,9 @@ class WindowDataset(Dataset):
         seed: int = 0,
         random_offset: bool = True,
     ):
-        _check_int("receptive_field", receptive_field, 1)
-        _check_int("targets", targets, 1)
-        _check_int("seed", seed, 0)
+        check_int("receptive_field", receptive_field, 1)
+        check_int("targets", targets, 1)
+        check_int("seed", seed, 0)
         self.sequences = [np.asarray(s) for s in sequences]
         for i, s in enumerate(self.sequences):
             if s.ndim != 1 or not np.issubdtype(s.dtype, np.integer):
@@ -92,7 +123,7 @@ class WindowDataset(Dataset):
         The offsets are a function of (seed, epoch) only, so every process of a
         multi-process run, and every rerun, cuts the same windows.
         """
-        _check_int("epoch", epoch, 0)
+        check_int("epoch", epoch, 0)
         if self.random_offset:
             rng = np.random.default_rng([self.seed, int(epoch)])
             self._offsets = rng.integers(0, self._slack + 1)
@@ -122,3 +153,7 @@ class WindowDataset(Dataset):
         k = index - (int(self._ends[s - 1]) if s else 0)
         start = int(self._offsets[s]) + k * self.targets
         return torch.from_numpy(self.sequences[s][start : start + self.window].astype(np.int64))
+
+    def collate(self, items: list[torch.Tensor]) -> Batch:
+        """Windows (R + T,) -> Batch x (B, R + T), scored from R."""
+        return Batch(torch.stack(items), score_from=self.score_from)

@@ -83,7 +83,7 @@ class CachedStepper(SamplingLoop):
         return logits
 
     def _step(self, prev: torch.Tensor) -> torch.Tensor:
-        """One step from x_{t-1}: every state change in place, so core.cuda_graph can capture it."""
+        """One step from x_{t-1}: every state change in place, so core.generation.cuda_graph can capture it."""
         n_layers = len(self.bufs)
         self.tokens.copy_(torch.cat([self.tokens[:, 1:], prev.view(-1, 1)], dim=1))
         h = self.input_bias + sum(table[self.tokens[:, k]] for k, table in enumerate(self.input_tables))

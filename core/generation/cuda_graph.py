@@ -12,7 +12,7 @@ reads and updates in place:
 
 `GraphStepper` runs that same in-place step eagerly on the CPU (no capture there), which is
 how its indexing is tested without a GPU; on CUDA it captures the step on first use.
-Sampling stays outside the graph (core.sampling), so seeds behave as in the cached path.
+Sampling stays outside the graph (core.generation.sampling), so seeds behave as in the cached path.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ step. Rows run on separate threads; at batch 1 the threads split every product's
 The ring-buffer layout is the one of `CachedStepper` (slot = t mod (K-1) d_l), packed into one
 array (B, sum_l S_l, C_res). Sampling is inverse-CDF on softmax(logits / T) with a per-row
 SplitMix64 generator whose state lives in the stepper, so concurrent generators never share
-random state; it draws from the same distribution as core.sampling, not the same numbers.
+random state; it draws from the same distribution as core.generation.sampling, not the same numbers.
 
 The C file is compiled with the system's C compiler (`$CC`, else `cc`) the first time it is
 needed and the library is kept in $STUDIO_CACHE (default ~/.cache/autoregressive-studio), named

@@ -31,6 +31,10 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = top_k_filter(logits, top_k)
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-    gumbel = -torch.log(-torch.log(u.clamp_(min=torch.finfo(u.dtype).tiny)))
-    return (logits / temperature + gumbel).argmax(dim=-1)
+    return (logits / temperature + gumbel_noise(logits, generator)).argmax(dim=-1)
+
+
+def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard Gumbel noise -log(-log U) of `like`'s shape, device and dtype."""
+    u = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    return -torch.log(-torch.log(u.clamp_(min=torch.finfo(u.dtype).tiny)))

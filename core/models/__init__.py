@@ -1,7 +1,8 @@
 """Model families and the registry that maps a checkpoint's `model_type` to its class.
 
-A family registers itself with `@register("name")`; its class has a `Config` dataclass
-(`config_class`), is built as `cls(config)`, and exposes `config`. Checkpoints store
+A family registers itself with `@register("name")` from core.models.registry (the bottom of this
+package: a family never imports the package itself, which imports every family); its class has a
+`Config` dataclass (`config_class`), is built as `cls(config)`, and exposes `config`. Checkpoints store
 `{"model_type": name, **asdict(config)}` in `config.json`.
 """
 
@@ -9,21 +10,9 @@ from __future__ import annotations
 
 from core.config_dicts import dataclass_from_dict
 from core.errors import ConfigError
+from core.models.registry import REGISTRY, register
 
-REGISTRY: dict[str, type] = {}
-
-
-def register(name: str):
-    """Class decorator: make a model family loadable by `name`."""
-
-    def deco(cls: type) -> type:
-        if name in REGISTRY and REGISTRY[name] is not cls:
-            raise ValueError(f"model type {name!r} is registered twice")
-        cls.model_type = name
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
+__all__ = ["REGISTRY", "build_model", "config_from_dict", "model_class", "model_types", "register"]
 
 
 def model_class(name: str) -> type:
@@ -32,6 +21,12 @@ def model_class(name: str) -> type:
     if name not in REGISTRY:
         raise ConfigError(f"unknown model_type {name!r}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
+
+
+def model_types() -> list[str]:
+    """The names of every model family, sorted (each family module is imported first, so all are registered)."""
+    _import_families()
+    return sorted(REGISTRY)
 
 
 def config_from_dict(d: dict):

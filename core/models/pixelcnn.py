@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.conditioning import Cond, embed_classes
-from core.models import register
+from core.models.registry import register
 from core.validation import is_int, need
 
 __all__ = ["Cond", "GatedPixelCNN", "PixelCNNConfig"]
@@ -160,6 +160,7 @@ class GatedLayer(nn.Module):
 @register("pixelcnn")
 class GatedPixelCNN(nn.Module):
     config_class = PixelCNNConfig
+    default_objective = "nll"  # core.training.objectives: teacher-forced cross-entropy
 
     def __init__(self, config: PixelCNNConfig):
         super().__init__()

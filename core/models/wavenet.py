@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.conditioning import Cond, embed_classes
-from core.models import register
+from core.models.registry import register
 from core.validation import is_int, need
 
 CODECS = ("mulaw", "linear", "none")
@@ -103,6 +103,7 @@ class ResidualLayer(nn.Module):
 @register("wavenet")
 class WaveNet(nn.Module):
     config_class = WaveNetConfig
+    default_objective = "nll"  # core.training.objectives: teacher-forced cross-entropy
 
     def __init__(self, config: WaveNetConfig):
         super().__init__()

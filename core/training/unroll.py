@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from core.conditioning import Cond
+from core.generation.sampling import gumbel_noise
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool, generator: torch.Generator | None) -> torch.Tensor:
     """logits (B, Q) -> a relaxed one-hot sample (B, Q); hard = straight-through one-hot."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-    g = -torch.log(-torch.log(u.clamp(min=torch.finfo(u.dtype).tiny)))
-    y = torch.softmax((logits + g) / tau, dim=-1)
+    y = torch.softmax((logits + gumbel_noise(logits, generator)) / tau, dim=-1)
     if not hard:
         return y
     one_hot = F.one_hot(y.argmax(-1), y.shape[-1]).to(y)

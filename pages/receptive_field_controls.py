@@ -1,0 +1,45 @@
+"""The receptive-field page's controls as a WaveNetConfig, and what every section of the page shares.
+
+    config_from_controls(...)   kernel size, stacks, layers, dilation pattern, custom dilations, K_in -> WaveNetConfig
+    diagram_length(config)      positions the diagram shows: R + MARGIN
+    escape_markdown(text)       underscores escaped, so "K_in" reads as written
+"""
+
+from __future__ import annotations
+
+from core import cone as graph
+from core.errors import ConfigError
+from core.models.wavenet import WaveNetConfig
+from pages.checks import is_whole
+
+MARGIN = 4  # the diagram shows positions 0 .. R + MARGIN - 1: the newest output's whole cone, and some room
+LIT, FAINT, PAD, TARGET = "#d62728", "#c7c7c7", "#7f7f7f", "#1f77b4"
+
+
+def config_from_controls(kernel_size: float, stacks: float, layers_per_stack: float, pattern: str,
+                         custom_dilations: str | None, input_kernel_size: float, channels: float = 64,
+                         quantization_levels: int = 256) -> WaveNetConfig:
+    """The WaveNetConfig the controls describe (ConfigError naming the control that is wrong).
+
+    channels sets C_res = C_dil, and C_skip = C_head = 2 * channels.
+    """
+    for name, value, low in (("kernel size", kernel_size, 2), ("stacks", stacks, 1),
+                             ("layers per stack", layers_per_stack, 1), ("input kernel size", input_kernel_size, 1),
+                             ("channels", channels, 1)):
+        if not (is_whole(value) and value >= low):
+            raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
+    dilations = graph.dilations_for(pattern, int(layers_per_stack), int(stacks), custom_dilations)
+    c = int(channels)
+    return WaveNetConfig(quantization_levels=quantization_levels, dilations=dilations, kernel_size=int(kernel_size),
+                         input_kernel_size=int(input_kernel_size), residual_channels=c, dilation_channels=c,
+                         skip_channels=2 * c, head_channels=2 * c, codec="none", sample_rate=0)
+
+
+def diagram_length(config: WaveNetConfig) -> int:
+    """Positions 0 .. T-1 the diagram shows: T = R + MARGIN."""
+    return config.receptive_field + MARGIN
+
+
+def escape_markdown(text: str) -> str:
+    """Underscores escaped, so "K_in ... C_res" reads as written instead of turning italic."""
+    return text.replace("_", "\\_")
