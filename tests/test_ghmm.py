@@ -14,7 +14,6 @@ from core.inference.bounds import estimate
 from core.models import build_model, config_from_dict, model_class
 from core.models.ghmm import PROPOSALS, GaussianHMM, GHMMConfig
 from core.models.ghmm_exact import (
-    backward_messages,
     chain_covariance,
     filtering_proposal,
     kalman_filter,
@@ -89,13 +88,14 @@ def test_filtering_proposal_matches_the_reference_hand_values():
     expected = [((Fraction(3, 5), Fraction(4, 5)), Fraction(4, 5)),
                 ((Fraction(11, 7), Fraction(18, 7)), Fraction(10, 7)),
                 ((Fraction(5, 3), Fraction(8, 3)), Fraction(2))]
-    x_t = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    x_t = torch.tensor([[3.0], [4.0]], dtype=torch.float64)
     for t, (q, r) in enumerate([(1.0, 4.0), (2.0, 5.0), (3.0, 6.0)]):
         z_prev = torch.tensor([0.0, 0.0] if t == 0 else [1.0, 2.0], dtype=torch.float64)
-        mean, var = filtering_proposal(z_prev, x_t, q, r)
+        proposal = filtering_proposal(x_t, q, r)
         (m0, m1), v = expected[t]
+        mean = proposal.prev_coef * z_prev + proposal.offset[:, 0]
         torch.testing.assert_close(mean, torch.tensor([float(m0), float(m1)], dtype=torch.float64))
-        torch.testing.assert_close(var, torch.full((2,), float(v), dtype=torch.float64))
+        assert proposal.variance == pytest.approx(float(v), rel=1e-15)
 
 
 @pytest.mark.parametrize("q,r", [(V, V), (0.5, 2.0)])
@@ -103,7 +103,7 @@ def test_smoothing_proposal_equals_gaussian_conditioning_on_the_previous_state_a
     steps = 5
     x = observations(3, steps)[..., 0]
     z_prev = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
-    j, h = backward_messages(x, q, r)
+    proposal = smoothing_proposal(x, q, r)
     cov = joint_covariance(steps, q, r)
     for t in range(steps):
         future = list(range(steps + t, 2 * steps))
@@ -113,9 +113,8 @@ def test_smoothing_proposal_equals_gaussian_conditioning_on_the_previous_state_a
         else:
             expected_mean, expected_var = condition(cov, t, [t - 1] + future, torch.cat([z_prev[:, None], x[:, t:]], 1))
             prev = z_prev
-        mean, var = smoothing_proposal(prev, x[:, t], j[:, t], h[:, t], q, r)
-        torch.testing.assert_close(mean, expected_mean)
-        torch.testing.assert_close(var, torch.full((3,), expected_var, dtype=torch.float64))
+        torch.testing.assert_close(proposal.prev_coef[:, t] * prev + proposal.offset[:, t], expected_mean)
+        torch.testing.assert_close(proposal.variance[:, t], torch.full((3,), expected_var, dtype=torch.float64))
 
 
 def test_with_the_smoothing_proposal_and_no_resampling_every_weight_is_exact_log_p():
@@ -161,16 +160,11 @@ def test_learned_families_contain_the_exact_proposals():
         filtering.prev_weight.fill_(0.5)  # r / (q + r) with q = r
         filtering.obs_weight.fill_(0.5)
         filtering.log_variance.fill_(math.log(q / 2))
-        # The exact smoothing mean is linear in (z_{t-1}, x): read its coefficients off unit inputs.
-        unit = torch.eye(steps, dtype=torch.float64)
-        j, h = backward_messages(unit, q, q)
-        zero = torch.zeros(steps, dtype=torch.float64)
-        for t in range(steps):
-            prev_coef, var = smoothing_proposal(torch.ones(1, dtype=torch.float64), 0.0, j[:1, t], 0.0, q, q)
-            obs_coef, _ = smoothing_proposal(zero, unit[:, t], j[:, t], h[:, t], q, q)
-            smoothing.prev_weight[t] = prev_coef[0]
-            smoothing.obs_weight[t] = obs_coef
-            smoothing.log_variance[t] = var[0].log()
+        # The exact smoothing mean's coefficient on x_s at step t: its offset for the unit sequence e_s.
+        true = smoothing_proposal(torch.eye(steps, dtype=torch.float64), q, q)
+        smoothing.prev_weight.copy_(true.prev_coef[0])
+        smoothing.obs_weight.copy_(true.offset.T)
+        smoothing.log_variance.copy_(true.variance[0].log())
     for learned, exact in ((filtering, "filtering"), (smoothing, "smoothing")):
         torch.manual_seed(2)
         want = estimate(ghmm(exact), x, None, "iwae", 4, trace=True).trace.log_weights

@@ -17,7 +17,7 @@ from scipy.special import logsumexp as lse
 
 from core.errors import ConfigError
 from core.inference.resampling import always_resample
-from core.inference.smc import run_smc
+from core.inference.smc import lineages, run_smc
 
 LOG2 = math.log(2)
 
@@ -142,3 +142,10 @@ def test_bad_settings_raise_config_errors_and_bad_lengths_value_errors():
         run_smc(model, x, particles=2, resampling="stratified")
     with pytest.raises(ValueError, match="lengths"):
         run_smc(model, x, torch.tensor([3, 4]), particles=2)
+
+
+def test_lineages_trace_each_final_particle_back_through_its_ancestors():
+    # Step 0: particles (0, 1, 2) resample to parents (0, 0, 2); step 1: to parents (1, 2, 2); step 2 is last.
+    ancestors = torch.tensor([[[0, 0, 2]], [[1, 2, 2]], [[0, 1, 2]]])
+    paths = lineages(ancestors)
+    assert paths[:, 0].tolist() == [[0, 2, 2], [1, 2, 2], [0, 1, 2]]

@@ -45,7 +45,7 @@ def ess_criterion(threshold: float = 0.5) -> Criterion:
         if threshold == 0.0:
             return torch.zeros(log_weights.shape[1], dtype=torch.bool, device=log_weights.device)
         # ESS <= threshold * N, as sum w^2 >= 1 / (threshold * N): one softmax, no logsumexp.
-        w = torch.softmax(log_weights, dim=0)
+        w = torch.softmax(log_weights.detach(), dim=0)
         return (w * w).sum(dim=0) >= 1 / (threshold * log_weights.shape[0])
 
     return criterion
@@ -56,33 +56,23 @@ def always_resample(log_weights: torch.Tensor, t: int) -> torch.Tensor:
     return torch.ones(log_weights.shape[1], dtype=torch.bool, device=log_weights.device)
 
 
-def _inverse_cdf(log_weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """(N, B) log-weights, (N, B) uniforms in [0, 1) -> (N, B) indices i with cdf[i-1] <= u < cdf[i].
-
-    The cdf is normalised by its own last entry, which is then exactly 1 > u, so the index is
-    always in range, and a zero-weight particle (a flat step of the cdf) is never chosen.
-    """
-    probs = torch.softmax(log_weights.detach(), dim=0).T  # (B, N)
-    cdf = probs.cumsum(dim=1)
-    cdf = cdf / cdf[:, -1:]
-    return torch.searchsorted(cdf.contiguous(), u.T.contiguous(), right=True).T
-
-
 def multinomial_ancestors(log_weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """(N, B) log-weights -> (N, B) long: N independent draws per filter from softmax(log_weights[:, b])."""
-    u = torch.rand(log_weights.shape, dtype=log_weights.dtype, device=log_weights.device, generator=generator)
-    return _inverse_cdf(log_weights, u)
+    probs = torch.softmax(log_weights.detach(), dim=0).T  # (B, N)
+    return torch.multinomial(probs, log_weights.shape[0], replacement=True, generator=generator).T
 
 
 def systematic_ancestors(log_weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(N, B) log-weights -> (N, B) long, sorted per filter: points (n + U_b) / N, one uniform U_b per filter.
-
-    Each particle is copied floor(N w) or ceil(N w) times (w its normalised weight).
+    """(N, B) log-weights -> (N, B) long, sorted per filter: the points (n + U_b) / N, one uniform U_b per filter,
+    looked up in the weights' cdf. Each particle is copied floor(N w) or ceil(N w) times (w its normalised weight).
     """
     n, b = log_weights.shape
-    offset = torch.rand(1, b, dtype=log_weights.dtype, device=log_weights.device, generator=generator)
-    grid = torch.arange(n, dtype=log_weights.dtype, device=log_weights.device).unsqueeze(1)
-    return _inverse_cdf(log_weights, (grid + offset) / n)
+    cdf = torch.softmax(log_weights.detach(), dim=0).T.cumsum(dim=1)  # (B, N)
+    cdf = cdf / cdf[:, -1:]  # the last entry is then exactly 1 > every point, so the index stays in range
+    offset = torch.rand(b, 1, dtype=cdf.dtype, device=cdf.device, generator=generator)
+    points = (torch.arange(n, dtype=cdf.dtype, device=cdf.device) + offset) / n  # (B, N)
+    # right=True: the first i with cdf[i] > point, so a zero-weight particle (a flat step) is never chosen.
+    return torch.searchsorted(cdf, points, right=True).T
 
 
 ANCESTOR_SAMPLERS = {"multinomial": multinomial_ancestors, "systematic": systematic_ancestors}
@@ -104,11 +94,15 @@ def relaxed_blend_weights(log_weights: torch.Tensor, temperature: float = 0.5,
     return torch.softmax((logits.unsqueeze(0) + gumbel) / temperature, dim=-1)
 
 
+def ancestor_rows(ancestors: torch.Tensor) -> torch.Tensor:
+    """(N, B) ancestors -> (N * B,) long: row n * B + b takes row ancestors[n, b] * B + b."""
+    b = ancestors.shape[1]
+    return (ancestors * b + torch.arange(b, device=ancestors.device)).reshape(-1)
+
+
 def gather_particles(tensor: torch.Tensor, ancestors: torch.Tensor) -> torch.Tensor:
     """(N * B, ...) particle-major rows, (N, B) ancestors -> (N * B, ...): row n*B + b := row ancestors[n, b]*B + b."""
-    n, b = ancestors.shape
-    rows = ancestors * b + torch.arange(b, device=ancestors.device)
-    return tensor.index_select(0, rows.reshape(-1))
+    return tensor.index_select(0, ancestor_rows(ancestors))
 
 
 def blend_particles(tensor: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -9,14 +9,16 @@ each sequence b the engine keeps log-weights accumulated since its last resampli
         log_w += inc, masked to 0 past each sequence's end
         resample_b = criterion(log_w, t)_b and t < length_b     (never past the end)
         if resample_b: every state tensor re-indexed (or blended) by the ancestors, in `_resample`
-        log_p_hat_b += log mean_n exp(log_w[n, b])  if resample_b or t == length_b - 1
+        log_p_hat_b += log mean_n exp(log_w[n, b])  if resample_b
         log_w[:, b] = 0                             if resample_b
+    log_p_hat += log mean_n exp(log_w[n, b])        (always, for the steps since the last resampling)
 
 This is FIVO's particle filter (Maddison et al. 2017, the reference's smc.py): exp(log_p_hat) is
 an unbiased estimate of p(x_{1:T}) whatever the criterion, so log_p_hat is a lower bound on
 log p(x) in expectation. Without a criterion it never resamples (IWAE); with one particle it is
-the ELBO. A step past a sequence's end adds nothing, so the last-step update at the sequence's
-own length sees exactly the weights the reference adds at the batch's last step.
+the ELBO. A step past a sequence's end adds nothing, so the final update sees the weights at the
+sequence's own last step, as the reference's update at the batch's last step does. The log-mean
+at the resampling steps is taken after the loop, in one call over all steps.
 
 Randomness: the model draws its proposals from torch's global generator; the engine draws its
 resampling from its own generator (seeded once per run from the global one when none is given,
@@ -36,9 +38,9 @@ from core.errors import ConfigError
 from core.inference.resampling import (
     ANCESTOR_SAMPLERS,
     Criterion,
+    ancestor_rows,
     blend_particles,
     ess,
-    gather_particles,
     relaxed_blend_weights,
 )
 from core.models.sequential import LatentStepModel, State
@@ -89,9 +91,7 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
     steps = int(lengths.max())
-    time = torch.arange(steps, device=device).unsqueeze(1)
-    active = (time < lengths.unsqueeze(0)).unbind(0)  # steps x (B,) bool
-    final = (time == (lengths - 1).unsqueeze(0)).unbind(0)  # steps x (B,) bool
+    active = (torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)).unbind(0)  # steps x (B,)
     identity = torch.arange(n, device=device).unsqueeze(1).expand(n, b)  # (N, B)
     latent_key = getattr(model, "latent_key", None) if trace else None
 
@@ -99,50 +99,68 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
     state = model.zero_state(n * b)
     dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
     log_w = torch.zeros(n, b, dtype=dtype, device=device)
-    log_p_hat = torch.zeros(b, dtype=dtype, device=device)
-    log_n = math.log(n)
     zero = torch.zeros((), dtype=dtype, device=device)  # a tensor, not 0.0: torch.where is faster with one
-    no_resampling = torch.zeros(b, dtype=torch.bool, device=device)
-    records: dict[str, list[torch.Tensor]] = {k: [] for k in ("log_weights", "ess", "resampled", "ancestors",
-                                                              "latents")}
+    weights, resampled, ancestry, latents = [], [], [], []  # per step: (N, B), (B,), (N, B), (B, N, ...)
     for t in range(steps):
         state, increment = model.propose_and_weight(state, context, t)
         log_w = log_w + torch.where(active[t], increment.view(n, b), zero)
-        latent = state[latent_key] if latent_key is not None else None
-        resample, ancestors = no_resampling, identity
-        if criterion is not None:
-            resample = criterion(log_w, t) & active[t]
-            if relaxed:
-                blend = relaxed_blend_weights(log_w, temperature, generator)
-                eye = torch.eye(n, dtype=blend.dtype, device=device).unsqueeze(1)  # (N, 1, N)
-                blend = torch.where(resample.view(1, b, 1), blend, eye)
-                state = _resample(state, blend)
-                ancestors = blend.detach().argmax(dim=-1)
-            else:
-                ancestors = torch.where(resample, ANCESTOR_SAMPLERS[resampling](log_w, generator), identity)
-                state = _resample(state, ancestors)
-        log_mean_w = torch.logsumexp(log_w, dim=0) - log_n
-        log_p_hat = log_p_hat + torch.where(resample | final[t], log_mean_w, zero)
-        if trace:
-            records["log_weights"].append(log_w.detach().T)
-            records["ess"].append(ess(log_w.detach()))
-            records["resampled"].append(resample)
-            records["ancestors"].append(ancestors.T)
-            if latent is not None:
-                records["latents"].append(latent.detach().reshape(n, b, *latent.shape[1:]).transpose(0, 1))
-        if criterion is not None:
-            log_w = torch.where(resample, zero, log_w)
+        weights.append(log_w)
+        if latent_key is not None:
+            z = state[latent_key].detach()
+            latents.append(z.reshape(n, b, *z.shape[1:]).transpose(0, 1))
+        if criterion is None:
+            continue
+        resample = criterion(log_w, t) & active[t]
+        if relaxed:
+            blend = relaxed_blend_weights(log_w, temperature, generator)
+            eye = torch.eye(n, dtype=blend.dtype, device=device).unsqueeze(1)  # (N, 1, N)
+            blend = torch.where(resample.view(1, b, 1), blend, eye)
+            state = _resample(state, blend)
+            ancestors = blend.detach().argmax(dim=-1)
+        else:
+            ancestors = torch.where(resample, ANCESTOR_SAMPLERS[resampling](log_w, generator), identity)
+            state = _resample(state, ancestor_rows(ancestors))
+        resampled.append(resample)
+        ancestry.append(ancestors)
+        log_w = torch.where(resample, zero, log_w)
+
+    # p-hat is the product of the mean weights at each resampling and of those left at the end: the
+    # weights since each sequence's last resampling, frozen past its end (zero if it resampled last).
+    log_n = math.log(n)
+    log_p_hat = torch.logsumexp(log_w, dim=0) - log_n
+    history = torch.stack(weights) if resampled or trace else None  # (steps, N, B)
+    flags = torch.stack(resampled) if resampled else torch.zeros(steps, b, dtype=torch.bool, device=device)
+    if resampled:  # one logsumexp over all steps rather than one per step
+        at_resampling = torch.logsumexp(history, dim=1) - log_n  # (steps, B)
+        log_p_hat = log_p_hat + torch.where(flags, at_resampling, zero).sum(dim=0)
     if not trace:
         return SMCResult(log_p_hat, None)
-    stacked = {k: torch.stack(v) if v else None for k, v in records.items()}
-    return SMCResult(log_p_hat, SMCTrace(**stacked))
+    history = history.detach()
+    return SMCResult(log_p_hat, SMCTrace(
+        log_weights=history.transpose(1, 2),
+        ess=ess(history.transpose(0, 1).reshape(n, steps * b)).view(steps, b),
+        resampled=flags,
+        ancestors=(torch.stack(ancestry) if ancestry else identity.expand(steps, n, b)).transpose(1, 2),
+        latents=torch.stack(latents) if latents else None,
+    ))
+
+
+def lineages(ancestors: torch.Tensor) -> torch.Tensor:
+    """(T, B, N) trace ancestors -> (T, B, N) long: the index at step t of the particle that particle n of the
+    last step descends from (the lineages that survive to the end; the last row is 0 .. N-1)."""
+    path = torch.arange(ancestors.shape[2], device=ancestors.device).expand(ancestors.shape[1:])
+    paths = [path]
+    for t in range(ancestors.shape[0] - 2, -1, -1):
+        path = ancestors[t].gather(1, path)
+        paths.append(path)
+    return torch.stack(paths[::-1])
 
 
 def _resample(state: State, index: torch.Tensor) -> State:
-    """The one place particles move: every state tensor (N * B, ...) re-indexed by ancestors (N, B) long,
-    or blended by relaxed weights (N, B, N) float. A model keeps nothing else between steps."""
+    """The one place particles move: every state tensor (N * B, ...) re-indexed by the rows (N * B,) long of
+    `ancestor_rows`, or blended by relaxed weights (N, B, N) float. A model keeps nothing else between steps."""
     if index.dtype == torch.long:
-        return {k: gather_particles(v, index) for k, v in state.items()}
+        return {k: v.index_select(0, index) for k, v in state.items()}
     return {k: blend_particles(v, index) for k, v in state.items()}
 
 

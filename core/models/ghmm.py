@@ -30,7 +30,7 @@ from torch import nn
 from core.errors import ConfigError
 from core.models import register
 from core.models.ghmm_exact import (
-    backward_messages,
+    Variance,
     filtering_proposal,
     kalman_filter,
     kalman_smoother,
@@ -59,11 +59,6 @@ class GHMMConfig:
             raise ConfigError(f"proposal must be one of {', '.join(PROPOSALS)}, got {self.proposal!r}")
 
 
-def _log_normal(value: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """log N(value; mean, var), elementwise with broadcasting."""
-    return -0.5 * (torch.log(2 * math.pi * var) + (value - mean) ** 2 / var)
-
-
 @register("ghmm")
 class GaussianHMM(nn.Module):
     """The GHMM and its proposal. Observations x are (B, T, 1) floats, T <= num_timesteps for learned proposals."""
@@ -78,6 +73,13 @@ class GaussianHMM(nn.Module):
         # float64 model computes with v exactly rather than with v rounded to float32.
         self.register_buffer("anchor", torch.zeros(()), persistent=False)
         self.learned = config.proposal.startswith("learned_")
+        v = config.variance
+        # log p(z_t | z_{t-1}) + log p(x_t | z_t) - log q(z_t) with z_t = mean + std * eps is
+        # -((z_t - z_{t-1})^2 + (x_t - z_t)^2) / (2 v) + (eps^2 + log var_q) / 2 - log(2 pi v^2) / 2.
+        self._log_norm = 0.5 * math.log(2 * math.pi * v * v)
+        filtering = filtering_proposal(torch.zeros(()), v, v)
+        self._fixed = {"prior": (1.0, math.sqrt(v), math.log(v)),  # prev_coef, std, log variance
+                       "filtering": (filtering.prev_coef, math.sqrt(filtering.variance), math.log(filtering.variance))}
         if self.learned:
             t = config.num_timesteps
             self.prev_weight = nn.Parameter(torch.ones(t))  # a_t
@@ -88,8 +90,9 @@ class GaussianHMM(nn.Module):
             self.log_variance = nn.Parameter(torch.full((t,), math.log(config.variance)))  # s_t
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
-        """x (B, T, 1), lengths (B,) -> {"x": (B, T, 1), zero past each end} and what the proposal precomputes:
-        the backward messages "j", "h" (B, T, 1) for smoothing, the data part "obs_mean" (B, T, 1) of a learned mean."""
+        """x (B, T, 1), lengths (B,) -> {"x": zero past each end} and what the proposal precomputes, all (B, T, 1):
+        "offset", the part of the proposal mean that depends on x alone; for smoothing also the per-sequence
+        "prev_coef", "std" and "log_var" (they depend on the length)."""
         if x.dim() != 3 or x.shape[-1] != 1:
             raise ConfigError(f"GHMM observations must be (B, T, 1), got shape {tuple(x.shape)}")
         steps = x.shape[1]
@@ -99,15 +102,19 @@ class GaussianHMM(nn.Module):
                               "train one with a longer chain")
         valid = torch.arange(steps, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         xs = torch.where(valid, x[..., 0], 0.0).to(self.anchor.dtype)  # (B, T)
-        context = {"x": xs.unsqueeze(-1)}
-        if self.config.proposal == "smoothing":
-            j, h = backward_messages(xs, self.config.variance, self.config.variance, lengths)
-            context.update(j=j.unsqueeze(-1), h=h.unsqueeze(-1))
+        v, proposal = self.config.variance, self.config.proposal
+        context = {"x": xs}
+        if proposal == "filtering":
+            context["offset"] = filtering_proposal(xs, v, v).offset
+        elif proposal == "smoothing":
+            smoothing = smoothing_proposal(xs, v, v, lengths)
+            context.update(prev_coef=smoothing.prev_coef, offset=smoothing.offset, std=smoothing.variance.sqrt(),
+                           log_var=smoothing.variance.log())
         elif self.learned:
             w = self.obs_weight[:steps]
             w = torch.diag(w) if w.dim() == 1 else w[:, :steps].triu()
-            context["obs_mean"] = (xs @ w.T + self.bias[:steps]).unsqueeze(-1)
-        return context
+            context["offset"] = xs @ w.T + self.bias[:steps]
+        return {k: c.unsqueeze(-1) for k, c in context.items()}
 
     def zero_state(self, batch: int) -> State:
         """{"z": (batch, 1) zeros}: z_{-1} = 0."""
@@ -116,19 +123,27 @@ class GaussianHMM(nn.Module):
     def propose_and_weight(self, state: State, context: State, t: int) -> tuple[State, torch.Tensor]:
         """z_t ~ q (reparameterised); log weight (batch,) = log p(z_t | z_{t-1}) + log p(x_t | z_t) - log q(z_t)."""
         z_prev, x_t = state["z"], context["x"][:, t]
-        v = self.anchor.new_tensor(self.config.variance)
+        mean, std, log_var = self._proposal(z_prev, context, t)
+        eps = torch.randn_like(z_prev)
+        z = mean + std * eps
+        step, miss = z - z_prev, x_t - z
+        log_w = -0.5 * ((step * step + miss * miss) / self.config.variance - eps * eps - log_var)
+        return {"z": z}, log_w.squeeze(-1) - self._log_norm
+
+    def _proposal(self, z_prev: torch.Tensor, context: State, t: int) -> tuple[torch.Tensor, Variance, Variance]:
+        """Step t's proposal for z_prev (batch, 1): its mean (batch, 1), std and log variance (floats or tensors)."""
         proposal = self.config.proposal
         if proposal == "prior":
-            mean, var = z_prev, v
-        elif proposal == "filtering":
-            mean, var = filtering_proposal(z_prev, x_t, v, v)
-        elif proposal == "smoothing":
-            mean, var = smoothing_proposal(z_prev, x_t, context["j"][:, t], context["h"][:, t], v, v)
-        else:
-            mean, var = self.prev_weight[t] * z_prev + context["obs_mean"][:, t], self.log_variance[t].exp()
-        z = mean + torch.sqrt(var) * torch.randn_like(z_prev)
-        log_w = _log_normal(z, z_prev, v) + _log_normal(x_t, z, v) - _log_normal(z, mean, var)
-        return {"z": z}, log_w.squeeze(-1)
+            _, std, log_var = self._fixed[proposal]
+            return z_prev, std, log_var
+        if proposal == "filtering":
+            prev_coef, std, log_var = self._fixed[proposal]
+            return prev_coef * z_prev + context["offset"][:, t], std, log_var
+        if proposal == "smoothing":
+            return (context["prev_coef"][:, t] * z_prev + context["offset"][:, t], context["std"][:, t],
+                    context["log_var"][:, t])
+        log_var = self.log_variance[t]
+        return self.prev_weight[t] * z_prev + context["offset"][:, t], (0.5 * log_var).exp(), log_var
 
     def exact_log_likelihood(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, 1), lengths (B,) -> (B,) exact log p(x), by the Kalman filter."""

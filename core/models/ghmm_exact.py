@@ -8,7 +8,7 @@ so z_0 ~ N(0, q). Everything is Gaussian, so log p(x) has three independent rout
 
 - `mvn_log_likelihood`: x ~ N(0, Sigma) with Sigma_ij = q (min(i, j) + 1) + r [i == j];
 - `kalman_filter`: the forward recursion, p(x) = prod_t p(x_t | x_{<t});
-- the smoothing proposal of `smoothing_proposal`: with it every importance weight equals p(x).
+- the exact smoothing proposal (`smoothing_proposal`): with it every importance weight equals p(x).
 
 Sequences in a batch may be shorter than T (`lengths`); past its end a sequence contributes no
 likelihood and its moments stay at their last valid value. x is (B, T) here (the model squeezes
@@ -23,6 +23,14 @@ from typing import NamedTuple
 import torch
 
 Variance = float | torch.Tensor
+
+
+class LinearGaussian(NamedTuple):
+    """A proposal N(prev_coef * z_{t-1} + offset, variance) for each step: floats or (B, T) tensors."""
+
+    prev_coef: Variance
+    offset: torch.Tensor
+    variance: Variance
 
 
 class KalmanResult(NamedTuple):
@@ -94,13 +102,6 @@ def kalman_smoother(x: torch.Tensor, q: Variance, r: Variance,
     return torch.stack(means[::-1], 1), torch.stack(variances[::-1], 1)
 
 
-def filtering_proposal(z_prev: torch.Tensor, x_t: torch.Tensor, q: Variance,
-                       r: Variance) -> tuple[torch.Tensor, torch.Tensor]:
-    """p(z_t | z_{t-1}, x_t) = N(mean, var): (r z_{t-1} + q x_t) / (q + r), q r / (q + r). Shapes broadcast."""
-    mean = (r * z_prev + q * x_t) / (q + r)
-    return mean, torch.zeros_like(mean) + q * r / (q + r)
-
-
 def backward_messages(x: torch.Tensor, q: Variance, r: Variance,
                       lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """x (B, T) -> (J, h), (B, T) each: p(x_{t+1:L-1} | z_t) is proportional to exp(-J_t z_t^2 / 2 + h_t z_t).
@@ -124,8 +125,15 @@ def backward_messages(x: torch.Tensor, q: Variance, r: Variance,
     return torch.stack(js[::-1], 1), torch.stack(hs[::-1], 1)
 
 
-def smoothing_proposal(z_prev: torch.Tensor, x_t: torch.Tensor, j_t: torch.Tensor, h_t: torch.Tensor,
-                       q: Variance, r: Variance) -> tuple[torch.Tensor, torch.Tensor]:
-    """p(z_t | z_{t-1}, x_{t:L-1}) = N(mean, var) from step t's backward message (J_t, h_t). Shapes broadcast."""
-    precision = 1 / q + 1 / r + j_t
-    return (z_prev / q + x_t / r + h_t) / precision, 1 / precision + torch.zeros_like(z_prev)
+def filtering_proposal(x: torch.Tensor, q: Variance, r: Variance) -> LinearGaussian:
+    """p(z_t | z_{t-1}, x_t) for x (B, T): N((r z_{t-1} + q x_t) / (q + r), q r / (q + r))."""
+    return LinearGaussian(r / (q + r), x * (q / (q + r)), q * r / (q + r))
+
+
+def smoothing_proposal(x: torch.Tensor, q: Variance, r: Variance,
+                       lengths: torch.Tensor | None = None) -> LinearGaussian:
+    """p(z_t | z_{t-1}, x_{t:L-1}) for x (B, T), from the backward messages (J_t, h_t): with precision
+    P_t = 1/q + 1/r + J_t, it is N((z_{t-1} / q + x_t / r + h_t) / P_t, 1 / P_t). Every field (B, T)."""
+    j, h = backward_messages(x, q, r, lengths)
+    precision = 1 / q + 1 / r + j
+    return LinearGaussian(1 / (q * precision), (x / r + h) / precision, 1 / precision)
