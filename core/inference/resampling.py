@@ -35,8 +35,8 @@ def ess(log_weights: torch.Tensor) -> torch.Tensor:
 def ess_criterion(threshold: float = 0.5) -> Criterion:
     """Resample filter b when its ESS <= threshold * N (FIVO's reference uses 0.5).
 
-    The ESS lies in [1, N] and equals N for equal weights, so threshold 0 never resamples,
-    0.5 resamples only unequal weights, and 1 resamples at every step.
+    The ESS lies in [1, N] and equals N only for equal weights: threshold 0 never resamples, 0.5
+    never resamples equal weights, 1 resamples at every step (equal weights up to rounding).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
