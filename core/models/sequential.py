@@ -15,7 +15,15 @@ particle-major, so row n * B + b is particle n of sequence b, and one call runs 
         ... the engine accumulates log_w, resamples by re-indexing every tensor of `state`
 
 Resampling re-indexes each tensor of the state along dim 0; a model keeps nothing else between
-steps, so the engine never needs to know which model it runs.
+steps, so the engine never needs to know which model it runs. The relaxed resampler blends rows
+instead (convex combinations), so every state tensor must then be floating point.
+
+Optional: a class attribute `latent_key` naming the state tensor that holds z_t; the engine's
+trace records it per step and particle (core.inference.smc.SMCTrace.latents) for plots.
+
+Randomness: draw proposals from torch's global generator (torch.randn_like ...); the engine
+resamples from a generator of its own, so settings that differ only in resampling see the same
+proposals (FIVO that never resamples equals IWAE bit for bit under one seed).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ State = dict[str, torch.Tensor]
 
 
 class LatentStepModel(Protocol):
-    """What the SMC engine needs from a model."""
+    """What the SMC engine needs from a model (plus the optional `latent_key`, see above)."""
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
         """x (B, T, D) observations, lengths (B,) -> per-sequence context, every tensor (B, ...)."""
