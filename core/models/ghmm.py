@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError
-from core.models import register
 from core.models.ghmm_exact import (
     Variance,
     filtering_proposal,
@@ -36,6 +35,7 @@ from core.models.ghmm_exact import (
     kalman_smoother,
     smoothing_proposal,
 )
+from core.models.registry import register
 from core.models.sequential import State
 
 PROPOSALS = ("prior", "filtering", "smoothing", "learned_filtering", "learned_smoothing")
