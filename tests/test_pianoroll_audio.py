@@ -48,7 +48,7 @@ def _midi_notes(data: bytes) -> tuple[int, list[tuple[int, int, int]]]:
     length, fmt, tracks, division = struct.unpack(">IHHH", data[4:14])
     assert (length, fmt, tracks) == (6, 0, 1) and data[14:18] == b"MTrk"
     track = data[22:22 + struct.unpack(">I", data[18:22])[0]]
-    i, tick, events = 11, 0, []  # skip the tempo (7 bytes) and program change (4 bytes) events
+    i, tick, events = 10, 0, []  # skip the tempo (7 bytes) and program change (3 bytes) events
     while track[i + 1:i + 2] != b"\xff":
         delta = 0
         while True:
