@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from core.data.pianorolls import ASSETS, DATASETS, KEYS, independent_bernoulli_ll, load_pianorolls, train_mean
+from core.data.pianorolls import (
+    ASSETS,
+    DATASETS,
+    KEYS,
+    independent_bernoulli_ll,
+    load_pianorolls,
+    pianoroll_datasets,
+    train_mean,
+)
 from core.data.sequences import Collate, SequenceDataset, shifted_inputs
 from core.errors import ConfigError
 from core.models.srnn import SRNN, SRNNConfig
@@ -97,3 +105,10 @@ def test_padding_next_to_a_longer_sequence_does_not_change_its_bound(jsb, cls, c
         together = masked_elbo(model, batch.targets, batch.lengths, eps)
         alone = masked_elbo(model, batch.targets[:1, : len(short)], batch.lengths[:1], eps[:1, : len(short)])
     torch.testing.assert_close(together[0], alone[0], rtol=0, atol=1e-3)
+
+
+def test_pianoroll_datasets_hold_whole_sequences_per_split(jsb):
+    datasets, mean = pianoroll_datasets("jsb")
+    assert {s: len(d) for s, d in datasets.items()} == {"train": 229, "valid": 76, "test": 77}
+    assert datasets["test"].frames == 4725 and torch.equal(datasets["test"][5], torch.from_numpy(jsb["test"][5]))
+    np.testing.assert_allclose(mean, train_mean(jsb["train"]))

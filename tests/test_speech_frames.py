@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.data.sequences import Collate
-from core.data.speech_frames import frame_signal, signal_stats, speech_frame_splits, unframe
+from core.data.speech_frames import frame_signal, signal_stats, speech_frame_splits, speech_frames_from_folder, unframe
 from core.errors import ConfigError
 
 
@@ -55,3 +55,19 @@ def test_speech_batches_shift_inputs_without_centring():
 def test_unusable_signals_raise_config_error(bad):
     with pytest.raises(ConfigError):
         signal_stats(bad)
+
+
+def test_an_audio_folder_is_framed_with_its_training_statistics(tmp_path):
+    from core.audio import write_wav
+
+    rng = np.random.default_rng(2)
+    clips = {"train": [rng.uniform(-0.5, 0.5, 1000), rng.uniform(-0.2, 0.6, 500)], "test": [rng.uniform(-1, 1, 300)]}
+    for split, signals in clips.items():
+        (tmp_path / split).mkdir()
+        for i, signal in enumerate(signals):
+            write_wav(tmp_path / split / f"{i}.wav", signal.astype(np.float32), 16000)
+    data, mean, std = speech_frames_from_folder(tmp_path)
+    assert sorted(data) == ["test", "train"] and [len(data["train"][i]) for i in range(2)] == [5, 3]
+    expected = np.concatenate(clips["train"])
+    assert mean == pytest.approx(expected.mean(), abs=1e-3) and std == pytest.approx(expected.std(), rel=1e-3)
+    np.testing.assert_allclose(data["test"][0].numpy().ravel()[:300], (clips["test"][0] - mean) / std, atol=1e-3)

@@ -9,6 +9,7 @@ after its sha256 matches, and `scipy.io.loadmat` executes nothing (unlike the or
     mean = train_mean(rolls["train"])           # (88,) over every training frame
     data = SequenceDataset(rolls["train"])      # items: whole sequences
     loader = DataLoader(data, batch_size=4, shuffle=True, collate_fn=Collate(mean))
+    datasets, mean = pianoroll_datasets("jsb")  # the same, every split at once
 
 The floor a model must beat is `independent_bernoulli_ll`: each key an independent Bernoulli
 at its training mean (JSB test: -11.06 nats per timestep).
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.sequences import SequenceDataset
 from core.errors import ConfigError
 
 KEYS = 88  # piano keys, the frame size D
@@ -87,3 +89,10 @@ def independent_bernoulli_ll(rolls: Sequence[np.ndarray], mean: np.ndarray, clip
     p = np.clip(np.asarray(mean, dtype=np.float64), clip, 1 - clip)
     frames = np.concatenate([np.asarray(r, dtype=np.float64) for r in rolls])
     return float((frames @ np.log(p) + (1 - frames) @ np.log1p(-p)).mean())
+
+
+def pianoroll_datasets(name: str, root: str | os.PathLike | None = None
+                       ) -> tuple[dict[str, SequenceDataset], np.ndarray]:
+    """({"train"|"valid"|"test": SequenceDataset of (T_i, 88) sequences}, training mean (88,)) of data set `name`."""
+    rolls = load_pianorolls(name, root)
+    return {split: SequenceDataset(r) for split, r in rolls.items()}, train_mean(rolls["train"])

@@ -1,6 +1,7 @@
 """Speech as sequences of frames, the way the FIVO paper prepares TIMIT, for any 16 kHz signals.
 
-TIMIT is not free, so this frames whatever signals it is given (an audio folder's clips, say):
+TIMIT is not free, so this frames whatever signals it is given, or an audio folder
+(`speech_frames_from_folder`: root/{train,valid,test}/*.wav read as mono 16 kHz):
 
     mean, std = signal_stats(train_signals)          # one scalar each, over every training sample
     frames = frame_signal(signal, mean, std)         # (T, 200): standardise, zero-pad the end, reshape
@@ -14,10 +15,13 @@ frames feed a Gaussian-emission VRNN / SRNN with data_dim = samples_per_step; st
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from core.data.audio_folder import SPLITS, audio_folder_split
 from core.data.sequences import SequenceDataset
 from core.errors import ConfigError
 
@@ -73,3 +77,13 @@ def speech_frame_splits(splits: dict[str, Sequence[np.ndarray]], samples_per_ste
     datasets = {name: SequenceDataset([frame_signal(s, mean, std, samples_per_step) for s in signals])
                 for name, signals in splits.items()}
     return datasets, mean, std
+
+
+def speech_frames_from_folder(root: str | os.PathLike, samples_per_step: int = SAMPLES_PER_STEP,
+                              sample_rate: int = SAMPLE_RATE, max_files: int | None = None
+                              ) -> tuple[dict[str, SequenceDataset], float, float]:
+    """An audio folder (root/train/*.wav required; valid/ and test/ used when present), read as mono at
+    `sample_rate` -> speech_frame_splits of its clips: ({split: frames}, train mean, train std)."""
+    splits = {split: audio_folder_split(root, split, sample_rate, max_files)
+              for split in SPLITS if split == "train" or (Path(root) / split).is_dir()}
+    return speech_frame_splits(splits, samples_per_step)
