@@ -272,3 +272,30 @@ def untrained_elbo_per_step_on_jsb_test(cls: type, config_cls: type, proposal: s
     with torch.no_grad():
         elbo = masked_elbo(model, x, lengths)
     return float(elbo.sum() / lengths.sum()), independent_bernoulli_ll(rolls["test"], mean)
+
+
+def check_generation_runs_the_filters_backbone(cls: type, config_cls: type) -> None:
+    """After filtering x_0..x_k, one prior_step fed centre(x_k) computes the same LSTM state h_{k+1} as the filter
+    (VRNN: its next propose_and_weight; SRNN: the forward LSTM over the whole sequence in encode): the generator
+    feeds the backbone the same inputs, x_{t-1} - mean and (VRNN) enc(z_{t-1})."""
+    torch.manual_seed(0)
+    model = cls(small_config(config_cls, train_mean=[0.1] * 88))
+    x, lengths, k = sparse_rolls(2, 6), torch.tensor([6, 6]), 3
+    context, state = model.encode(x, lengths), model.zero_state(2)
+    for t in range(k + 1):
+        state, _ = model.propose_and_weight(state, context, t)
+    generated, _ = model.prior_step(model.start_sampling(state, x[:, : k + 1]), model.centre(x[:, k]))
+    if cls is VRNN:
+        expected, _ = model.propose_and_weight(state, context, k + 1)
+        expected_h = expected["h"]
+    else:
+        expected_h = model.rnn(model.data_enc(model.inputs(x)))[0][:, k + 1]
+    torch.testing.assert_close(generated["h"], expected_h)
+
+
+def test_frames_of_another_size_than_data_dim_raise_config_error():
+    model = VRNN(small_config(VRNNConfig))
+    with pytest.raises(ConfigError, match="data_dim=88"):
+        model.encode(torch.zeros(2, 5, 200), torch.tensor([5, 5]))
+    with pytest.raises(ConfigError, match="lengths"):
+        model.encode(torch.zeros(2, 5, 88), torch.tensor([5, 6]))

@@ -14,6 +14,7 @@ from tests.test_latent_rnn import (
     check_continuations,
     check_future_reaches_weights_only_with_smoothing,
     check_gaussian_emission_on_speech_frames,
+    check_generation_runs_the_filters_backbone,
     check_gradients_reach_every_parameter,
     check_particle_folded_rows_are_independent_particles,
     check_same_seed_same_bound,
@@ -64,3 +65,7 @@ def test_untrained_srnn_scores_within_its_initial_kl_of_the_independent_bernoull
     above the floor would mean the masking or the emission is wrong."""
     elbo, floor = untrained_elbo_per_step_on_jsb_test(SRNN, SRNNConfig, proposal)
     assert floor - 14.0 < elbo < floor - 3.0, (elbo, floor)
+
+
+def test_generation_runs_the_filters_backbone():
+    check_generation_runs_the_filters_backbone(SRNN, SRNNConfig)

@@ -14,6 +14,7 @@ from tests.test_latent_rnn import (
     check_continuations,
     check_future_reaches_weights_only_with_smoothing,
     check_gaussian_emission_on_speech_frames,
+    check_generation_runs_the_filters_backbone,
     check_gradients_reach_every_parameter,
     check_particle_folded_rows_are_independent_particles,
     check_same_seed_same_bound,
@@ -63,3 +64,7 @@ def test_untrained_vrnn_scores_near_the_independent_bernoulli_floor_on_jsb(propo
     (an untrained model cannot beat independent keys), far below that the initial scales are off."""
     elbo, floor = untrained_elbo_per_step_on_jsb_test(VRNN, VRNNConfig, proposal)
     assert floor - 3.0 < elbo < floor - 0.3, (elbo, floor)
+
+
+def test_generation_runs_the_filters_backbone():
+    check_generation_runs_the_filters_backbone(VRNN, VRNNConfig)

@@ -128,6 +128,13 @@ def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(glorot_(nn.Linear(n_in, hidden)), nn.ReLU(), glorot_(nn.Linear(hidden, n_out)))
 
 
+def lstm_layer(n_in: int, hidden: int) -> nn.LSTM:
+    """A one-layer, batch-first nn.LSTM (B, T, n_in) -> (B, T, hidden), initialised by init_lstm_."""
+    lstm = nn.LSTM(n_in, hidden, batch_first=True)
+    init_lstm_(lstm.weight_ih_l0, lstm.weight_hh_l0, [lstm.bias_ih_l0, lstm.bias_hh_l0])
+    return lstm
+
+
 def init_lstm_(weights_ih: torch.Tensor, weights_hh: torch.Tensor, biases: list[torch.Tensor]) -> None:
     """Glorot over the joined [input, hidden] kernel, zero biases but forget gate 1 (PyTorch order i, f, g, o)."""
     hidden = weights_hh.shape[1]
@@ -241,12 +248,13 @@ class LatentRNN(nn.Module):
         self.register_buffer("input_mean", mean, persistent=False)
 
     def check_x(self, x: torch.Tensor, lengths: torch.Tensor) -> None:
-        """ValueError unless x is (B, T, D) floats and lengths (B,) in [1, T]."""
+        """ConfigError unless x is (B, T, data_dim) floats and lengths (B,) in [1, T] (data and model must agree)."""
         d = self.config.data_dim
         if x.dim() != 3 or x.shape[-1] != d or not x.is_floating_point():
-            raise ValueError(f"x must be a float tensor (B, T, {d}), got {tuple(x.shape)} {x.dtype}")
+            raise ConfigError(f"this model takes float frames (B, T, data_dim={d}), got {tuple(x.shape)} {x.dtype}; "
+                              "use a model whose data_dim matches the data")
         if lengths.shape != (x.shape[0],) or lengths.min() < 1 or lengths.max() > x.shape[1]:
-            raise ValueError(f"lengths must be (B,) = ({x.shape[0]},) in [1, {x.shape[1]}], got {lengths.tolist()}")
+            raise ConfigError(f"lengths must be (B,) = ({x.shape[0]},) in [1, {x.shape[1]}], got {lengths.tolist()}")
 
     def inputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, D) -> inputs (B, T, D): input_t = x_{t-1} - train_mean, input_0 = 0, 0 past the length."""

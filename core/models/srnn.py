@@ -32,7 +32,7 @@ from core.models.latent_rnn import (
     State,
     glorot_,
     glorot_fused_,
-    init_lstm_,
+    lstm_layer,
     normal_params,
     propose,
     reverse_lstm,
@@ -46,11 +46,6 @@ class SRNNConfig(LatentRNNConfig):
     """See LatentRNNConfig; a class of its own so a checkpoint's config picks the SRNN."""
 
 
-def _init_lstm(lstm: nn.LSTM) -> nn.LSTM:
-    init_lstm_(lstm.weight_ih_l0, lstm.weight_hh_l0, [lstm.bias_ih_l0, lstm.bias_hh_l0])
-    return lstm
-
-
 @register("srnn")
 class SRNN(LatentRNN):
     """The SRNN of the FIVO paper with a filtering or smoothing proposal; implements core.models.sequential."""
@@ -60,7 +55,7 @@ class SRNN(LatentRNN):
     def __init__(self, config: SRNNConfig):
         super().__init__(config)
         h, latent = config.latent_size, config.latent_size
-        self.rnn = _init_lstm(nn.LSTM(h, h, batch_first=True))
+        self.rnn = lstm_layer(h, h)
         # h_t's parts of the prior's and the emission's first layers, fused: [prior | emission].
         self.from_h = glorot_fused_(nn.Linear(h, 2 * h), [2 * h, 2 * h])
         self.proposal_seq = glorot_(nn.Linear(2 * h, h), 3 * h)  # [h_t, c_t]'s part of the proposal's first layer
@@ -70,7 +65,7 @@ class SRNN(LatentRNN):
         self.proposal_out = glorot_(nn.Linear(h, 2 * latent))
         self.emission_z = glorot_(nn.Linear(h, h, bias=False), 2 * h)  # enc(z_t)'s part of the emission's first layer
         if config.proposal == "smoothing":
-            self.reverse_rnn = _init_lstm(nn.LSTM(2 * h, h, batch_first=True))
+            self.reverse_rnn = lstm_layer(2 * h, h)
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
         """x (B, T, D) targets, lengths (B,) -> context: x, and per step "seq/t" (B, 3H) = the [prior | proposal |

@@ -33,6 +33,7 @@ from core.models.latent_rnn import (
     glorot_,
     glorot_fused_,
     init_lstm_,
+    lstm_layer,
     normal_params,
     propose,
     reverse_lstm,
@@ -64,9 +65,7 @@ class VRNN(LatentRNN):
         self.proposal_out = glorot_(nn.Linear(h, 2 * latent))
         self.emission_z = glorot_(nn.Linear(h, h, bias=False), 2 * h)  # enc(z_t)'s part of the emission's first layer
         if config.proposal == "smoothing":
-            self.reverse_rnn = nn.LSTM(h, h, batch_first=True)
-            init_lstm_(self.reverse_rnn.weight_ih_l0, self.reverse_rnn.weight_hh_l0,
-                       [self.reverse_rnn.bias_ih_l0, self.reverse_rnn.bias_hh_l0])
+            self.reverse_rnn = lstm_layer(h, h)
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
         """x (B, T, D) targets, lengths (B,) -> context: x, and per step "step/t" (B, 2H) = [data_enc(input_t) |
