@@ -7,7 +7,8 @@ Conditioning runs N particles per sequence through the model's proposal over the
 multinomial resampling at the end, the IWAE-style posterior approximation; with N = 1 it is the
 proposal's single trajectory). Each surviving particle is then continued with its own draws
 from the prior and the emission (`prior_step`), all N * B at once, particle-major rows
-n * B + b. The model is never changed; randomness comes from `generator` (or the global RNG).
+n * B + b. The model is never changed; randomness comes from `generator` (on the model's device)
+or the global RNG.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def tile(tensors: State, n: int) -> State:
     return {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in tensors.items()}
 
 
+@torch.no_grad()
 def condition_on_prefix(model, prefix: torch.Tensor, num_particles: int,
                         generator: torch.Generator | None = None) -> tuple[State, torch.Tensor]:
     """Filter prefix (B, P, D) with N particles: -> (state with N * B rows, log weights (N, B)).

@@ -181,7 +181,8 @@ class Emission(nn.Module):
     """p(x_t | hidden): the output layer of the emission MLP and its distribution.
 
     Bernoulli: logits = Linear(hidden) + logit(clipped training mean), (R, D).
-    Gaussian: (mean, raw sd) = Linear(hidden), (R, 2D); sd = softplus(raw + 0.5).
+    Gaussian: (mean, raw sd) = Linear(hidden), (R, 2D); sd = softplus(raw + 0.5), the same offset as
+    the latents (the FIVO reference leaves its Gaussian emission at its class default, 0.25).
     """
 
     def __init__(self, config: LatentRNNConfig):
