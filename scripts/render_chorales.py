@@ -43,7 +43,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.audio import read_audio, write_wav  # noqa: E402
-from core.data.audio_folder import SPLITS  # noqa: E402
+from core.data.registry import SPLITS  # noqa: E402
 
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 # 0 acoustic grand piano, 19 church organ, 48 string ensemble 1, 73 flute.

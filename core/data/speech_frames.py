@@ -1,0 +1,90 @@
+"""Speech as sequences of frames, the way the FIVO paper prepares TIMIT, for any 16 kHz signals.
+
+TIMIT is not free, so this frames whatever signals it is given, or an audio folder
+(`speech_frames_from_folder`: root/{train,valid,test}/*.wav read as mono 16 kHz):
+
+    mean, std = signal_stats(train_signals)          # one scalar each, over every training sample
+    frames = frame_signal(signal, mean, std)         # (T, 200): standardise, zero-pad the end, reshape
+
+Each step is 200 consecutive samples (12.5 ms at 16 kHz); the last frame is completed with
+zeros after standardising. Every split is standardised with the *training* statistics. The
+frames feed a Gaussian-emission VRNN / SRNN with data_dim = samples_per_step; store `mean` and
+`std` in its config (signal_mean, signal_std) so samples can be turned back into audio with
+`unframe`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.data.audio_folder import audio_folder_split
+from core.data.registry import SPLITS
+from core.data.sequences import SequenceDataset
+from core.errors import ConfigError
+
+SAMPLE_RATE = 16000
+SAMPLES_PER_STEP = 200
+
+
+def _check_signals(signals: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+    if not signals:
+        raise ConfigError(f"{what}: no signals to frame")
+    out = [np.asarray(s, dtype=np.float64) for s in signals]
+    for i, s in enumerate(out):
+        if s.ndim != 1 or s.size == 0 or not np.isfinite(s).all():
+            raise ConfigError(f"{what}: signal {i} must be a non-empty 1-D array of finite samples, got {s.shape}")
+    return out
+
+
+def signal_stats(signals: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Mean and standard deviation over every sample of every signal (one scalar each)."""
+    samples = np.concatenate(_check_signals(signals, "signal_stats"))
+    std = float(samples.std())
+    if std == 0.0:
+        raise ConfigError("signal_stats: the training signals are constant (standard deviation 0)")
+    return float(samples.mean()), std
+
+
+def frame_signal(signal: np.ndarray, mean: float, std: float, samples_per_step: int = SAMPLES_PER_STEP) -> np.ndarray:
+    """signal (S,) -> frames (ceil(S / samples_per_step), samples_per_step) float32 of (signal - mean) / std,
+    the last frame completed with zeros."""
+    if isinstance(samples_per_step, bool) or not isinstance(samples_per_step, int) or samples_per_step < 1:
+        raise ConfigError(f"samples_per_step must be an integer >= 1, got {samples_per_step!r}")
+    if not std > 0:
+        raise ConfigError(f"std must be > 0, got {std!r}")
+    (s,) = _check_signals([signal], "frame_signal")
+    standard = (s - mean) / std
+    standard = np.pad(standard, (0, -len(standard) % samples_per_step))
+    return standard.reshape(-1, samples_per_step).astype(np.float32)
+
+
+def unframe(frames: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """frames (..., T, F) standardised -> signal (..., T * F) float32 in the original units."""
+    frames = np.asarray(frames, dtype=np.float64)
+    return (frames.reshape(*frames.shape[:-2], -1) * std + mean).astype(np.float32)
+
+
+def speech_frame_splits(splits: dict[str, Sequence[np.ndarray]], samples_per_step: int = SAMPLES_PER_STEP
+                        ) -> tuple[dict[str, SequenceDataset], float, float]:
+    """{"train": signals, other splits...} -> ({split: SequenceDataset of (T_i, samples_per_step)}, mean, std),
+    every split standardised with the training split's statistics."""
+    if "train" not in splits:
+        raise ConfigError(f"speech_frame_splits needs a 'train' split to standardise with, got {sorted(splits)}")
+    mean, std = signal_stats(splits["train"])
+    datasets = {name: SequenceDataset([frame_signal(s, mean, std, samples_per_step) for s in signals])
+                for name, signals in splits.items()}
+    return datasets, mean, std
+
+
+def speech_frames_from_folder(root: str | os.PathLike, samples_per_step: int = SAMPLES_PER_STEP,
+                              sample_rate: int = SAMPLE_RATE, max_files: int | None = None
+                              ) -> tuple[dict[str, SequenceDataset], float, float]:
+    """An audio folder (root/train/*.wav required; valid/ and test/ used when present), read as mono at
+    `sample_rate` -> speech_frame_splits of its clips: ({split: frames}, train mean, train std)."""
+    splits = {split: audio_folder_split(root, split, sample_rate, max_files)
+              for split in SPLITS if split == "train" or (Path(root) / split).is_dir()}
+    return speech_frame_splits(splits, samples_per_step)
