@@ -54,4 +54,4 @@ def build_model(config):
 
 def _import_families() -> None:
     # Importing a family module runs its @register decorator.
-    from core.models import pixelcnn, wavenet  # noqa: F401
+    from core.models import pixelcnn, wavenet, wayback  # noqa: F401

@@ -1,0 +1,51 @@
+"""Truncated backprop through time for the wayback family: the loss of one segment, the state carried on.
+
+    loss, sums, count, state = tbptt_objective(model, x, state, lengths, reset)
+    loss.backward()            # truncated: the model's forward cut each layer's gradient (wayback_schedule)
+    ... the next batch of the same streams continues from `state` (already detached)
+
+One home for the loss, for training and evaluation alike: the mean negative log-likelihood in nats of
+the scored samples, and additive sums for reporting.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from core.models.wayback import RecurrentState, Wayback
+
+
+class TBPTTOutput(NamedTuple):
+    loss: torch.Tensor  # scalar: mean -log p over the scored samples (nats)
+    sums: dict[str, float]  # "nll_nats" (sum of -log p) and "correct" (argmax hits), over scored samples
+    count: float  # scored samples
+    state: RecurrentState  # the state after the segment, detached, for the next batch of the same streams
+
+
+def tbptt_objective(model: Wayback, x: torch.Tensor, state: RecurrentState | None,
+                    lengths: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> TBPTTOutput:
+    """x (B, T) tokens of the next segment of B streams; state from the previous segment (None: all streams start).
+
+    lengths (B,): valid samples per row (padding after them is not scored; default all T).
+    reset (B,) bool: rows where a new sequence starts, whose state restarts from zero.
+    """
+    b, t = x.shape
+    if state is None:
+        state = model.zero_state(b)
+    elif reset is not None and bool(reset.any()):
+        state = state.where(reset.to(x.device), model.zero_state(b))
+    logits, new_state = model(x, state)
+    nll = F.cross_entropy(logits, x, reduction="none")  # (B, T)
+    if lengths is None:
+        mask = torch.ones_like(nll, dtype=torch.bool)
+    else:
+        mask = torch.arange(t, device=x.device).view(1, -1) < lengths.to(x.device).view(-1, 1)
+    count = int(mask.sum())
+    total = (nll * mask).sum()
+    loss = total / max(count, 1)
+    correct = ((logits.argmax(dim=1) == x) & mask).sum()
+    return TBPTTOutput(loss, {"nll_nats": float(total.detach()), "correct": float(correct)}, float(count),
+                       new_state.detach())
