@@ -179,10 +179,12 @@ class ChunkEmbedding(nn.Module):
         else:
             self.table = None
             self.out_size = self.chunk * self.vocab
+            # Follows the model's dtype under .to(), so the one-hots match the cells' weights.
+            self.register_buffer("onehot_like", torch.zeros(0), persistent=False)
 
     def forward(self, chunks: torch.Tensor, batch_stats: bool) -> torch.Tensor:
         if self.table is None:
-            return F.one_hot(chunks, self.vocab).flatten(1).float()
+            return F.one_hot(chunks, self.vocab).flatten(1).to(self.onehot_like)
         offsets = torch.arange(self.chunk, device=chunks.device) * self.vocab
         z = self.table(chunks + offsets).sum(dim=1)
         if self.norm is not None:
