@@ -84,7 +84,7 @@ class WaybackConfig:
             need(isinstance(v, (list, tuple)), f"{name} must be a list of integers, got {v!r}")
             setattr(self, name, list(v))
         need(len(self.layer_sizes) >= 1, "layer_sizes must name at least one layer")
-        for name in ("layer_sizes", "io_sizes"):
+        for name in ("layer_sizes", "io_sizes", "boundaries"):
             for i, n in enumerate(getattr(self, name)):
                 need(_is_int(n) and n >= 1, f"{name}[{i}] must be an integer >= 1, got {n!r}")
         depth = len(self.layer_sizes)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from core.errors import ConfigError
 
@@ -80,12 +81,12 @@ class Schedule:
     def depth(self) -> int:
         return len(self.boundaries)
 
-    @property
+    @cached_property
     def layer_periods(self) -> tuple[int, ...]:
         """P_i: steps between two updates of layer i (stack: all 1)."""
         return tuple(math.prod(self.periods[: i + 1]) for i in range(self.depth))
 
-    @property
+    @cached_property
     def spans(self) -> tuple[int | None, ...]:
         """span_i: the steps of one gradient block of layer i (None: never cut)."""
         if self.layout == "stack":
