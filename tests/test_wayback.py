@@ -14,7 +14,7 @@ from core.codecs import decode, encode
 from core.data.segments import SegmentStreams
 from core.data.tones import tones
 from core.errors import ConfigError
-from core.generation.recurrent import RecurrentStepper
+from core.generation.recurrent import RecurrentStepper, continuations
 from core.models import build_model, config_from_dict
 from core.models.recurrent_cells import Cell
 from core.models.wayback import Wayback, WaybackConfig
@@ -159,6 +159,17 @@ def test_stepper_leaves_the_model_unchanged_and_samples_reproducibly():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="temperature"):
         RecurrentStepper(model, 1).sample(3, temperature=-1)
+
+
+def test_continuations_start_with_their_primer_and_follow_the_stepper():
+    model = tiny(chunk_size=2)
+    primers = [tokens(1, 7)[0], tokens(1, 12, seed=1)[0]]
+    outs = continuations(model, primers, 9, temperature=0.8, seed=5)
+    assert [len(o) for o in outs] == [16, 21]
+    assert all(torch.equal(o[: len(p)], p) for o, p in zip(outs, primers, strict=True))
+    stepper = RecurrentStepper(model, 1, seed=6)
+    stepper.prime(primers[1].view(1, -1))
+    assert torch.equal(outs[1][12:], stepper.sample(9, temperature=0.8)[0])
 
 
 def test_two_segments_with_the_carried_state_equal_one_forward_over_both():

@@ -7,7 +7,13 @@ import pytest
 
 from core.errors import ConfigError
 from core.models.wayback import WaybackConfig
-from core.models.wayback_hparams import hyperparameters_to_config, parse_flow_mapping, seed_train_args
+from core.models.wayback_hparams import (
+    hyperparameters_to_config,
+    parse_flow_mapping,
+    parse_hyperparameters,
+    seed_sample_args,
+    seed_train_args,
+)
 from core.train_config import from_dict
 
 # The two training commands of the wayback seed's README, verbatim.
@@ -72,6 +78,15 @@ SEED_WAYBACK = """python train
     io_sizes: [256],
     weight_decay: 1e-5
   }'"""
+
+SEED_SAMPLE = """python sample
+  --model_ckpt /path/to/model.ckpt
+  --model_hyperparameters /path/to/hyperparameters.yaml
+  --base_output_path /path/to/output
+  --temperature 0.001
+  condition1.wav
+  condition2.wav
+  condition3.wav"""
 
 TRAIN = {"lr": 0.01, "decay_rate": 0.1, "decay_patience": 1, "clip_norm": 1, "batch_size": 100,
          "weight_decay": 1e-5, "max_steps": 1000, "valid_every": 100}
@@ -152,3 +167,23 @@ def test_no_step_limit_and_patience_in_validations():
     out = seed_train_args(["--max_step_count", "None", "--validation_interval", "30",
                            "--hyperparameters", "{decay_patience: 100}"])
     assert out["config"]["train"]["max_steps"] >= 10**9 and out["config"]["train"]["decay_patience"] == 4
+
+
+def test_hyperparameters_text_alone_becomes_the_model_and_train_sections():
+    cfg = parse_hyperparameters("{layout: wayback, periods: [1, 2], boundaries: [4, 4], layer_sizes: [8, 8], "
+                                "initial_learning_rate: 0.002, batch_size: 4}")
+    assert cfg == {"model": {"model_type": "wayback", "layout": "wayback", "periods": [1, 2], "boundaries": [4, 4],
+                             "layer_sizes": [8, 8]}, "data": {}, "train": {"lr": 0.002, "batch_size": 4}}
+    assert from_dict(cfg).model_config().segment_length == 8
+
+
+def test_seed_sample_command_names_checkpoint_output_temperature_and_conditions():
+    out = seed_sample_args(args(SEED_SAMPLE))
+    assert out == {"checkpoint": "/path/to/model.ckpt", "hyperparameters": "/path/to/hyperparameters.yaml",
+                   "output_prefix": "/path/to/output", "temperature": 0.001,
+                   "conditions": ["condition1.wav", "condition2.wav", "condition3.wav"]}
+    assert seed_sample_args(["--model_ckpt", "runs/x/"])["output_prefix"] == "runs/x/"
+    with pytest.raises(ConfigError, match="--model_ckpt"):
+        seed_sample_args(["a.wav"])
+    with pytest.raises(ConfigError, match="--temperature"):
+        seed_sample_args(["--model_ckpt", "x", "--temperature", "hot"])

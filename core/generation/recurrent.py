@@ -101,3 +101,23 @@ class RecurrentStepper:
         """One recurrent step on the previous chunk; the head's context for the chunk that starts."""
         h, self.state = self.model.step_context(self.state)
         self.context = self.model.output_net(h, False)
+
+
+def continuations(model: Wayback, primers: list[torch.Tensor], n: int, temperature: float = 1.0,
+                  top_k: int | None = None, seed: int | None = None) -> list[torch.Tensor]:
+    """The seed's sampling: run each primer (P_i,) through the model, then draw n samples after it.
+
+    Returns one LongTensor (P_i + n,) per primer, starting with the primer itself. Primers of different
+    lengths run one after another, each in its own stepper (seed + i when seeded).
+    """
+    check_sampling_args(temperature, top_k)
+    if not (isinstance(n, int) and n >= 0):
+        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    out = []
+    for i, primer in enumerate(primers):
+        primer = torch.as_tensor(primer, dtype=torch.long).reshape(1, -1)
+        stepper = RecurrentStepper(model, 1, seed=None if seed is None else seed + i)
+        if primer.shape[1]:
+            stepper.prime(primer)
+        out.append(torch.cat([primer[0], stepper.sample(n, temperature, top_k)[0]]))
+    return out

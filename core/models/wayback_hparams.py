@@ -6,7 +6,9 @@ command line (everything after the script name) into
 
     {"config": {"model": {...}, "data": {...}, "train": {...}}, "run_dir": str, "resume": bool}
 
-so a seed command runs with only the script name changed. The names map as follows:
+so a seed command runs with only the script name changed; `parse_hyperparameters(text)` does the
+same for the --hyperparameters text alone, and `seed_sample_args(argv)` reads the seed's `sample`
+command. The names map as follows:
 
     model (WaybackConfig, same names): sampling_frequency, bit_depth, layout, cell, activation, use_bn,
         vskip, segment_length, chunk_size, layer_sizes, periods, boundaries, unroll_layer_count, carry,
@@ -156,25 +158,43 @@ def hyperparameters_to_config(hp: dict, validation_interval: int | None = None) 
     return {"model": model, "data": {}, "train": train}
 
 
+def parse_hyperparameters(text: str, validation_interval: int | None = None) -> dict:
+    """The text of --hyperparameters -> {"model": {...}, "data": {}, "train": {...}}."""
+    return hyperparameters_to_config(parse_flow_mapping(text), validation_interval)
+
+
 _FLAGS = {"data_dir": str, "base_output_dir": str, "resume": bool, "max_step_count": int, "max_examples": int,
           "validation_interval": int, "basename": str, "hyperparameters": str}
 
 
-def seed_train_args(argv: list[str]) -> dict:
-    """The seed's `train` arguments (argv after the script name) -> {"config", "run_dir", "resume"}."""
+def _read_flags(argv: list[str], known: dict, command: str) -> tuple[dict, list[str]]:
+    """--name value / --name=value pairs -> ({name: value}, the other arguments in order)."""
     flags: dict[str, object] = {}
+    rest: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
-        name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        if name not in _FLAGS:
-            raise ConfigError(f"unknown argument {arg!r}; the seed's train takes --{', --'.join(_FLAGS)}")
+        if not arg.startswith("--"):
+            rest.append(arg)
+            i += 1
+            continue
+        name, eq, value = arg[2:].partition("=")
+        if name not in known:
+            raise ConfigError(f"unknown argument {arg!r}; the seed's {command} takes --{', --'.join(known)}")
         if not eq:
             if i + 1 >= len(argv):
                 raise ConfigError(f"--{name} needs a value")
             value, i = argv[i + 1], i + 1
-        flags[name] = _flag(name, value)
+        flags[name] = _flag(known, name, value)
         i += 1
+    return flags, rest
+
+
+def seed_train_args(argv: list[str]) -> dict:
+    """The seed's `train` arguments (argv after the script name) -> {"config", "run_dir", "resume"}."""
+    flags, rest = _read_flags(argv, _FLAGS, "train")
+    if rest:
+        raise ConfigError(f"unexpected argument {rest[0]!r}; the seed's train takes only --name value pairs")
     hp = parse_flow_mapping(flags.get("hyperparameters", "{}"))
     cfg = hyperparameters_to_config(hp, flags.get("validation_interval"))
     if "data_dir" in flags:
@@ -189,10 +209,35 @@ def seed_train_args(argv: list[str]) -> dict:
     return {"config": cfg, "run_dir": f"{str(base).rstrip('/')}/{name}", "resume": bool(flags.get("resume", False))}
 
 
-def _flag(name: str, value: str) -> object:
-    kind = _FLAGS[name]
+_SAMPLE_FLAGS = {"model_ckpt": str, "model_hyperparameters": str, "base_output_path": str, "temperature": float}
+
+
+def seed_sample_args(argv: list[str]) -> dict:
+    """The seed's `sample` arguments -> {"checkpoint", "hyperparameters", "output_prefix", "temperature",
+    "conditions"}: a checkpoint folder (its config.json holds the hyperparameters, so --model_hyperparameters
+    is only passed on), the prefix of every written path (default: the checkpoint's folder), the softmax
+    temperature (default 1) and the WAVs whose fragments prime the model, one output each."""
+    flags, conditions = _read_flags(argv, _SAMPLE_FLAGS, "sample")
+    if "model_ckpt" not in flags:
+        raise ConfigError("--model_ckpt is required: the checkpoint to sample from")
+    ckpt = str(flags["model_ckpt"]).rstrip("/")
+    return {"checkpoint": ckpt, "hyperparameters": flags.get("model_hyperparameters"),
+            "output_prefix": flags.get("base_output_path") or ckpt + "/",
+            "temperature": flags.get("temperature", 1.0), "conditions": conditions}
+
+
+def _flag(known: dict, name: str, value: str) -> object:
+    kind = known[name]
     if kind is str:
         return value
+    if kind is float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"--{name} must be a number, got {value!r}") from None
+        if not (math.isfinite(number) and number >= 0):
+            raise ConfigError(f"--{name} must be a number >= 0, got {value!r}")
+        return number
     if kind is bool:
         if value.lower() not in ("true", "false"):
             raise ConfigError(f"--{name} must be true or false, got {value!r}")
