@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from core.models.wayback import RecurrentState, Wayback
 
@@ -26,19 +25,20 @@ class TBPTTOutput(NamedTuple):
 
 
 def tbptt_objective(model: Wayback, x: torch.Tensor, state: RecurrentState | None,
-                    lengths: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> TBPTTOutput:
+                    lengths: torch.Tensor | None = None, reset: torch.Tensor | None = None,
+                    checkpointed: bool = True) -> TBPTTOutput:
     """x (B, T) tokens of the next segment of B streams; state from the previous segment (None: all streams start).
 
     lengths (B,): valid samples per row (padding after them is not scored; default all T).
     reset (B,) bool: rows where a new sequence starts, whose state restarts from zero.
+    checkpointed: recompute each bottom-layer block in the backward (Wayback.nll): about constant memory.
     """
     b, t = x.shape
     if state is None:
         state = model.zero_state(b)
     elif reset is not None and bool(reset.any()):
         state = state.where(reset.to(x.device), model.zero_state(b))
-    logits, new_state = model(x, state)
-    nll = F.cross_entropy(logits, x, reduction="none")  # (B, T)
+    nll, hit, new_state = model.nll(x, state, checkpointed)  # (B, T) each
     if lengths is None:
         mask = torch.ones_like(nll, dtype=torch.bool)
     else:
@@ -46,6 +46,6 @@ def tbptt_objective(model: Wayback, x: torch.Tensor, state: RecurrentState | Non
     count = int(mask.sum())
     total = (nll * mask).sum()
     loss = total / max(count, 1)
-    correct = ((logits.argmax(dim=1) == x) & mask).sum()
+    correct = (hit & mask).sum()
     return TBPTTOutput(loss, {"nll_nats": float(total.detach()), "correct": float(correct)}, float(count),
                        new_state.detach())

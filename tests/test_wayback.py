@@ -1,5 +1,6 @@
 """The wayback model: truncation measured by autograd, hand-unrolled references, carry, generation, learning."""
 
+import copy
 import dataclasses
 import json
 import warnings
@@ -170,6 +171,51 @@ def test_continuations_start_with_their_primer_and_follow_the_stepper():
     stepper = RecurrentStepper(model, 1, seed=6)
     stepper.prime(primers[1].view(1, -1))
     assert torch.equal(outs[1][12:], stepper.sample(9, temperature=0.8)[0])
+
+
+@pytest.mark.parametrize("layout", ["wayback", "stack"])
+def test_checkpointed_nll_equals_cross_entropy_of_the_logits_in_value_gradient_and_running_statistics(layout):
+    """Wayback.nll (the loss's path, recomputing each bottom-layer block in the backward) is the same function
+    as cross-entropy over forward's logits, and updates the batch-norm running statistics once."""
+    kw = dict(layout=layout, use_bn=True, vskip=True, chunk_size=2, boundaries=[2, 2, 2])
+    kw.update(dict(periods=[1, 1, 2]) if layout == "wayback" else dict(periods=None))
+    a = tiny(dtype=torch.float64, **kw).train()
+    b = copy.deepcopy(a)
+    x = tokens(3, 48)
+    _, state = a(tokens(3, 48, seed=2))
+    b.load_state_dict(a.state_dict())
+    logits, after_a = a(x, state.detach())
+    F.cross_entropy(logits, x, reduction="sum").backward()
+    nll, hit, after_b = b.nll(x, state.detach())
+    nll.sum().backward()
+    torch.testing.assert_close(nll, F.cross_entropy(logits, x, reduction="none"), rtol=0, atol=1e-10)
+    assert torch.equal(hit, logits.argmax(dim=1) == x)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-8, atol=1e-10, msg=name)
+    for (name, ba), bb in zip(a.named_buffers(), b.buffers(), strict=True):
+        torch.testing.assert_close(ba, bb, rtol=0, atol=1e-12, msg=name)
+    assert after_a.time == after_b.time
+    torch.testing.assert_close(after_a.layers[0][-1], after_b.layers[0][-1], rtol=0, atol=1e-10)
+
+
+def test_checkpointed_nll_keeps_no_activations_outside_the_recomputed_blocks():
+    model = tiny(layout="wayback", use_bn=True, periods=[1, 1, 2], boundaries=[4, 4, 4]).train()
+
+    def saved_bytes(t: int, checkpointed: bool) -> int:
+        total = 0
+
+        def pack(tensor):
+            nonlocal total
+            total += tensor.numel() * tensor.element_size()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            model.nll(tokens(4, t), None, checkpointed)
+        return total
+
+    plain, blocks = saved_bytes(64, False), saved_bytes(64, True)
+    assert saved_bytes(128, False) > 1.9 * plain  # the plain graph grows with the segment
+    assert blocks < plain / 100
 
 
 def test_two_segments_with_the_carried_state_equal_one_forward_over_both():

@@ -7,9 +7,10 @@ Every transition projects a list of terms (its own output and whatever it reads)
                                                                normalised on its own, gain 0.1)
 
 Batch normalisation keeps running statistics; `batch_stats` says whether a call normalises with the
-batch's statistics (training, and then updates the running ones) or with the running ones
-(evaluation and generation, where the batch may be one row). No call mutates anything else, so a
-generator can run a shared model with batch_stats=False.
+batch's statistics (True: training, and then updates the running ones; FROZEN: the same without the
+update, for recomputing a checkpointed forward) or with the running ones (False: evaluation and
+generation, where the batch may be one row). No call mutates anything else, so a generator can run a
+shared model with batch_stats=False.
 
 State is a tuple of tensors, each (B, size); `output(state)` is what other layers and the readout see.
 
@@ -32,10 +33,16 @@ CELLS: tuple[str, ...] = ("rnn", "gru", "lstm")
 ACTIVATIONS = {"identity": lambda x: x, "elu": F.elu, "tanh": torch.tanh}
 
 State = tuple[torch.Tensor, ...]
+FROZEN = "frozen"  # batch_stats: normalise with the batch's statistics, leave the running ones alone
 
 
 class BatchNorm(nn.Module):
-    """Batch normalisation over dim 0 of (N, D) with running statistics; beta optional (0 when absent)."""
+    """Batch normalisation with statistics over the batch at each time step (Cooijmans et al. 2016).
+
+    x (B, D) is one step, x (B, K, D) is K steps normalised each with its own batch statistics, so a segment
+    gives the same numbers whole or in blocks. The running statistics move once per step by `momentum`
+    (K steps at once in closed form); they normalise when batch_stats is False or the batch is one row.
+    """
 
     def __init__(self, size: int, gain: float = 0.1, shift: bool = True, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
@@ -45,14 +52,30 @@ class BatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(size))
         self.momentum, self.eps = momentum, eps
 
-    def forward(self, x: torch.Tensor, batch_stats: bool) -> torch.Tensor:
-        """x (N, D) -> (N, D)."""
-        return F.batch_norm(x, self.running_mean, self.running_var, self.gamma, self.beta,
-                            training=batch_stats and x.shape[0] > 1, momentum=self.momentum, eps=self.eps)
+    def forward(self, x: torch.Tensor, batch_stats: bool | str) -> torch.Tensor:
+        """x (B, D) or (B, K, D) -> the same shape."""
+        if batch_stats is False or x.shape[0] == 1:
+            mean, var = self.running_mean, self.running_var
+        else:
+            mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
+            if batch_stats is True:
+                self._update(mean.detach(), var.detach() * x.shape[0] / (x.shape[0] - 1))
+        y = (x - mean) * torch.rsqrt(var + self.eps) * self.gamma
+        return y if self.beta is None else y + self.beta
+
+    @torch.no_grad()
+    def _update(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """mean, var (D,) or (K, D): K steps of r <- (1 - m) r + m s_k, in closed form."""
+        m = self.momentum
+        mean, var = mean.reshape(-1, mean.shape[-1]), var.reshape(-1, var.shape[-1])
+        k = mean.shape[0]
+        w = (m * (1 - m) ** torch.arange(k - 1, -1, -1, dtype=mean.dtype, device=mean.device)).view(-1, 1)
+        self.running_mean.mul_((1 - m) ** k).add_((w * mean).sum(dim=0))
+        self.running_var.mul_((1 - m) ** k).add_((w * var).sum(dim=0))
 
 
 class Projection(nn.Module):
-    """Sum of linear projections of several terms (B, in_k) -> (B, out), batch-normalised per term if use_bn."""
+    """Sum of linear projections of several terms (..., in_k) -> (..., out), batch-normalised per term if use_bn."""
 
     def __init__(self, in_sizes: Sequence[int], out: int, use_bn: bool):
         super().__init__()
@@ -64,7 +87,7 @@ class Projection(nn.Module):
         else:
             self.linear = nn.Linear(sum(in_sizes), out)
 
-    def forward(self, terms: Sequence[torch.Tensor], batch_stats: bool) -> torch.Tensor:
+    def forward(self, terms: Sequence[torch.Tensor], batch_stats: bool | str) -> torch.Tensor:
         if not self.use_bn:
             return self.linear(torch.cat(list(terms), dim=-1))
         out = self.bias
@@ -74,7 +97,7 @@ class Projection(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Layers of proj -> ELU (the seed's input and output nets): (N, in) -> (N, sizes[-1]), or identity."""
+    """Layers of proj -> ELU (the seed's input and output nets): (B, [K,] in) -> (B, [K,] sizes[-1]), or identity."""
 
     def __init__(self, in_size: int, sizes: Sequence[int], use_bn: bool):
         super().__init__()
@@ -82,7 +105,7 @@ class FeedForward(nn.Module):
         self.layers = nn.ModuleList(Projection([a], b, use_bn) for a, b in zip(dims, dims[1:], strict=False))
         self.out_size = dims[-1]
 
-    def forward(self, x: torch.Tensor, batch_stats: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_stats: bool | str) -> torch.Tensor:
         for layer in self.layers:
             x = F.elu(layer([x], batch_stats))
         return x
@@ -116,7 +139,7 @@ class Cell(nn.Module):
         """The (B, size) part of the state other layers read: h (the last tensor)."""
         return state[-1]
 
-    def forward(self, inputs: Sequence[torch.Tensor], state: State, batch_stats: bool) -> State:
+    def forward(self, inputs: Sequence[torch.Tensor], state: State, batch_stats: bool | str) -> State:
         """inputs: the terms this layer reads, each (B, in_k); state -> the new state."""
         h = state[-1]
         if self.kind == "rnn":

@@ -23,6 +23,12 @@ exactly as `Schedule.reach` says; `forward` does the cutting, so one backward pe
 truncated backprop through time. The cuts are positions in the stream: segments must start on a
 multiple of the schedule's `segment_steps` (core/data/segments.py cuts them so).
 
+Memory: `nll` (the training loss's path) runs the segment in blocks of the bottom layer's span under
+activation checkpointing, the loss inside each block: the graph keeps each block's first state and
+its per-sample losses, and the backward recomputes one block at a time. So what a segment holds is
+about one bottom-layer block of activations (boundaries[0] steps) plus a few states per block, not
+the whole segment, the seed's "constant memory per layer". (stack: one block, the segment.)
+
 `unroll_layer_count` is accepted and ignored: it was a TensorFlow workaround (stop the gradient
 between static unrolls); here every layer is cut where its boundary says.
 """
@@ -36,10 +42,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from core.errors import ConfigError
 from core.models import register
-from core.models.recurrent_cells import ACTIVATIONS, CELLS, BatchNorm, Cell, FeedForward, Projection, State
+from core.models.recurrent_cells import ACTIVATIONS, CELLS, FROZEN, BatchNorm, Cell, FeedForward, Projection, State
 from core.models.wayback_schedule import Schedule, check_schedule
 
 
@@ -158,7 +165,7 @@ class RecurrentState:
 
 
 class ChunkEmbedding(nn.Module):
-    """Input net: a chunk of tokens (N, c) in [0, Q] -> (N, E).
+    """Input net: chunks of tokens (B, [K,] c) in [0, Q] -> (B, [K,] E).
 
     The first layer is a projection of the concatenated one-hots, done as a sum of embedding rows;
     the rest are io_sizes[1:]. Without io_sizes the chunk's one-hots themselves are the input.
@@ -184,9 +191,9 @@ class ChunkEmbedding(nn.Module):
 
     def forward(self, chunks: torch.Tensor, batch_stats: bool) -> torch.Tensor:
         if self.table is None:
-            return F.one_hot(chunks, self.vocab).flatten(1).to(self.onehot_like)
+            return F.one_hot(chunks, self.vocab).flatten(-2).to(self.onehot_like)
         offsets = torch.arange(self.chunk, device=chunks.device) * self.vocab
-        z = self.table(chunks + offsets).sum(dim=1)
+        z = self.table(chunks + offsets).sum(dim=-2)
         if self.norm is not None:
             z = self.norm(z, batch_stats)
         return self.rest(F.elu(z + self.bias), batch_stats)
@@ -270,13 +277,43 @@ class Wayback(nn.Module):
         k = t // c.chunk_size
         chunks = x.view(b, k, c.chunk_size)
         inputs = torch.cat([state.last.unsqueeze(1), chunks[:, :-1]], dim=1)
-        e = self.embed(inputs.reshape(b * k, -1), bs).view(b, k, -1)
-        h, time, layers = self.recur(e, state, bs, trace)
-        logits = self.readout(h.reshape(b * k, -1), chunks.reshape(b * k, -1), bs)  # (B*K, c, Q)
-        logits = logits.reshape(b, t, -1).transpose(1, 2)
+        h, time, layers = self.recur(self.embed(inputs, bs), state, bs, trace)
+        logits = self.readout(h, chunks, bs).reshape(b, t, -1).transpose(1, 2)
         return logits, RecurrentState(time, layers, chunks[:, -1])
 
-    def recur(self, e: torch.Tensor, state: RecurrentState, batch_stats: bool,
+    def nll(self, x: torch.Tensor, state: RecurrentState | None = None, checkpointed: bool = True
+            ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState]:
+        """x (B, T) -> (-log p(x_t | x_<t, state) (B, T), argmax hits (B, T) bool, the state after x).
+
+        The same numbers and gradients as cross-entropy over `forward`'s logits; with `checkpointed`
+        (and gradients on) each block of the bottom layer's span is a checkpointed region whose
+        activations are recomputed in the backward (see the module docstring).
+        """
+        c = self.config
+        b, t = x.shape
+        if t == 0 or t % c.chunk_size:
+            raise ValueError(f"x must be (B, T), T > 0 a multiple of chunk_size={c.chunk_size}, got {tuple(x.shape)}")
+        state = self.zero_state(b) if state is None else state
+        k = t // c.chunk_size
+        chunks = x.view(b, k, c.chunk_size)
+        inputs = torch.cat([state.last.unsqueeze(1), chunks[:, :-1]], dim=1)
+        block = self.schedule.spans[0] if checkpointed and torch.is_grad_enabled() else k
+        sizes = [len(s) for s in state.layers]
+        flat = [t for s in state.layers for t in s]
+        nlls, hits = [], []
+        for k0 in range(0, k, block):
+            region = _Region(self, inputs[:, k0 : k0 + block], chunks[:, k0 : k0 + block], state.time + k0, sizes)
+            nll, hit, *flat = checkpoint(region, *flat, use_reentrant=False) if block < k else region(*flat)
+            nlls.append(nll)
+            hits.append(hit)
+        layers, i = [], 0
+        for n in sizes:
+            layers.append(tuple(flat[i : i + n]))
+            i += n
+        return (torch.cat(nlls, dim=1), torch.cat(hits, dim=1),
+                RecurrentState((state.time + k) % self.schedule.segment_steps, layers, chunks[:, -1]))
+
+    def recur(self, e: torch.Tensor, state: RecurrentState, batch_stats: bool | str,
               trace: list | None = None) -> tuple[torch.Tensor, int, list[State]]:
         """Run the schedule over inputs e (B, K, E) -> (all layers' outputs after each step (B, K, sum sizes),
         time after, layer states after). Cuts each layer's gradient where the schedule says."""
@@ -301,15 +338,44 @@ class Wayback(nn.Module):
             outs.append(torch.cat([Cell.output(s) for s in layers], dim=-1))
         return torch.stack(outs, dim=1), (state.time + e.shape[1]) % sched.segment_steps, layers
 
-    def readout(self, h: torch.Tensor, tokens: torch.Tensor, batch_stats: bool) -> torch.Tensor:
-        """h (N, sum sizes) after a step, tokens (N, n) of the chunk it predicts -> logits (N, n, Q)."""
-        return self.head(self.output_net(h, batch_stats), tokens)
+    def readout(self, h: torch.Tensor, tokens: torch.Tensor, batch_stats: bool | str) -> torch.Tensor:
+        """h (B, K, sum sizes) after each step, tokens (B, K, c) of the chunks they predict -> logits (B, K, c, Q)."""
+        o = self.output_net(h, batch_stats)
+        b, k, c = tokens.shape
+        return self.head(o.reshape(b * k, -1), tokens.reshape(b * k, c)).view(b, k, c, -1)
 
     def step_context(self, state: RecurrentState) -> tuple[torch.Tensor, RecurrentState]:
         """One step on state.last with running statistics -> (h (B, sum sizes) for the chunk head, new state).
 
         The new state keeps `last`; the caller sets it once the chunk is known (for generation).
         """
-        e = self.embed(state.last, False).unsqueeze(1)
-        h, time, layers = self.recur(e, state, False)
+        h, time, layers = self.recur(self.embed(state.last.unsqueeze(1), False), state, False)
         return h[:, 0], RecurrentState(time, layers, state.last)
+
+
+class _Region:
+    """One block of `Wayback.nll`: (layer state tensors at its start) -> (nll (B, n), hits (B, n), state tensors
+    at its end). Its first call normalises with the batch's statistics and updates the running ones (in
+    training); a checkpoint's recomputation of it uses the same batch statistics and updates nothing."""
+
+    def __init__(self, model: Wayback, inputs: torch.Tensor, targets: torch.Tensor, time: int, sizes: list[int]):
+        self.model, self.inputs, self.targets, self.time, self.sizes = model, inputs, targets, time, sizes
+        self.calls = 0
+
+    def __call__(self, *flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        model = self.model
+        bs = model.training and (FROZEN if self.calls else True)
+        self.calls += 1
+        b, k, c = self.targets.shape
+        layers, i = [], 0
+        for n in self.sizes:
+            layers.append(tuple(flat[i : i + n]))
+            i += n
+        e = model.embed(self.inputs, bs)
+        h, _, layers = model.recur(e, RecurrentState(self.time, layers, self.inputs[:, 0]), bs)
+        logits = model.readout(h, self.targets, bs)  # (B, K, c, Q)
+        targets = self.targets.reshape(b * k * c)
+        logits = logits.reshape(b * k * c, -1)
+        nll = F.cross_entropy(logits, targets, reduction="none").view(b, k * c)
+        hit = (logits.argmax(dim=-1) == targets).view(b, k * c)
+        return (nll, hit, *[t for s in layers for t in s])
