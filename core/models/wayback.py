@@ -266,19 +266,10 @@ class Wayback(nn.Module):
         defaults to self.training. `trace`, if a list, receives (layer, step, output (B, size)) for
         every update, the tensors the rest of the graph uses (for gradient measurements).
         """
-        c = self.config
-        b, t = x.shape
-        if t == 0 or t % c.chunk_size:
-            raise ValueError(f"x must be (B, T), T > 0 a multiple of chunk_size={c.chunk_size}, got {tuple(x.shape)}")
-        if x.min() < 0 or x.max() >= c.quantization_levels:
-            raise ValueError(f"tokens must be in [0, {c.quantization_levels}), got [{x.min()}, {x.max()}]")
-        state = self.zero_state(b) if state is None else state
+        state, chunks, inputs = self._chunks(x, state)
         bs = self.training if batch_stats is None else batch_stats
-        k = t // c.chunk_size
-        chunks = x.view(b, k, c.chunk_size)
-        inputs = torch.cat([state.last.unsqueeze(1), chunks[:, :-1]], dim=1)
         h, time, layers = self.recur(self.embed(inputs, bs), state, bs, trace)
-        logits = self.readout(h, chunks, bs).reshape(b, t, -1).transpose(1, 2)
+        logits = self.readout(h, chunks, bs).reshape(*x.shape, -1).transpose(1, 2)
         return logits, RecurrentState(time, layers, chunks[:, -1])
 
     def nll(self, x: torch.Tensor, state: RecurrentState | None = None, checkpointed: bool = True
@@ -289,14 +280,8 @@ class Wayback(nn.Module):
         (and gradients on) each block of the bottom layer's span is a checkpointed region whose
         activations are recomputed in the backward (see the module docstring).
         """
-        c = self.config
-        b, t = x.shape
-        if t == 0 or t % c.chunk_size:
-            raise ValueError(f"x must be (B, T), T > 0 a multiple of chunk_size={c.chunk_size}, got {tuple(x.shape)}")
-        state = self.zero_state(b) if state is None else state
-        k = t // c.chunk_size
-        chunks = x.view(b, k, c.chunk_size)
-        inputs = torch.cat([state.last.unsqueeze(1), chunks[:, :-1]], dim=1)
+        state, chunks, inputs = self._chunks(x, state)
+        k = chunks.shape[1]
         block = self.schedule.spans[0] if checkpointed and torch.is_grad_enabled() else k
         sizes = [len(s) for s in state.layers]
         flat = [t for s in state.layers for t in s]
@@ -306,12 +291,20 @@ class Wayback(nn.Module):
             nll, hit, *flat = checkpoint(region, *flat, use_reentrant=False) if block < k else region(*flat)
             nlls.append(nll)
             hits.append(hit)
-        layers, i = [], 0
-        for n in sizes:
-            layers.append(tuple(flat[i : i + n]))
-            i += n
         return (torch.cat(nlls, dim=1), torch.cat(hits, dim=1),
-                RecurrentState((state.time + k) % self.schedule.segment_steps, layers, chunks[:, -1]))
+                RecurrentState((state.time + k) % self.schedule.segment_steps, _unflatten(flat, sizes), chunks[:, -1]))
+
+    def _chunks(self, x: torch.Tensor, state: RecurrentState | None
+                ) -> tuple[RecurrentState, torch.Tensor, torch.Tensor]:
+        """Checked x (B, T) -> (state, chunks (B, K, c), the chunk each step reads (B, K, c))."""
+        c = self.config
+        if x.dim() != 2 or x.shape[1] == 0 or x.shape[1] % c.chunk_size:
+            raise ValueError(f"x must be (B, T), T > 0 a multiple of chunk_size={c.chunk_size}, got {tuple(x.shape)}")
+        if x.min() < 0 or x.max() >= c.quantization_levels:
+            raise ValueError(f"tokens must be in [0, {c.quantization_levels}), got [{x.min()}, {x.max()}]")
+        state = self.zero_state(x.shape[0]) if state is None else state
+        chunks = x.view(x.shape[0], -1, c.chunk_size)
+        return state, chunks, torch.cat([state.last.unsqueeze(1), chunks[:, :-1]], dim=1)
 
     def recur(self, e: torch.Tensor, state: RecurrentState, batch_stats: bool | str,
               trace: list | None = None) -> tuple[torch.Tensor, int, list[State]]:
@@ -367,15 +360,20 @@ class _Region:
         bs = model.training and (FROZEN if self.calls else True)
         self.calls += 1
         b, k, c = self.targets.shape
-        layers, i = [], 0
-        for n in self.sizes:
-            layers.append(tuple(flat[i : i + n]))
-            i += n
-        e = model.embed(self.inputs, bs)
-        h, _, layers = model.recur(e, RecurrentState(self.time, layers, self.inputs[:, 0]), bs)
+        state = RecurrentState(self.time, _unflatten(list(flat), self.sizes), self.inputs[:, 0])
+        h, _, layers = model.recur(model.embed(self.inputs, bs), state, bs)
         logits = model.readout(h, self.targets, bs)  # (B, K, c, Q)
         targets = self.targets.reshape(b * k * c)
         logits = logits.reshape(b * k * c, -1)
         nll = F.cross_entropy(logits, targets, reduction="none").view(b, k * c)
         hit = (logits.argmax(dim=-1) == targets).view(b, k * c)
         return (nll, hit, *[t for s in layers for t in s])
+
+
+def _unflatten(flat: list[torch.Tensor], sizes: list[int]) -> list[State]:
+    """The state tensors of all layers in one list -> one tuple per layer of sizes[i] tensors."""
+    out, i = [], 0
+    for n in sizes:
+        out.append(tuple(flat[i : i + n]))
+        i += n
+    return out
