@@ -26,12 +26,13 @@ class TBPTTOutput(NamedTuple):
 
 def tbptt_objective(model: Wayback, x: torch.Tensor, state: RecurrentState | None,
                     lengths: torch.Tensor | None = None, reset: torch.Tensor | None = None,
-                    checkpointed: bool = True) -> TBPTTOutput:
+                    checkpointed: bool | None = None) -> TBPTTOutput:
     """x (B, T) tokens of the next segment of B streams; state from the previous segment (None: all streams start).
 
     lengths (B,): valid samples per row (padding after them is not scored; default all T).
     reset (B,) bool: rows where a new sequence starts, whose state restarts from zero.
-    checkpointed: recompute each bottom-layer block in the backward (Wayback.nll): about constant memory.
+    checkpointed: recompute each bottom-layer block in the backward (Wayback.nll): about constant memory
+    for 1.5-2x the time; None = on an accelerator only.
     """
     b, t = x.shape
     if state is None:

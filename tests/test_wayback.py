@@ -186,7 +186,7 @@ def test_checkpointed_nll_equals_cross_entropy_of_the_logits_in_value_gradient_a
     b.load_state_dict(a.state_dict())
     logits, after_a = a(x, state.detach())
     F.cross_entropy(logits, x, reduction="sum").backward()
-    nll, hit, after_b = b.nll(x, state.detach())
+    nll, hit, after_b = b.nll(x, state.detach(), checkpointed=True)
     nll.sum().backward()
     torch.testing.assert_close(nll, F.cross_entropy(logits, x, reduction="none"), rtol=0, atol=1e-10)
     assert torch.equal(hit, logits.argmax(dim=1) == x)

@@ -23,11 +23,13 @@ exactly as `Schedule.reach` says; `forward` does the cutting, so one backward pe
 truncated backprop through time. The cuts are positions in the stream: segments must start on a
 multiple of the schedule's `segment_steps` (core/data/segments.py cuts them so).
 
-Memory: `nll` (the training loss's path) runs the segment in blocks of the bottom layer's span under
-activation checkpointing, the loss inside each block: the graph keeps each block's first state and
-its per-sample losses, and the backward recomputes one block at a time. So what a segment holds is
-about one bottom-layer block of activations (boundaries[0] steps) plus a few states per block, not
-the whole segment, the seed's "constant memory per layer". (stack: one block, the segment.)
+Memory: `nll` (the training loss's path) can run the segment in blocks of the bottom layer's span
+under activation checkpointing, the loss inside each block: the graph keeps each block's first state
+and its per-sample losses, and the backward recomputes one block at a time. So a segment holds about
+one bottom-layer block of activations (boundaries[0] steps) plus a few states per block, not the
+whole segment: the seed's "constant memory per layer" (stack: one block, the segment). It costs one
+more forward (about 1.5-2x the step time on a CPU, where these models are small and overhead-bound),
+so by default it is on where memory is the limit, on an accelerator, and off on the CPU.
 
 `unroll_layer_count` is accepted and ignored: it was a TensorFlow workaround (stop the gradient
 between static unrolls); here every layer is cut where its boundary says.
@@ -272,16 +274,19 @@ class Wayback(nn.Module):
         logits = self.readout(h, chunks, bs).reshape(*x.shape, -1).transpose(1, 2)
         return logits, RecurrentState(time, layers, chunks[:, -1])
 
-    def nll(self, x: torch.Tensor, state: RecurrentState | None = None, checkpointed: bool = True
+    def nll(self, x: torch.Tensor, state: RecurrentState | None = None, checkpointed: bool | None = None
             ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState]:
         """x (B, T) -> (-log p(x_t | x_<t, state) (B, T), argmax hits (B, T) bool, the state after x).
 
         The same numbers and gradients as cross-entropy over `forward`'s logits; with `checkpointed`
         (and gradients on) each block of the bottom layer's span is a checkpointed region whose
-        activations are recomputed in the backward (see the module docstring).
+        activations are recomputed in the backward. None: checkpointed unless x is on the CPU (see the
+        module docstring).
         """
         state, chunks, inputs = self._chunks(x, state)
         k = chunks.shape[1]
+        if checkpointed is None:
+            checkpointed = x.device.type != "cpu"
         block = self.schedule.spans[0] if checkpointed and torch.is_grad_enabled() else k
         sizes = [len(s) for s in state.layers]
         flat = [t for s in state.layers for t in s]
