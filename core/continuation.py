@@ -1,4 +1,4 @@
-"""Continue a waveform with an audio WaveNet: quantise the primer, prime, generate, decode.
+"""Continue a waveform with an audio model (WaveNet, wayback RNN): quantise the primer, prime, generate, decode.
 
 Shared by the sampling CLI and the audio page, so both produce the same audio for the same
 inputs and seed.
@@ -15,12 +15,17 @@ from core import codecs
 from core.conditioning import Cond
 from core.errors import ConfigError
 from core.generation import generate
+from core.generation.stepper import STEPPERS
 from core.models.wavenet import WaveNet
 
 
-def check_audio_model(model: WaveNet) -> None:
-    if getattr(model, "model_type", None) != "wavenet" or model.config.codec == "none" or not model.config.sample_rate:
-        raise ConfigError("this model does not generate audio (it needs a WaveNet with an audio codec and sample rate)")
+def check_audio_model(model: torch.nn.Module) -> None:
+    """ConfigError unless the model generates audio: a family with a stepper, an audio codec and a sample rate."""
+    c = getattr(model, "config", None)
+    if (getattr(model, "model_type", None) not in STEPPERS or getattr(c, "codec", "none") == "none"
+            or not getattr(c, "sample_rate", 0)):
+        raise ConfigError("this model does not generate audio (it needs an autoregressive audio model, such as a "
+                          "WaveNet or a wayback RNN, with an audio codec and sample rate)")
 
 
 def quantise(model: WaveNet, audio: np.ndarray) -> torch.Tensor:
@@ -56,8 +61,9 @@ def continue_audio(
     check_audio_model(model)
     if not (isinstance(seconds, (int, float)) and seconds > 0):
         raise ConfigError(f"seconds must be > 0, got {seconds!r}")
-    if model.config.n_classes and classes is None:
-        raise ConfigError(f"this model is class-conditional: choose a class in [0, {model.config.n_classes})")
+    n_classes = getattr(model.config, "n_classes", 0)  # families without class conditioning have none
+    if n_classes and classes is None:
+        raise ConfigError(f"this model is class-conditional: choose a class in [0, {n_classes})")
     n = int(round(seconds * model.config.sample_rate))
     prime = quantise(model, primer) if primer is not None and len(primer) else None
     cond = Cond(classes=torch.tensor([classes])) if classes is not None else None

@@ -129,7 +129,7 @@ def build(store: ModelStore) -> None:
                 log_every = gr.Number(first[13], precision=0, label="log every")
             overrides = gr.Textbox(first[14], label="more settings", lines=2,
                                    placeholder="one section.key=value per line, e.g. train.weight_decay=1e-5",
-                                   info="any config key (see core/train_config.py); values are JSON")
+                                   info="any config key (see core/training/config.py); values are JSON")
             with gr.Row():
                 device = gr.Dropdown(device_choices(), value="auto", label="device")
                 processes = gr.Slider(1, max(1, max_processes(None)), value=1, step=1, label="processes",

@@ -5,6 +5,8 @@
         cond        Cond with classes (B,) and/or local (B, C_local, T_local), or None
         lengths     (B,) long: valid steps of each item (padding after them), or None: all T
         score_from  positions before it are context only (an audio window's first R samples)
+        reset       (B,) bool: rows that start a new sequence (truncated backprop drops their carried
+                    state), or None: batches are independent
 
 A split is a `SplitDataset`: a torch Dataset that also says how its items become a `Batch`
 (`collate`), how it is iterated for training and evaluation (`loader`), and where scoring starts.
@@ -26,13 +28,15 @@ class Batch:
     cond: Cond | None = None
     lengths: torch.Tensor | None = None
     score_from: int = 0
+    reset: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         cond = None if self.cond is None else Cond(
             classes=None if self.cond.classes is None else self.cond.classes.to(device),
             local=None if self.cond.local is None else self.cond.local.to(device))
         lengths = None if self.lengths is None else self.lengths.to(device)
-        return Batch(self.x.to(device), cond, lengths, self.score_from)
+        reset = None if self.reset is None else self.reset.to(device)
+        return Batch(self.x.to(device), cond, lengths, self.score_from, reset)
 
 
 class SplitDataset(Dataset):

@@ -30,6 +30,7 @@ import torch
 
 from core.codecs import encode
 from core.data.batch import Batch, SplitDataset
+from core.data.segments import StreamSplit
 from core.errors import ConfigError
 from core.validation import check_int
 
@@ -56,13 +57,17 @@ def check_audio_model(model_config: AudioModelConfig) -> None:
 
 
 def audio_windows(signals: list[np.ndarray], split: str, model_config: AudioModelConfig, targets: int,
-                  seed: int) -> WindowDataset:
-    """Float signals (T_i,) in [-1, 1] at the model's rate -> its tokens cut into windows of R + T.
+                  seed: int) -> SplitDataset:
+    """Float signals (T_i,) in [-1, 1] at the model's rate -> its tokens, as the model reads them.
 
-    Random offsets for "train", offset 0 for "valid" and "test".
+    A convolutional model (its config has a receptive field R) gets windows of R + T, random
+    offsets for "train" and offset 0 for "valid" and "test"; a recurrent one (its config has a
+    segment_length instead) gets consecutive segments of parallel streams (core.data.segments).
     """
     check_audio_model(model_config)
     sequences = [encode(x, model_config.quantization_levels, model_config.codec) for x in signals]
+    if hasattr(model_config, "segment_length"):
+        return StreamSplit(sequences, model_config.segment_length, seed=seed, shuffle=split == "train")
     return WindowDataset(sequences, receptive_field=model_config.receptive_field, targets=targets, seed=seed,
                          random_offset=split == "train")
 

@@ -6,6 +6,7 @@
     cached.py     WaveNet, ring buffers (Paine et al. 2016); `prime_rings` for every WaveNet stepper
     fused.py      WaveNet, the cached step and the sampling in one C kernel (fused_kernel.c)
     cuda_graph.py WaveNet, the cached step replayed from a CUDA graph
+    recurrent.py  the multi-scale recurrent nets (wayback): the state carried one sample at a time
     factory.py    the top: `make_stepper` by family and method, `generate` in chunks
 
 Imports point down this list only; callers use the names re-exported here.

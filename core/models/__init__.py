@@ -49,4 +49,4 @@ def build_model(config):
 
 def _import_families() -> None:
     # Importing a family module runs its @register decorator.
-    from core.models import ghmm, pixelcnn, srnn, vrnn, wavenet  # noqa: F401
+    from core.models import ghmm, pixelcnn, srnn, vrnn, wavenet, wayback  # noqa: F401

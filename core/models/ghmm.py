@@ -64,6 +64,7 @@ class GaussianHMM(nn.Module):
     """The GHMM and its proposal. Observations x are (B, T, 1) floats, T <= num_timesteps for learned proposals."""
 
     config_class = GHMMConfig
+    default_objective = "bound"  # core.training.bound_objective: ELBO, IWAE or FIVO through core.inference
     latent_key = "z"  # the state tensor the SMC trace records for plots
 
     def __init__(self, config: GHMMConfig):

@@ -25,6 +25,7 @@ from core.data import data_config, data_config_from_dict, data_config_to_dict
 from core.data.registry import KINDS
 from core.errors import ConfigError
 from core.models import config_from_dict, model_class
+from core.training import tbptt  # noqa: F401  (registers its objective)
 from core.training.objectives import NllObjective, UnrollObjective, objective_config_from_dict
 from core.validation import is_int
 
