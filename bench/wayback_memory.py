@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.models import build_model  # noqa: E402
-from core.training.tbptt import tbptt_objective  # noqa: E402
 from core.training import config as train_config  # noqa: E402
+from core.training.tbptt import tbptt_objective  # noqa: E402
 
 
 def measure(model: torch.nn.Module, x: torch.Tensor, checkpointed: bool) -> dict:

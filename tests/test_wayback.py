@@ -19,8 +19,8 @@ from core.generation.recurrent import RecurrentStepper, continuations
 from core.models import build_model, config_from_dict
 from core.models.recurrent_cells import Cell
 from core.models.wayback import Wayback, WaybackConfig
-from core.training.tbptt import tbptt_objective
 from core.training.config import from_dict
+from core.training.tbptt import tbptt_objective
 
 ROOT = Path(__file__).resolve().parent.parent
 
