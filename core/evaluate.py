@@ -4,7 +4,10 @@ through the checkpoint's own objective, as in training).
     python -m core.evaluate --checkpoint DIR [--split test] [--batch-size 16] [--max-batches 0]
 
 prints one JSON line: {"split", "items", "dims_per_item", "nll_nats_per_dim", "bits_per_dim",
-"nll_nats_per_item", "accuracy"}. A "dim" is one scored token: an audio sample or an image
+"nll_nats_per_item", "accuracy"}; for the sequence models (vrnn, srnn, ghmm) the FIVO seed's two
+lines come first ("test elbo ll/t: X, iwae ll/t: Y fivo ll/t: Z" and the same per sequence) and
+the JSON adds elbo_per_t, iwae_per_t, fivo_per_t, the per-sequence values and the particle count.
+A "dim" is one scored token: an audio sample or an image
 pixel, so bits_per_dim is bits per sample for audio. The data comes from the training config
 saved with the checkpoint: `train_config.json` in a bundle, or the run folder's `config.json`
 two levels up from `checkpoints/step_N`; `--config` names another.
@@ -21,6 +24,7 @@ from core.checkpoints import load_checkpoint
 from core.data import build_split
 from core.devices import pick_device
 from core.errors import ConfigError, StudioError
+from core.inference.bounds import BOUNDS
 from core.training import config as train_config
 from core.training.evaluation import evaluate
 
@@ -45,9 +49,29 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", config: str
     cfg = train_config.load(config or find_train_config(checkpoint), list(overrides))
     objective = cfg.objective.build(model, cfg.train.seed, training=False)
     m = evaluate(model, build_split(cfg.data, split, model.config), objective, batch_size, dev, max_batches)
-    return {"split": split, "items": m["items"], "dims_per_item": m["dims_per_item"],
-            "nll_nats_per_dim": m["nll_nats"], "bits_per_dim": m["bits"],
-            "nll_nats_per_item": m["nll_nats"] * m["dims_per_item"], "accuracy": m["acc"]}
+    report = {"split": split, "items": m["items"], "dims_per_item": m["dims_per_item"],
+              "nll_nats_per_dim": m["nll_nats"], "bits_per_dim": m["bits"],
+              "nll_nats_per_item": m["nll_nats"] * m["dims_per_item"]}
+    if "acc" in m:
+        report["accuracy"] = m["acc"]
+    for bound in BOUNDS:  # the sequence models' bounds, per timestep and per sequence (the seed's report)
+        if f"{bound}_nats" in m:
+            report[f"{bound}_per_t"] = m[f"{bound}_nats"]
+            report[f"{bound}_per_seq"] = m[f"{bound}_nats"] * m["dims_per_item"]
+    if "fivo_per_t" in report:
+        report["particles"] = cfg.objective.particles
+    return report
+
+
+def seed_lines(report: dict) -> list[str]:
+    """The FIVO seed's two evaluation lines, when the report has its bounds."""
+    if "fivo_per_t" not in report:
+        return []
+    split = report["split"]
+    return [f"{split} elbo ll/t: {report['elbo_per_t']}, iwae ll/t: {report['iwae_per_t']} "
+            f"fivo ll/t: {report['fivo_per_t']}",
+            f"{split} elbo ll/seq: {report['elbo_per_seq']}, iwae ll/seq: {report['iwae_per_seq']} "
+            f"fivo ll/seq: {report['fivo_per_seq']}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for line in seed_lines(report):
+        print(line)
     print(json.dumps(report))
     return 0
 

@@ -5,8 +5,10 @@
     for batch in train.loader(batch_size=8): ...                    # core.data.batch.Batch
 
 Kinds: "tones" (synthetic, seeded), "audio_folder" (root/{train,valid,test}/*.wav), both cut
-into windows of R + T tokens scored on the last T; "mnist" (class-conditional 784-pixel
-scanlines) and "fourier" (period-conditioned 50 Hz curves), whole items scored.
+into windows of R + T tokens scored on the last T (or streams of segments for a recurrent
+model); "mnist" (class-conditional 784-pixel scanlines) and "fourier" (period-conditioned 50 Hz
+curves), whole items scored; "pianorolls" (88-key frames), "speech_frames" (framed audio) and
+"ghmm" (drawn from the Gaussian HMM), whole sequences of frames with lengths.
 
 The package's bottom is `registry.py` (the kind registry) and `batch.py` (Batch, SplitDataset);
 each kind module registers its config class; this module imports them all and is the top.
@@ -18,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 
 from core.config_dicts import dataclass_from_dict
-from core.data import audio_folder, fourier, mnist, tones  # noqa: F401  (register their kinds)
+from core.data import audio_folder, fourier, ghmm, mnist, pianorolls, speech_frames, tones  # noqa: F401
 from core.data.batch import Batch, SplitDataset
 from core.data.registry import KINDS, SPLITS, check_split
 from core.errors import ConfigError

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from core.audio import read_audio
-from core.data.registry import check_split, register_kind
+from core.data.registry import DataKind, check_split, register_kind
 from core.data.windows import WindowDataset, audio_windows, check_audio_model
 from core.errors import AudioError, ConfigError
 from core.validation import check_int, need
@@ -60,7 +60,7 @@ def audio_folder_split(
 
 @register_kind("audio_folder")
 @dataclass
-class AudioFolderData:
+class AudioFolderData(DataKind):
     """A folder of audio files, root/{train,valid,test}/*.wav, resampled to the model's rate, cut into windows."""
 
     root: str = ""  # the folder holding train/, valid/ and test/

@@ -32,7 +32,7 @@ import torch
 from core.codecs import encode
 from core.conditioning import Cond
 from core.data.batch import Batch, SplitDataset
-from core.data.registry import SPLITS, check_split, register_kind
+from core.data.registry import SPLITS, DataKind, check_split, register_kind
 from core.errors import ConfigError
 from core.validation import check_int
 
@@ -164,7 +164,7 @@ def check_fourier_model(model_config) -> None:
 
 @register_kind("fourier")
 @dataclass
-class FourierData:
+class FourierData(DataKind):
     """The talk's Fourier-series curves at 50 Hz, conditioned on their period, whole curves scored."""
 
     seed: int = 0  # which curves

@@ -16,7 +16,7 @@ import torch
 from core.conditioning import Cond
 from core.data.batch import Batch, SplitDataset
 from core.data.mnist_sources import N_CLASSES, PIXELS, load_mnist
-from core.data.registry import check_split, register_kind
+from core.data.registry import DataKind, check_split, register_kind
 from core.errors import ConfigError
 from core.validation import check_int, is_int, need
 
@@ -86,7 +86,7 @@ def mnist_split(split: str, model_config, *, levels: int = 256, path: str = "",
 
 @register_kind("mnist")
 @dataclass
-class MnistData:
+class MnistData(DataKind):
     """MNIST digits as class-conditional 784-pixel scanlines, whole images scored."""
 
     levels: int = 256  # grey levels per pixel, 2..256 (2 = binarised at 128); = the model's quantization_levels

@@ -20,12 +20,15 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from core.data.registry import DataKind, check_split, register_kind
 from core.data.sequences import SequenceDataset
 from core.errors import ConfigError
+from core.validation import check_int, need
 
 KEYS = 88  # piano keys, the frame size D
 LOWEST_MIDI = 21  # MIDI note of key 0 (A0)
@@ -96,3 +99,39 @@ def pianoroll_datasets(name: str, root: str | os.PathLike | None = None
     """({"train"|"valid"|"test": SequenceDataset of (T_i, 88) sequences}, training mean (88,)) of data set `name`."""
     rolls = load_pianorolls(name, root)
     return {split: SequenceDataset(r) for split, r in rolls.items()}, train_mean(rolls["train"])
+
+
+def check_frame_model(model_config, dim: int, emission: str, what: str) -> None:
+    """ConfigError unless the model reads frames of `dim` values with `emission` (a vrnn or srnn config)."""
+    if getattr(model_config, "data_dim", None) != dim or getattr(model_config, "emission", None) != emission:
+        raise ConfigError(f"{what} are frames of {dim} values: use a sequence model (vrnn or srnn) with "
+                          f"data_dim={dim} and emission={emission!r}")
+
+
+@register_kind("pianorolls")
+@dataclass
+class PianorollData(DataKind):
+    """One of the four polyphonic pianoroll sets, whole sequences of 88-key frames, padded with lengths."""
+
+    name: str = "jsb"  # "jsb", "nottingham", "musedata" or "piano-midi"
+    root: str = ""  # the folder of the .mat files; "" = assets/pianorolls
+    max_items: int | None = None  # keep at most this many sequences per split
+
+    def __post_init__(self) -> None:
+        need(self.name in DATASETS, f"name must be one of {tuple(DATASETS)}, got {self.name!r}")
+        need(isinstance(self.root, str), f"root must be a folder path or \"\", got {self.root!r}")
+        if self.max_items is not None:
+            check_int("max_items", self.max_items, 1)
+
+    def build(self, split: str, model_config) -> SequenceDataset:
+        check_split(split)
+        check_frame_model(model_config, KEYS, "bernoulli", "pianorolls")
+        rolls = load_pianorolls(self.name, self.root or None)[split]
+        return SequenceDataset(rolls[: self.max_items])
+
+    def model_settings(self, model: dict) -> dict:
+        """88 Bernoulli keys, and the training mean that centres the inputs and biases the logits."""
+        settings = {"data_dim": KEYS, "emission": "bernoulli"}
+        if "train_mean" not in model:
+            settings["train_mean"] = train_mean(load_pianorolls(self.name, self.root or None)["train"]).tolist()
+        return settings

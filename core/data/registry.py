@@ -33,6 +33,18 @@ def register_kind(name: str) -> Callable[[type], type]:
     return deco
 
 
+class DataKind:
+    """The base of every kind's config class: `build(split, model_config)`, and the model settings it implies."""
+
+    def build(self, split: str, model_config):
+        raise NotImplementedError
+
+    def model_settings(self, model: dict) -> dict:
+        """Model config values this data fixes (its frame size, training mean...), for a new config's `model`
+        section: only those `model` (the section as given) lacks are used. None by default."""
+        return {}
+
+
 def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")

@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+
+from core.data.batch import Batch, SplitDataset
 
 
 def shifted_inputs(x: torch.Tensor, mean: torch.Tensor | None = None,
@@ -43,8 +44,8 @@ class PaddedSequences(NamedTuple):
     lengths: torch.Tensor  # (B,) long
 
 
-class SequenceDataset(Dataset):
-    """Whole sequences as items: sequences[i] (T_i, D) -> float32 tensor (T_i, D)."""
+class SequenceDataset(SplitDataset):
+    """Whole sequences as items: sequences[i] (T_i, D) -> float32 tensor (T_i, D); batches padded with lengths."""
 
     def __init__(self, sequences: Sequence[np.ndarray]):
         if not sequences:
@@ -59,6 +60,11 @@ class SequenceDataset(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.sequences[i]
+
+    def collate(self, items: list[torch.Tensor]) -> Batch:
+        """Items (T_i, D) -> Batch x (B, max T_i, D) zeros past each length, lengths (B,)."""
+        x, lengths = pad_sequences(items)
+        return Batch(x, lengths=lengths)
 
     @property
     def frames(self) -> int:

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.data.audio_folder import audio_folder_split
-from core.data.registry import SPLITS
+from core.data.pianorolls import check_frame_model
+from core.data.registry import SPLITS, DataKind, check_split, register_kind
 from core.data.sequences import SequenceDataset
 from core.errors import ConfigError
+from core.validation import check_int, need
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_STEP = 200
@@ -88,3 +91,36 @@ def speech_frames_from_folder(root: str | os.PathLike, samples_per_step: int = S
     splits = {split: audio_folder_split(root, split, sample_rate, max_files)
               for split in SPLITS if split == "train" or (Path(root) / split).is_dir()}
     return speech_frame_splits(splits, samples_per_step)
+
+
+@register_kind("speech_frames")
+@dataclass
+class SpeechFrameData(DataKind):
+    """Any audio folder framed the way the FIVO seed frames TIMIT: 16 kHz, samples_per_step samples per
+    step, standardised by the training split's mean and deviation; whole utterances, Gaussian emissions."""
+
+    root: str = ""  # the folder holding train/, valid/ and test/
+    samples_per_step: int = SAMPLES_PER_STEP
+    max_files: int | None = None  # read at most this many files per split
+
+    def __post_init__(self) -> None:
+        need(isinstance(self.root, str) and bool(self.root),
+             f"root must name a folder with train/, valid/ and test/ subfolders, got {self.root!r}")
+        check_int("samples_per_step", self.samples_per_step, 1)
+        if self.max_files is not None:
+            check_int("max_files", self.max_files, 1)
+
+    def build(self, split: str, model_config) -> SequenceDataset:
+        check_split(split)
+        check_frame_model(model_config, self.samples_per_step, "gaussian", "speech frames")
+        mean, std = model_config.signal_mean, model_config.signal_std
+        signals = audio_folder_split(self.root, split, SAMPLE_RATE, self.max_files)
+        return SequenceDataset([frame_signal(x, mean, std, self.samples_per_step) for x in signals])
+
+    def model_settings(self, model: dict) -> dict:
+        """Frames of samples_per_step values, Gaussian, and the training signal's mean and deviation."""
+        settings = {"data_dim": self.samples_per_step, "emission": "gaussian", "sample_rate": SAMPLE_RATE}
+        if "signal_mean" not in model or "signal_std" not in model:
+            mean, std = signal_stats(audio_folder_split(self.root, "train", SAMPLE_RATE, self.max_files))
+            settings.update(signal_mean=mean, signal_std=std)
+        return settings

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.data.registry import SPLITS, check_split, register_kind
+from core.data.registry import SPLITS, DataKind, check_split, register_kind
 from core.data.windows import WindowDataset, audio_windows, check_audio_model
 from core.errors import ConfigError
 from core.validation import check_int, is_number, need
@@ -150,7 +150,7 @@ def tones(
 
 @register_kind("tones")
 @dataclass
-class ToneData:
+class ToneData(DataKind):
     """Synthetic, seeded tones (sines, chords, chirps) at the model's sample rate, cut into windows."""
 
     targets: int = 1024  # T: scored positions per window, and the stride between windows

@@ -25,7 +25,7 @@ from core.data import data_config, data_config_from_dict, data_config_to_dict
 from core.data.registry import KINDS
 from core.errors import ConfigError
 from core.models import config_from_dict, model_class
-from core.training import tbptt  # noqa: F401  (registers its objective)
+from core.training import bound_objective, tbptt  # noqa: F401  (register their objectives)
 from core.training.objectives import NllObjective, UnrollObjective, objective_config_from_dict
 from core.validation import is_int
 
@@ -98,9 +98,12 @@ def from_dict(d: dict) -> TrainConfig:
     model = dict(d.get("model") or {"model_type": "wavenet"})
     model.setdefault("model_type", "wavenet")
     train, objective = _migrate_unroll(dict(d.get("train") or {}), d.get("objective"))
-    default_objective = model_class(model["model_type"]).default_objective
-    cfg = TrainConfig(model=model, data=data_config_from_dict(d.get("data")),
-                      objective=objective_config_from_dict(objective, default_objective),
+    family = model_class(model["model_type"])
+    data = data_config_from_dict(d.get("data"))
+    known = {f.name for f in fields(family.config_class)}
+    model = {**{k: v for k, v in data.model_settings(model).items() if k in known}, **model}
+    cfg = TrainConfig(model=model, data=data,
+                      objective=objective_config_from_dict(objective, family.default_objective),
                       train=dataclass_from_dict(OptimConfig, train, "train"))
     # Normalise the model section through its dataclass (fills defaults, validates).
     cfg.model = {"model_type": model["model_type"], **asdict(cfg.model_config())}

@@ -195,8 +195,9 @@ class Trainer:
     def _save_checkpoint(self, metrics: dict, best: bool) -> None:
         ckpt_dir = self.run_dir / "checkpoints"
         name = f"step_{self.step:08d}"
-        card_metrics = {"step": self.step, "valid_nll_nats": round(metrics["nll_nats"], 5),
-                        "valid_bits_per_sample": round(metrics["bits"], 5), "valid_accuracy": round(metrics["acc"], 5)}
+        names = {"bits": "bits_per_sample", "acc": "accuracy"}  # the names model cards have always used
+        card_metrics = {"step": self.step, **{f"valid_{names.get(k, k)}": round(v, 5) for k, v in metrics.items()
+                                              if k not in ("items", "dims_per_item")}}
         notes = f"Trained with `{self.command}`." if self.command else ""
         opt_tensors, opt_meta = _optimizer_state(self.optimizer)
         state = {"step": self.step, "epoch": self.epoch + 1, "best_valid": self.best_valid,

@@ -1,0 +1,58 @@
+"""The sequence latent-variable families through the shared CLIs: data kinds, the bound objective, core.evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.data.pianorolls import load_pianorolls, train_mean
+from core.errors import ConfigError
+from core.evaluate import main as evaluate
+from core.train import main as train
+from core.training import config as train_config
+
+
+def test_a_pianoroll_config_takes_its_frame_size_and_training_mean_from_the_data():
+    cfg = train_config.load(None, ["model.model_type=vrnn", "data.kind=pianorolls", "data.name=jsb"])
+    expected = train_mean(load_pianorolls("jsb")["train"])
+    assert cfg.model["data_dim"] == 88 and cfg.model["emission"] == "bernoulli"
+    np.testing.assert_allclose(cfg.model["train_mean"], expected)
+    assert cfg.to_dict()["objective"] == {"name": "bound", "bound": "fivo", "particles": 4,
+                                          "resampling": "multinomial", "threshold": 0.5, "relaxed": False}
+    given = train_config.load(None, ["model.model_type=vrnn", "data.kind=pianorolls", "model.train_mean=[]"])
+    assert given.model["train_mean"] == []  # what the config gives wins
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["model.model_type=wavenet", "data.kind=pianorolls"], "use a sequence model"),
+    (["model.model_type=vrnn", "data.kind=pianorolls", "objective.bound=vae"], "objective.bound must be one of"),
+    (["model.model_type=vrnn", "data.kind=pianorolls", "objective.particles=0"], "objective.particles"),
+    (["model.model_type=vrnn", "data.kind=pianorolls", "data.name=bach"], "name must be one of"),
+])
+def test_bad_sequence_settings_are_refused_before_training(overrides, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        cfg = train_config.load(None, overrides)
+        from core.training.loop import Trainer
+
+        Trainer(cfg, tmp_path / "run", show_progress=False)
+
+
+def test_a_ghmm_with_a_learned_proposal_trains_by_fivo_and_evaluates_to_the_seeds_lines(tmp_path, capsys):
+    run = tmp_path / "ghmm"
+    assert train(["--run-dir", str(run), "--no-progress", "--set", "model.model_type=ghmm",
+                  "--set", "model.proposal=learned_smoothing", "--set", "data.kind=ghmm", "--set", "data.sequences=256",
+                  "--set", "train.batch_size=16", "--set", "train.max_steps=60", "--set", "train.valid_every=30",
+                  "--set", "train.lr=0.05"]) == 0
+    valid = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines() if '"valid"' in r]
+    assert {"elbo_nats", "iwae_nats", "fivo_nats"} <= set(valid[-1]) and valid[-1]["elbo_nats"] > valid[0]["elbo_nats"]
+    capsys.readouterr()
+    assert evaluate(["--checkpoint", str(run / "checkpoints" / "step_00000060")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("test elbo ll/t: ") and " iwae ll/t: " in lines[0] and " fivo ll/t: " in lines[0]
+    assert lines[1].startswith("test elbo ll/seq: ")
+    report = json.loads(lines[2])
+    assert report["particles"] == 4 and report["dims_per_item"] == 5
+    assert report["elbo_per_t"] <= report["iwae_per_t"] + 0.05  # IWAE is the tighter bound (up to noise)
+    assert report["fivo_per_seq"] == pytest.approx(5 * report["fivo_per_t"])
