@@ -1,6 +1,6 @@
 """Load and soak test: N simultaneous gradio_client users on the Audio, Digits and Signals pages of a real app.
 
-    python bench/load.py [--users 32] [--requests 500] [--seconds 300] [--max-concurrency 2]
+    python bench/load.py [--users 32] [--requests 500] [--seconds 300] [--max-concurrency 2] [--new-session-every K]
 
 It starts the app (`python app.py`, serving the bundled checkpoints on a free port, in its own process),
 waits until it answers, and runs `--users` threads, each a gradio_client `Client` of its own, that call in
@@ -9,11 +9,11 @@ digits-wavenet) and `/sample_signals` (2 Fourier curves of 3 s) until `--request
 `--seconds` have passed; requests in flight then finish. The app's resident memory is read from
 /proc/PID/status while it runs. Then the app is stopped and the last line printed is one JSON object:
 
-    {"users", "requests", "failures", "failure_examples" (up to 5 "endpoint: error"), "seconds",
+    {"users", "new_session_every", "requests", "failures", "failure_examples" (up to 5 "endpoint: error"), "seconds",
      "requests_per_s", "latency_s": {"p50", "p95", "max"}, "per_endpoint": {name: {"requests",
      "failures", "p50", "p95"}}, "app_rss_mib": {"idle" (before the first request), "after_first_50",
-     "after_last", "peak" (VmHWM: the most it ever held)}, "growth_after_first_50" (after_last /
-     after_first_50 - 1; null with fewer than 51 requests)}
+     "after_last", "peak" (VmHWM: the most it ever held), "every_50" (after request 50, 100, ...)},
+     "growth_after_first_50" (after_last / after_first_50 - 1; null with fewer than 51 requests)}
 
 Latency is as a user sees it: the queue's wait (at most --max-concurrency calls of each event run at once)
 plus the work. The targets on a 2-core machine are in the README (Benchmarks).
@@ -102,6 +102,7 @@ class Soak:
         self.results: list[tuple[str, float, str | None]] = []  # (endpoint, seconds, error or None)
         self.rss_after_first_50: float | None = None
         self.rss_after_last: float | None = None
+        self.rss_every_50: list[float] = []  # after request 50, 100, ...
 
     def next_seed(self) -> int | None:
         """A seed for the next request, or None when the budget of requests or time is spent."""
@@ -115,18 +116,27 @@ class Soak:
         with self.lock:
             self.results.append((endpoint, seconds, error))
             rss = rss_mib(self.pid)
+            if len(self.results) % 50 == 0:
+                self.rss_every_50.append(round(rss, 1))
             if len(self.results) == 50:
                 self.rss_after_first_50 = rss
             self.rss_after_last = rss
 
 
-def user(url: str, calls: dict, soak: Soak, first: int) -> None:
-    """One simulated user: its own client, the pages' events in turn (starting at `first`), until the budget ends."""
+def user(url: str, calls: dict, soak: Soak, first: int, new_session_every: int = 0) -> None:
+    """One simulated user: its own client, the pages' events in turn (starting at `first`), until the budget ends.
+
+    With `new_session_every` = k > 0, the user comes back as a new visitor (a new client, so a new Gradio
+    session) after every k requests.
+    """
     from gradio_client import Client
 
-    client = Client(url, verbose=False, download_files=False)
+    client, sent = None, 0
     names = itertools.islice(itertools.cycle(calls), first, None)
     while (seed := soak.next_seed()) is not None:
+        if client is None or (new_session_every and sent % new_session_every == 0):
+            client = Client(url, verbose=False, download_files=False)
+        sent += 1
         name = next(names)
         start = time.perf_counter()
         try:
@@ -143,7 +153,7 @@ def percentiles(seconds: list[float]) -> dict:
     return {"p50": round(float(np.percentile(seconds, 50)), 3), "p95": round(float(np.percentile(seconds, 95)), 3)}
 
 
-def run(users: int, max_requests: int, max_seconds: float, max_concurrency: int) -> dict:
+def run(users: int, max_requests: int, max_seconds: float, max_concurrency: int, new_session_every: int = 0) -> dict:
     with tempfile.TemporaryDirectory(prefix="studio-load-") as tmp:
         tmp = Path(tmp)
         upload = tmp / "tone.wav"
@@ -164,7 +174,8 @@ def run(users: int, max_requests: int, max_seconds: float, max_concurrency: int)
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
             start = time.perf_counter()
-            threads = [threading.Thread(target=user, args=(f"http://127.0.0.1:{port}/", calls, soak, i % len(calls)),
+            url = f"http://127.0.0.1:{port}/"
+            threads = [threading.Thread(target=user, args=(url, calls, soak, i % len(calls), new_session_every),
                                         daemon=True) for i in range(users)]
             for thread in threads:
                 thread.start()
@@ -192,6 +203,7 @@ def run(users: int, max_requests: int, max_seconds: float, max_concurrency: int)
     first50, last = soak.rss_after_first_50, soak.rss_after_last
     return {
         "users": users,
+        "new_session_every": new_session_every,
         "requests": len(results),
         "failures": len(failures),
         "failure_examples": failures[:5],
@@ -200,7 +212,8 @@ def run(users: int, max_requests: int, max_seconds: float, max_concurrency: int)
         "latency_s": {**percentiles(ok), "max": round(max(ok), 3) if ok else None},
         "per_endpoint": per_endpoint,
         "app_rss_mib": {"idle": round(idle, 1), "after_first_50": round(first50, 1) if first50 else None,
-                        "after_last": round(last, 1) if last else None, "peak": round(max(peak_rss), 1)},
+                        "after_last": round(last, 1) if last else None, "peak": round(max(peak_rss), 1),
+                        "every_50": soak.rss_every_50},
         "growth_after_first_50": round(last / first50 - 1, 4) if first50 and len(results) > 50 else None,
     }
 
@@ -212,11 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=300.0,
                    help="stop sending after this many seconds even if requests are left (default 300)")
     p.add_argument("--max-concurrency", type=int, default=2, help="the app's --max-concurrency (default 2)")
+    p.add_argument("--new-session-every", type=int, default=0, metavar="K",
+                   help="each user comes back as a new visitor (new client, new Gradio session) after every K "
+                        "requests; 0 = one session per user for the whole run (default)")
     args = p.parse_args(argv)
+    if args.new_session_every < 0:
+        p.error(f"--new-session-every must be >= 0, got {args.new_session_every}")
     for name in ("users", "requests", "seconds", "max_concurrency"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    print(json.dumps(run(args.users, args.requests, args.seconds, args.max_concurrency)))
+    print(json.dumps(run(args.users, args.requests, args.seconds, args.max_concurrency, args.new_session_every)))
     return 0
 
 

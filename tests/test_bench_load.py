@@ -1,4 +1,5 @@
-"""bench/load.py, short: 8 simultaneous gradio_client users on a real app, 60 requests, every page answers."""
+"""bench/load.py, short: 8 simultaneous gradio_client users on a real app, 60 requests, every page answers;
+each user comes back as a new visitor (a new Gradio session) after every 4 requests."""
 
 import json
 import subprocess
@@ -9,11 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_eight_simultaneous_users_get_every_answer_and_the_report_is_complete() -> None:
-    result = subprocess.run([sys.executable, "bench/load.py", "--users", "8", "--requests", "60", "--seconds", "45"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=240)
+    result = subprocess.run([sys.executable, "bench/load.py", "--users", "8", "--requests", "60", "--seconds", "45",
+                             "--new-session-every", "4"], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.splitlines()[-1])
-    assert report["users"] == 8 and report["failures"] == 0, report["failure_examples"]
+    assert report["users"] == 8 and report["new_session_every"] == 4
+    assert report["failures"] == 0, report["failure_examples"]
     assert report["requests"] == 60, "the time bound ran out first: the machine is far slower than expected"
     for name in ("audio", "digits", "signals"):
         endpoint = report["per_endpoint"][name]
