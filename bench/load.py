@@ -13,7 +13,8 @@ digits-wavenet) and `/sample_signals` (2 Fourier curves of 3 s) until `--request
      "requests_per_s", "latency_s": {"p50", "p95", "max"}, "per_endpoint": {name: {"requests",
      "failures", "p50", "p95"}}, "app_rss_mib": {"idle" (before the first request), "after_first_50",
      "after_last", "peak" (VmHWM: the most it ever held), "every_50" (after request 50, 100, ...)},
-     "growth_after_first_50" (after_last / after_first_50 - 1; null with fewer than 51 requests)}
+     "growth_after_first_50" (after_last / after_first_50 - 1; null with fewer than 51 requests),
+     "app_threads_seen" (threads of the app seen while it ran, sampled: worker threads come and go)}
 
 Latency is as a user sees it: the queue's wait (at most --max-concurrency calls of each event run at once)
 plus the work. The targets on a 2-core machine are in the README (Benchmarks).
@@ -70,6 +71,11 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"/proc/{pid}/status has no {field}")
+
+
+def thread_ids(pid: int) -> list[int]:
+    """The ids of the threads process `pid` has now."""
+    return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
 
 
 def start_app(port: int, max_concurrency: int, runs: Path, log: Path) -> subprocess.Popen:
@@ -166,10 +172,12 @@ def run(users: int, max_requests: int, max_seconds: float, max_concurrency: int,
             calls = endpoints(upload)
             soak = Soak(app.pid, max_requests, time.monotonic() + max_seconds)
             peak_rss, stop = [idle], threading.Event()
+            threads_seen = set(thread_ids(app.pid))
 
             def watch() -> None:
                 while not stop.wait(SAMPLE_EVERY):
                     peak_rss.append(rss_mib(app.pid, "VmHWM"))
+                    threads_seen.update(thread_ids(app.pid))
 
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
@@ -215,6 +223,7 @@ def run(users: int, max_requests: int, max_seconds: float, max_concurrency: int,
                         "after_last": round(last, 1) if last else None, "peak": round(max(peak_rss), 1),
                         "every_50": soak.rss_every_50},
         "growth_after_first_50": round(last / first50 - 1, 4) if first50 and len(results) > 50 else None,
+        "app_threads_seen": len(threads_seen),
     }
 
 

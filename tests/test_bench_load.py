@@ -25,3 +25,4 @@ def test_eight_simultaneous_users_get_every_answer_and_the_report_is_complete() 
     assert 0 < rss["idle"] <= rss["peak"] and 0 < rss["after_first_50"] <= rss["peak"]
     assert 0 < rss["after_last"] <= rss["peak"]
     assert abs(report["growth_after_first_50"]) < 0.1  # 10 requests after the 50th: no room for a leak to show
+    assert len(rss["every_50"]) == 1 and report["app_threads_seen"] > 1
