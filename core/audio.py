@@ -15,6 +15,7 @@ Errors:
 """
 
 import io
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -29,6 +30,10 @@ from core.errors import AudioError
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 _WHAT_TO_UPLOAD = "Upload a WAV, FLAC or OGG file."
+MAX_FILE_RATE = 384_000  # Hz; a file's rate above this is refused before decoding
+MAX_CHANNELS = 64  # a file with more channels is refused before decoding
+BLOCK_FRAMES = 16_384  # frames decoded at a time: at most 4 MiB of float32 for MAX_CHANNELS
+TAIL_MARGIN_SECONDS = 0.1  # decoded before a tail read's first kept sample, for the resampler
 
 
 def _check_sample_rate(sample_rate: int) -> None:
@@ -82,15 +87,23 @@ def read_audio(
     *,
     max_seconds: float = 600.0,
     max_bytes: int = 100 * 2**20,
+    last_seconds: float | None = None,
 ) -> np.ndarray:
-    """Read `source` as float32 mono audio `(T,)` at `sample_rate` Hz.
+    """Read `source` as float32 mono audio `(T,)` at `sample_rate` Hz; with `last_seconds`, only its end.
 
     `source` is a path, the file's bytes, or a binary file object. Channels are mixed
     by their mean; a different rate is converted with soxr ("HQ"). Float files may hold
     samples beyond [-1, 1]; the result is clipped to [-1, 1] after resampling.
 
-    The size is checked against `max_bytes` before anything is read, and the duration
-    against `max_seconds` from the header before the samples are decoded. Raises
+    `last_seconds` returns the last round(last_seconds * sample_rate) samples (all, if the file is
+    shorter) and decodes only them, plus a fraction of a second before them for the resampler: the
+    file is seeked to its tail, so a long compressed upload costs no more than a short one. The
+    samples equal the end of a whole-file read to float rounding.
+
+    Nothing is decoded before the size is checked against `max_bytes` and the header against
+    `max_seconds`, MAX_CHANNELS and MAX_FILE_RATE. Decoding goes BLOCK_FRAMES frames at a time,
+    each block mixed to mono and resampled before the next is read, so memory holds one block of
+    every channel plus the mono result at `sample_rate`, never the whole decoded file. Raises
     `AudioError` for input that cannot be used (see the module docstring).
     """
     _check_sample_rate(sample_rate)
@@ -98,18 +111,18 @@ def read_audio(
         raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+    if last_seconds is not None and not (isinstance(last_seconds, (int, float)) and last_seconds > 0):
+        raise ValueError(f"last_seconds must be None or positive, got {last_seconds!r}")
 
     stream, name = _open_source(source, max_bytes)
     with stream:
         try:
             with sf.SoundFile(stream) as f:
-                rate, frames = f.samplerate, f.frames
-                if frames / rate > max_seconds:
-                    raise AudioError(
-                        f"{name} is {frames / rate:.1f} s long, over the limit of {max_seconds:g} s. "
-                        "Upload a shorter clip."
-                    )
-                data = f.read(dtype="float32", always_2d=True)  # (T, C)
+                _check_header(f, name, max_seconds)
+                start = _tail_start(f.frames, f.samplerate, sample_rate, last_seconds)
+                if start:
+                    f.seek(start)
+                mono = _read_mono(f, name, sample_rate)
         except (sf.SoundFileError, RuntimeError) as e:
             reason = (
                 str(getattr(e, "error_string", e)).removeprefix("Error : ").rstrip(".")
@@ -118,23 +131,68 @@ def read_audio(
                 f"could not read {name} as audio: {reason}. {_WHAT_TO_UPLOAD}"
             ) from e
 
-    if data.shape[0] == 0:
+    if mono is None:
         raise AudioError(
             f"{name} contains no samples. Upload a file with some sound in it."
         )
-    if not np.isfinite(data).all():
+    if mono.shape[0] == 0:
         raise AudioError(
-            f"{name} contains NaN or infinite samples. Export it again as 16-bit PCM."
+            f"{name} is too short to hold a sample at {sample_rate} Hz. Upload a longer clip."
+        )
+    if last_seconds is not None:
+        mono = mono[-max(1, round(last_seconds * sample_rate)):]
+    return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def _check_header(f: sf.SoundFile, name: str, max_seconds: float) -> None:
+    """Refuse, from the header alone, a file whose decoding could cost more than its duration allows."""
+    rate, frames, channels = f.samplerate, f.frames, f.channels
+    if rate > MAX_FILE_RATE:
+        raise AudioError(f"{name} has a sample rate of {rate:,} Hz, over the limit of {MAX_FILE_RATE:,} Hz. "
+                         "Export it at 48 kHz or less.")
+    if channels > MAX_CHANNELS:
+        raise AudioError(f"{name} has {channels} channels, over the limit of {MAX_CHANNELS}. "
+                         "Mix it down to mono or stereo.")
+    if frames / rate > max_seconds:
+        raise AudioError(
+            f"{name} is {frames / rate:.1f} s long, over the limit of {max_seconds:g} s. "
+            "Upload a shorter clip."
         )
 
-    mono = data.mean(axis=1, dtype=np.float32)
-    if rate != sample_rate:
-        mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
-        if mono.shape[0] == 0:
+
+def _tail_start(frames: int, rate: int, sample_rate: int, last_seconds: float | None) -> int:
+    """The first frame to decode for the last `last_seconds` at `sample_rate`: 0 for the whole file.
+
+    It lies TAIL_MARGIN_SECONDS before the part kept, so the resampler's filter has settled there,
+    and on a frame whose time is a whole number of output samples, so the output grid is the same
+    as a whole-file read's.
+    """
+    if last_seconds is None:
+        return 0
+    wanted = math.ceil(last_seconds * rate) + math.ceil(TAIL_MARGIN_SECONDS * rate)
+    step = rate // math.gcd(rate, sample_rate)
+    return max(0, frames - wanted) // step * step
+
+
+def _read_mono(f: sf.SoundFile, name: str, sample_rate: int) -> np.ndarray | None:
+    """The rest of `f` mixed to mono and resampled to `sample_rate`, float32 (T,); None if nothing was left."""
+    resampler = None
+    if f.samplerate != sample_rate:
+        resampler = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+    parts, decoded = [], 0
+    while True:
+        block = f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)  # (n, C)
+        decoded += block.shape[0]
+        if not np.isfinite(block).all():
             raise AudioError(
-                f"{name} is too short to hold a sample at {sample_rate} Hz. Upload a longer clip."
+                f"{name} contains NaN or infinite samples. Export it again as 16-bit PCM."
             )
-    return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
+        last = block.shape[0] < BLOCK_FRAMES
+        mono = block.mean(axis=1, dtype=np.float32)
+        parts.append(resampler.resample_chunk(mono, last=last) if resampler else mono)
+        if last:
+            break
+    return np.concatenate(parts) if decoded else None
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:

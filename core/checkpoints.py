@@ -209,6 +209,28 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Clear what killed saves and deletions left in a run's `checkpoints/` folder; returns the paths removed.
+
+    `.step_*.tmp` (a save killed before its rename) and `.step_*.deleting` (a deletion killed half way) are
+    removed; `.step_*.old` (an overwrite killed between its renames) is put back where its checkpoint is
+    missing (as loading does) and removed where the new one is in place. Call it only while no process is
+    saving into the run (on resume, before training starts): a save in progress looks just like a stale one.
+    `latest_checkpoint` does not call it, because the app calls that while runs are saving.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    removed = []
+    for path in sorted(folder.glob(".step_*")):
+        if not path.is_dir() or not path.name.endswith((".tmp", ".deleting", ".old")):
+            continue
+        if path.name.endswith(".old"):
+            _recover(folder / path.name[1:].removesuffix(".old"))  # moves it back if its checkpoint is missing
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
+
+
 def remove_checkpoint(folder: str | os.PathLike) -> None:
     """Delete a checkpoint folder; it is renamed first so a half-deleted one never looks whole."""
     folder = Path(folder)

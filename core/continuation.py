@@ -6,6 +6,7 @@ inputs and seed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -40,6 +41,16 @@ def dequantise(model: WaveNet, tokens: torch.Tensor) -> np.ndarray:
     return codecs.decode(tokens.cpu().numpy(), c.quantization_levels, c.codec).astype(np.float32)
 
 
+def heard(model: WaveNet, primer: np.ndarray | None, gain: float = 1.0) -> np.ndarray:
+    """The primer (P,) as the model heard it, back at the primer's level: float32 (P,), empty for None.
+
+    The model is primed with `primer * gain` quantised; this is that, decoded and divided by `gain`.
+    """
+    if primer is None:
+        return np.zeros(0, np.float32)
+    return (dequantise(model, quantise(model, np.asarray(primer) * gain)) / np.float32(gain)).astype(np.float32)
+
+
 def continue_audio(
     model: WaveNet,
     primer: np.ndarray | None,
@@ -53,20 +64,25 @@ def continue_audio(
     method: str = "auto",
     chunk_size: int = 2000,
     progress: Callable[[int, int], None] | None = None,
+    gain: float = 1.0,
 ) -> Iterator[np.ndarray]:
     """Yield float32 chunks (B, n) of the continuation of `primer` (T,) at the model's rate.
 
-    The primer itself is not repeated; quantise/dequantise it to get exactly what the model saw.
+    The model is primed with `primer * gain` (level matching, core.primer) and the continuation is
+    divided by `gain`, so it comes out at the primer's level. The primer itself is not repeated;
+    `heard(model, primer, gain)` is exactly what the model saw, at the same scale.
     """
     check_audio_model(model)
     if not (isinstance(seconds, (int, float)) and seconds > 0):
         raise ConfigError(f"seconds must be > 0, got {seconds!r}")
+    if not (isinstance(gain, (int, float)) and gain > 0 and math.isfinite(gain)):
+        raise ConfigError(f"gain must be a positive number, got {gain!r}")
     n_classes = getattr(model.config, "n_classes", 0)  # families without class conditioning have none
     if n_classes and classes is None:
         raise ConfigError(f"this model is class-conditional: choose a class in [0, {n_classes})")
     n = int(round(seconds * model.config.sample_rate))
-    prime = quantise(model, primer) if primer is not None and len(primer) else None
+    prime = quantise(model, np.asarray(primer) * gain) if primer is not None and len(primer) else None
     cond = Cond(classes=torch.tensor([classes])) if classes is not None else None
     for chunk in generate(model, n, prime=prime, cond=cond, temperature=temperature, top_k=top_k, batch=batch,
                           seed=seed, method=method, chunk_size=chunk_size, progress=progress):
-        yield dequantise(model, chunk)
+        yield dequantise(model, chunk) / np.float32(gain)

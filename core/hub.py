@@ -31,6 +31,7 @@ message that says what to do.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import httpx2  # the HTTP client huggingface_hub 2.x raises its network errors from
@@ -55,6 +56,7 @@ FILES = (CONFIG, WEIGHTS, CARD, METRICS)  # what a Hub checkpoint repo holds; no
 TIMEOUT = 5.0  # seconds for the first request to the Hub and for each file's metadata request
 TOKENS_URL = "https://huggingface.co/settings/tokens"
 _NETWORK_ERRORS = (httpx2.TransportError, OfflineModeIsEnabled)
+_REVISION = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_+.-]*(?:/[A-Za-z0-9_+-][A-Za-z0-9_+.-]*)*")  # see check_revision
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -74,14 +76,24 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def check_revision(revision: str | None) -> str | None:
-    """The revision (branch, tag or commit hash), stripped; None for the default branch."""
+    """The revision (branch, tag or commit hash), stripped; None for the default branch.
+
+    Only what a Git ref name may hold is accepted: names of letters, digits, '_', '-', '+' and '.',
+    joined by single '/' (like `v1.0`, `refs/pr/1`, a 40-digit hash). Anything that could act as a
+    path is refused: huggingface_hub joins the revision to the cache folder (`refs/<revision>`) when
+    it answers from the cache, so an absolute path, a '..' or a backslash would make it read a file
+    anywhere on the disk and serve the folder that file names.
+    """
     if revision is None:
         return None
     if not isinstance(revision, str):
         raise HubError(f"revision must be a branch, tag or commit hash, got {revision!r}")
     revision = revision.strip()
-    if len(revision) > 256 or any(c.isspace() or not c.isprintable() for c in revision):
-        raise HubError(f"{revision!r} is not a valid revision: give a branch, tag or commit hash without spaces")
+    if revision and (len(revision) > 256 or not _REVISION.fullmatch(revision) or ".." in revision
+                     or revision.endswith((".", ".lock"))):
+        raise HubError(f"{revision!r} is not a valid revision: give a branch, tag or commit hash (like 'main', "
+                       "'v1.0', 'refs/pr/1'): letters, digits, '_', '-', '+' and '.', parts joined by single '/', "
+                       "no spaces, no '..', not starting with '/' or '.'")
     return revision or None
 
 

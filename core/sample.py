@@ -3,8 +3,13 @@
     python -m core.sample --checkpoint DIR --temperature 0.9 --seconds 2 --out DIR a.wav b.wav
 
 Each output WAV starts with the conditioning fragment of its input (the last --prime-seconds
-of the file, as the model heard it: resampled and quantised), followed by the continuation.
-Without input files, --count unconditional samples are written.
+of the file before its trailing silence, as the model heard it: resampled and quantised),
+followed by the continuation. The model hears the fragment level matched to the loudness it was
+trained at, and the output is scaled back to the file's level (core.primer; --no-trim and
+--no-match-level turn these off). Without input files, --count unconditional samples are written.
+
+Every input file is tried: one that cannot be read is reported and skipped, and the exit status
+is 2 at the end if any failed.
 """
 
 from __future__ import annotations
@@ -18,24 +23,35 @@ from tqdm import tqdm
 
 from core.audio import read_audio, write_wav
 from core.checkpoints import load_checkpoint
-from core.continuation import check_audio_model, continue_audio, dequantise, quantise
+from core.continuation import check_audio_model, continue_audio, heard
 from core.devices import pick_device
 from core.errors import StudioError
 from core.generation import METHODS, default_method
+from core.primer import Primer, prepare_primer, read_seconds
 
 
-def sample_file(model, primer: np.ndarray | None, args, label: str, seed: int | None) -> np.ndarray:
-    """Primer (as quantised) + continuation, float32 (T,), with a tqdm bar."""
+def sample_file(model, primer: Primer | None, args, label: str, seed: int | None) -> np.ndarray:
+    """Primer (as the model heard it, at its own level) + continuation, float32 (T,), with a tqdm bar."""
     sr = model.config.sample_rate
+    audio, gain = (primer.audio, primer.gain) if primer is not None else (None, 1.0)
     with tqdm(total=int(round(args.seconds * sr)), desc=label, unit="sample", unit_scale=True,
               disable=args.no_progress) as bar:
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
-        chunks = list(continue_audio(model, primer, args.seconds, temperature=args.temperature, top_k=args.top_k,
-                                     seed=seed, classes=args.class_id, method=args.method, progress=progress))
-    head = dequantise(model, quantise(model, primer)) if primer is not None else np.zeros(0, np.float32)
-    return np.concatenate([head] + [c[0] for c in chunks])
+        chunks = list(continue_audio(model, audio, args.seconds, temperature=args.temperature, top_k=args.top_k,
+                                     seed=seed, classes=args.class_id, method=args.method, progress=progress,
+                                     gain=gain))
+    return np.concatenate([heard(model, audio, gain)] + [c[0] for c in chunks])
+
+
+def read_primer(path: Path, sample_rate: int, args) -> Primer:
+    """The primer of one input file (only its end is decoded); its notes go to stderr."""
+    end = read_audio(path, sample_rate, last_seconds=read_seconds(args.prime_seconds, args.trim))
+    primer = prepare_primer(end, sample_rate, args.prime_seconds, trim=args.trim, match_level=args.match_level)
+    for note in primer.notes:
+        print(f"{path}: {note}", file=sys.stderr)
+    return primer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=2.0, help="seconds to generate (default 2)")
     p.add_argument("--prime-seconds", type=float, default=1.0,
                    help="how many of the input's last seconds prime the model (default 1)")
+    p.add_argument("--no-trim", dest="trim", action="store_false",
+                   help="prime with the very end of each input, trailing silence included")
+    p.add_argument("--no-match-level", dest="match_level", action="store_false",
+                   help="prime with the input at its own level, not raised to the loudness the model was trained at")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy; higher = more random (default 1)")
     p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely levels")
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
@@ -65,18 +85,26 @@ def main(argv: list[str] | None = None) -> int:
         method = default_method(model) if args.method == "auto" else args.method
         print(f"generating with the {method} method", file=sys.stderr)
         args.method = method
-        sr = model.config.sample_rate
-        out = Path(args.out)
-        jobs = [(Path(w).stem + "_continued.wav", Path(w)) for w in args.wavs]
-        jobs = jobs or [(f"sample_{i:03d}.wav", None) for i in range(args.count)]
-        for i, (name, wav) in enumerate(jobs):
-            primer = read_audio(wav, sr)[-int(round(args.prime_seconds * sr)):] if wav is not None else None
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    sr = model.config.sample_rate
+    out = Path(args.out)
+    jobs = [(Path(w).stem + "_continued.wav", Path(w)) for w in args.wavs]
+    jobs = jobs or [(f"sample_{i:03d}.wav", None) for i in range(args.count)]
+    failed = []
+    for i, (name, wav) in enumerate(jobs):
+        try:
+            primer = read_primer(wav, sr, args) if wav is not None else None
             seed = None if args.seed is None else args.seed + i
             audio = sample_file(model, primer, args, name, seed)
             write_wav(out / name, audio, sr)
             print(out / name)
-    except StudioError as e:
-        print(f"error: {e}", file=sys.stderr)
+        except StudioError as e:
+            print(f"error: {wav or name}: {e}", file=sys.stderr)
+            failed.append(str(wav or name))
+    if failed:
+        print(f"error: {len(failed)} of {len(jobs)} failed: {', '.join(failed)}", file=sys.stderr)
         return 2
     return 0
 

@@ -2,14 +2,16 @@
 
 The flow is a chain of plain functions, each testable without a browser:
 
-    load_primer(upload, rate, prime_seconds)   the last N seconds of the upload at the model's rate
+    load_primer(upload, rate, prime_seconds)   the last N seconds of the upload at the model's rate, before its
+                                               trailing silence, level matched on request (core.primer)
     check_settings(model, ...)                 the user's choices, validated -> Settings
     run_continuation(model, primer, settings)  yields a growing Take per chunk (core.continuation)
     waveform_figure / spectrogram_figure       plots of a finished variation
     generate_audio(store, ...)                 the event handler: a generator of UI outputs
 
 Each variation's audio is the primer *as the model heard it* (resampled, quantised, decoded)
-followed by the continuation, so what you hear is exactly the sequence the model saw and made.
+followed by the continuation, so what you hear is exactly the sequence the model saw and made
+(with level matching, both are scaled back by the gain the primer was raised by).
 Audio goes to the browser as int16: Gradio peak-normalises float audio, which would change the
 loudness as the clip grows.
 """
@@ -30,11 +32,12 @@ from matplotlib import mlab
 from matplotlib.figure import Figure
 
 from core.audio import read_audio, to_int16, write_wav
-from core.continuation import check_audio_model, continue_audio, dequantise, quantise
+from core.continuation import check_audio_model, continue_audio, heard
 from core.errors import ConfigError, StudioError
 from core.generation import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
+from core.primer import SILENCE_DBFS, TARGET_PEAK_DBFS, Primer, prepare_primer, read_seconds
 from pages.checks import is_whole, require
 from pages.model_picker import metrics_text, model_picker
 from pages.uploads import MAX_UPLOAD_BYTES
@@ -108,18 +111,21 @@ def model_summary(entry: dict | None) -> str:
     return "\n\n".join(lines)
 
 
-def load_primer(upload: str | None, sample_rate: int, prime_seconds: float) -> np.ndarray | None:
-    """The last `prime_seconds` of the uploaded file at `sample_rate`, float32 (P,); None without an upload.
+def load_primer(
+    upload: str | None, sample_rate: int, prime_seconds: float, *, trim: bool = True, match_level: bool = False,
+) -> Primer | None:
+    """The primer from the uploaded file at `sample_rate` (core.primer.prepare_primer); None without an upload.
 
-    Raises AudioError for an upload that is not usable audio (not audio, empty, NaN, over 20 MiB).
+    Its last `prime_seconds` before its trailing silence (with `trim`), level matched on request. Only
+    the end of the file is decoded (core.audio.read_audio's last_seconds). Raises AudioError for an
+    upload that is not usable audio (not audio, empty, NaN, over 20 MiB).
     """
     if not upload:
         return None
     if not (isinstance(prime_seconds, (int, float)) and 0 < prime_seconds <= MAX_PRIME_SECONDS):
         raise ConfigError(f"prime seconds must be in (0, {MAX_PRIME_SECONDS:g}], got {prime_seconds!r}")
-    audio = read_audio(upload, sample_rate, max_bytes=MAX_UPLOAD_BYTES)
-    keep = max(1, int(round(prime_seconds * sample_rate)))
-    return audio[-keep:]
+    end = read_audio(upload, sample_rate, max_bytes=MAX_UPLOAD_BYTES, last_seconds=read_seconds(prime_seconds, trim))
+    return prepare_primer(end, sample_rate, prime_seconds, trim=trim, match_level=match_level)
 
 
 def check_settings(
@@ -157,21 +163,22 @@ def check_settings(
     )
 
 
-def run_continuation(model: WaveNet, primer: np.ndarray | None, settings: Settings) -> Iterator[Take]:
+def run_continuation(model: WaveNet, primer: Primer | None, settings: Settings) -> Iterator[Take]:
     """Generate all variations in one batch; yield the growing Take after every chunk."""
     sr = model.config.sample_rate
-    heard = dequantise(model, quantise(model, primer)) if primer is not None else np.zeros(0, np.float32)
+    audio, gain = (primer.audio, primer.gain) if primer is not None else (None, 1.0)
     total = int(round(settings.seconds * sr))
     chunks: list[np.ndarray] = []
     method = default_method(model)
     start = time.perf_counter()
     for chunk in continue_audio(
-        model, primer, settings.seconds, temperature=settings.temperature, top_k=settings.top_k,
+        model, audio, settings.seconds, temperature=settings.temperature, top_k=settings.top_k,
         batch=settings.variations, seed=settings.seed, classes=settings.class_id, method=method,
-        chunk_size=max(100, sr // 10),
+        chunk_size=max(100, sr // 10), gain=gain,
     ):
         chunks.append(chunk)
-        yield Take(sr, heard, np.concatenate(chunks, axis=1), total, time.perf_counter() - start, method)
+        yield Take(sr, heard(model, audio, gain), np.concatenate(chunks, axis=1), total,
+                   time.perf_counter() - start, method)
 
 
 def status_markdown(take: Take, finished: bool) -> str:
@@ -240,10 +247,13 @@ def generate_audio(
     variations: float,
     seed: float | None,
     class_id: float | None,
+    trim: bool = True,
+    match_level: bool = True,
 ) -> Iterator[tuple]:
     """The Generate handler. Yields (status, *per slot: audio, waveform, spectrogram, WAV path).
 
-    `audio` is a path to the uploaded file (or None: generate from silence). While generating,
+    `audio` is a path to the uploaded file (or None: generate from silence); `trim` and `match_level`
+    prepare its primer (core.primer), and what was done to it heads the status. While generating,
     each used slot's audio grows as (sample_rate, int16 (P + n,)) and the plots are empty; the last
     yield adds the plots and a WAV to download. Unused slots are None. A StudioError becomes a
     gr.Error with its message.
@@ -253,15 +263,20 @@ def generate_audio(
             raise ConfigError("choose a model first")
         net = store.get(model)
         settings = check_settings(net, seconds, temperature, top_k, variations, seed, class_id)
-        primer = load_primer(audio, net.config.sample_rate, prime_seconds)
-        yield ("Starting…", *[None] * (MAX_VARIATIONS * OUTPUTS_PER_VARIATION))  # clears the last run's outputs
+        primer = load_primer(audio, net.config.sample_rate, prime_seconds, trim=bool(trim),
+                             match_level=bool(match_level))
+        notes = "".join(f"{note}\n\n" for note in primer.notes) if primer is not None else ""
+        for warning in primer.warnings if primer is not None else ():
+            gr.Warning(warning)
+        yield (notes + "Starting…", *[None] * (MAX_VARIATIONS * OUTPUTS_PER_VARIATION))  # clears the last outputs
         last, take = 0.0, None
         for take in run_continuation(net, primer, settings):
             if time.perf_counter() - last >= UPDATE_EVERY and take.done < take.total:
                 last = time.perf_counter()
-                yield _outputs(status_markdown(take, finished=False), take, _streaming_slot)
+                yield _outputs(notes + status_markdown(take, finished=False), take, _streaming_slot)
         with tempfile.TemporaryDirectory(prefix="studio-audio-") as folder:
-            yield _outputs(status_markdown(take, finished=True), take, lambda t, i: _final_slot(t, i, Path(folder)))
+            yield _outputs(notes + status_markdown(take, finished=True), take,
+                           lambda t, i: _final_slot(t, i, Path(folder)))
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
 
@@ -278,6 +293,13 @@ def build(store: ModelStore) -> None:
             upload = gr.Audio(sources=["upload", "microphone"], type="filepath", label="conditioning audio")
             prime_seconds = gr.Slider(0.1, MAX_PRIME_SECONDS, value=1.0, step=0.1, label="prime seconds",
                                       info="the last N seconds of the upload prime the model")
+            trim = gr.Checkbox(True, label="trim trailing silence",
+                               info=f"the primer is the last N seconds before the clip's trailing silence: 10 ms "
+                                    f"frames quieter than {SILENCE_DBFS:g} dBFS (RMS) at its end are cut first")
+            match_level = gr.Checkbox(True, label="match level",
+                                      info=f"the model hears the primer raised (or lowered) to a {TARGET_PEAK_DBFS:g} "
+                                           "dBFS peak, the loudness it was trained at; the output is scaled back "
+                                           "to the clip's level")
             seconds = gr.Slider(0.1, MAX_SECONDS, value=2.0, step=0.1, label="seconds to generate")
             temperature = gr.Slider(0.0, 2.0, value=0.85, step=0.05, label="temperature",
                                     info="0 = greedy; the bundled model holds its notes at 0.85 and at 1")
@@ -306,7 +328,7 @@ def build(store: ModelStore) -> None:
     def class_box(path: str | None):
         return gr.Number(**_class_props(next((m for m in audio_models(store) if m["path"] == path), None)))
 
-    inputs = [model, upload, prime_seconds, seconds, temperature, top_k, variations, seed, class_id]
+    inputs = [model, upload, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim, match_level]
     run = generate_button.click(partial(generate_audio, store), inputs, [status, *outputs], api_name="generate_audio",
                                 show_progress_on=status)  # the players stay uncovered while they grow
     cancel.click(None, cancels=[run])

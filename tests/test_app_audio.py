@@ -2,7 +2,8 @@
 
 Contract checked here: `generate_audio` returns, per variation, the primer as the model heard
 it (the upload's last `prime_seconds`, resampled to the model's rate, quantised, decoded)
-followed by the continuation, as int16 WAV.
+followed by the continuation, as int16 WAV. With level matching both are scaled back by the gain
+the primer was raised by; trailing silence is cut before the primer is taken.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from core.models.wavenet import WaveNet
 from tests.conftest import TINY_SAMPLE_RATE, free_port, tiny_audio_config
 
 SR = TINY_SAMPLE_RATE  # uploads are written at 16 kHz so they are resampled
+ROOT = Path(__file__).resolve().parents[1]
+MELODIES = ROOT / "checkpoints" / "melodies-wavenet"  # the bundled 8 kHz audio model
+OUTPUTS = audio_page.OUTPUTS_PER_VARIATION
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,7 @@ def samples(result, variation: int = 0) -> np.ndarray:
 
 
 def test_output_is_primer_as_heard_then_continuation(client: Client, model_dir: Path, wav: Path) -> None:
-    result = generate(client, model_dir, wav, prime_seconds=0.25, seconds=0.25)
+    result = generate(client, model_dir, wav, prime_seconds=0.25, seconds=0.25, match_level=False)
     model = WaveNet(tiny_audio_config())
     heard = dequantise(model, quantise(model, read_audio(wav, SR)[-2000:]))
     audio = samples(result)
@@ -198,3 +202,40 @@ def test_model_store_skips_bad_folders_and_caches_loads(model_dir: Path, tmp_pat
         store.get(tmp_path / "broken")
     with pytest.raises(CheckpointError, match="not in this app's model folders"):
         ModelStore([tmp_path], device="cpu").get(tiny["path"])
+
+
+def _run_handler(store: ModelStore, upload: Path, *args) -> tuple:
+    """The last output of the Generate handler called as the page calls it (prime 1 s, seed 0)."""
+    return list(audio_page.generate_audio(store, str(MELODIES), str(upload), 1.0, *args))[-1]
+
+
+def test_clips_ending_in_a_second_of_silence_get_continuations_that_depend_on_them(tmp_path: Path) -> None:
+    """Issue #14: the last second of a clip that ends in silence is silence, so without trimming every such
+    clip got the same continuation for a seed. The primers (the last second of each tone) have the same peak,
+    so level matching raises both alike and only what the model heard can make them differ."""
+    store = ModelStore([MELODIES.parent], device="cpu")
+    t = np.arange(2 * SR) / SR
+    continuations = []
+    for freq in (262.0, 392.0):
+        sound = sum(np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3))
+        clip = np.concatenate([0.5 * sound / np.abs(sound[-SR:]).max(), np.zeros(SR)]).astype(np.float32)
+        sf.write(tmp_path / f"{freq:g}.wav", clip, SR, subtype="FLOAT")
+        result = _run_handler(store, tmp_path / f"{freq:g}.wav", 0.25, 1.0, 0, 1, 0, 0)
+        continuations.append(result[1][1][SR:])  # (rate, int16 samples) of variation 1, past the primer
+    assert len(continuations[0]) == 2000
+    assert not np.array_equal(*continuations)
+    assert "Cut 1.00 s of trailing silence" in result[0]
+
+
+def test_a_quiet_primer_level_matched_is_continued_at_its_own_level(tmp_path: Path) -> None:
+    """Issue #14: a -40 dBFS primer; the model hears it at -1 dBFS, and the continuation comes back at the
+    primer's level instead of several times louder."""
+    store = ModelStore([MELODIES.parent], device="cpu")
+    sf.write(tmp_path / "quiet.wav", 0.01 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR), SR, subtype="FLOAT")
+    result = _run_handler(store, tmp_path / "quiet.wav", 0.5, 0.85, 0, 2, 0, 0, True, True)
+    assert "Level matched: primer +39.0 dB" in result[0]
+    for variation in (0, 1):
+        audio = result[1 + OUTPUTS * variation][1].astype(np.float64) / 32768
+        primer_peak, continuation_peak = np.abs(audio[:SR]).max(), np.abs(audio[SR:]).max()
+        assert primer_peak == pytest.approx(0.01, rel=0.05)
+        assert 0.25 * primer_peak < continuation_peak < 2 * primer_peak

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +13,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.checkpoints import load_checkpoint, read_config, save_checkpoint
+from core.checkpoints import (
+    CONFIG,
+    WEIGHTS,
+    latest_checkpoint,
+    load_checkpoint,
+    read_config,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from core.conditioning import Cond
 from core.errors import CheckpointError
 from core.models.wavenet import WaveNet, WaveNetConfig
@@ -124,3 +133,32 @@ def test_kill_during_save_leaves_the_old_or_the_new_checkpoint(tmp_path):
         proc.wait()
         state = load_checkpoint(folder).state_dict()
         assert any(all(torch.equal(state[k], c[k]) for k in c) for c in candidates)
+
+
+def test_stale_temporaries_of_killed_saves_and_deletions_are_removed_and_checkpoints_kept(tmp_path):
+    """Issue #14: saves killed before their rename left .step_*.tmp folders that nothing ever removed."""
+    run = tmp_path / "run"
+    ckpts = run / "checkpoints"
+    save_checkpoint(tiny(0), ckpts / "step_00000010")
+    save_checkpoint(tiny(1), ckpts / "step_00000020")
+    (run / "latest").write_text("step_00000020")
+    killed_save = Path(tempfile.mkdtemp(prefix=".step_00000030.", suffix=".tmp", dir=ckpts))  # as save_checkpoint
+    (killed_save / WEIGHTS).write_bytes(b"half a file")
+    killed_delete = ckpts / ".step_00000005.deleting"
+    killed_delete.mkdir()
+    (killed_delete / CONFIG).write_text("{}")
+    replaced = ckpts / ".step_00000020.old"  # an overwrite killed after its second rename: the new one is in place
+    save_checkpoint(tiny(2), replaced)
+    pending = ckpts / ".step_00000040.old"  # killed between its renames: the old one is all there is
+    save_checkpoint(tiny(3), pending)
+
+    removed = remove_stale_temporaries(run)
+
+    assert sorted(p.name for p in removed) == sorted([killed_save.name, killed_delete.name, replaced.name])
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_00000010", "step_00000020", "step_00000040"]
+    assert latest_checkpoint(run) == ckpts / "step_00000020"
+    for step, seed in (("step_00000010", 0), ("step_00000020", 1), ("step_00000040", 3)):
+        state = load_checkpoint(ckpts / step).state_dict()
+        assert all(torch.equal(state[k], v) for k, v in tiny(seed).state_dict().items())
+    assert remove_stale_temporaries(run) == []
+    assert remove_stale_temporaries(tmp_path / "no-run-yet") == []

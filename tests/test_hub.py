@@ -30,6 +30,8 @@ import torch
 from safetensors.torch import load_file
 
 from core.checkpoints import CARD, CONFIG, METRICS, WEIGHTS, load_checkpoint, save_checkpoint
+from core.errors import HubError
+from core.hub import check_revision
 from core.models.wavenet import WaveNet, WaveNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -370,6 +372,40 @@ def test_cached_model_loads_when_the_hub_is_down_and_with_hf_hub_offline(
         fake_hub.start()
         offline_client.close()
     assert len(fake_hub.requests) == requests  # offline means no request at all
+
+
+def test_a_revision_that_is_a_path_cannot_serve_a_folder_outside_the_cache(
+        client: HubClient, fake_hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
+    """The exploit: offline, huggingface_hub reads `refs/<revision>` joined to the cache folder, so a file
+    anywhere (an upload) named as an absolute or '..' revision, holding the path of another folder, made
+    that folder the pulled model."""
+    client.call("pull", REPO)  # the repo is cached, as the offline lookup needs
+    elsewhere = save_checkpoint(tiny_model(), tmp_path / "not-from-the-hub")
+    uploaded = tmp_path / "upload"
+    uploaded.write_text(str(elsewhere))
+    cache_refs = hf_home / "hub" / "models--studio--tiny-wavenet" / "refs"
+    climbing = os.path.relpath(uploaded, cache_refs)
+    assert climbing.startswith("..")
+    offline = HubClient(fake_hub.url, hf_home, tmp_path / "offline.log", offline=True)
+    try:
+        for revision in (str(uploaded), climbing):
+            reply = offline.call("pull", REPO, revision)
+            assert reply.get("error") == "HubError", f"revision {revision!r} served {reply.get('value')}"
+            assert "is not a valid revision" in reply["message"]
+    finally:
+        offline.close()
+
+
+@pytest.mark.parametrize("revision", ["main", "v1.0", "refs/pr/1", "feature/x_y-z", "a" * 40, " v2 "])
+def test_branch_tag_and_hash_revisions_are_accepted(revision: str) -> None:
+    assert check_revision(revision) == revision.strip()
+
+
+@pytest.mark.parametrize("revision", ["/etc", "/tmp/gradio/upload", "../x", "refs/../../x", "a/../b", "a\\b",
+                                      "C:\\x", ".hidden", "a//b", "a/", "v1.", "x.lock", "with space", "tab\tx"])
+def test_revisions_that_could_act_as_paths_are_refused(revision: str) -> None:
+    with pytest.raises(HubError, match="is not a valid revision"):
+        check_revision(revision)
 
 
 def test_push_uploads_the_checkpoint_files_with_the_token_as_bearer_only(

@@ -77,7 +77,10 @@ def test_resume_continues_the_step_count_and_optimizer(tmp_path):
     assert main(["--config", str(TONE), "--run-dir", str(run), "--no-progress", *sum((["--set", s] for s in TINY), []),
                  "--set", "train.max_steps=6", "--set", "train.valid_every=3"]) == 0
     first = load_checkpoint(latest_checkpoint(run))
+    stale = run / "checkpoints" / ".step_00000007.tmp"  # a save killed before its rename
+    stale.mkdir()
     assert main(["--run-dir", str(run), "--resume", "--no-progress", "--set", "train.max_steps=10"]) == 0
+    assert not stale.exists(), "resuming clears what a killed save left"
     steps = [r["step"] for r in rows(run, "train")]
     assert steps == [2, 4, 6, 8, 10]
     assert latest_checkpoint(run).name == "step_00000010"

@@ -229,6 +229,8 @@ class Trainer:
             checkpoints.remove_checkpoint(p)
 
     def _load_latest(self) -> None:
+        if self.is_main:  # a save killed half way leaves temporaries (never while this run saves: it is us)
+            checkpoints.remove_stale_temporaries(self.run_dir)
         folder = checkpoints.latest_checkpoint(self.run_dir)
         if folder is None:
             raise ConfigError(f"--resume: {self.run_dir} has no checkpoint yet; start it without --resume")
