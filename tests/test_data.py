@@ -260,7 +260,7 @@ def test_audio_folder_bad_file_raises_audio_error_naming_it(tmp_path):
         ({"kinds": []}, "kinds"),
         ({"kinds": ["sine", "noise"]}, "kinds"),
         ({"kind": "audio_folder", "root": "x", "max_files": 0}, "max_files"),
-        ({"levels": 16}, "unknown tones data keys: levels"),
+        ({"name": "jsb"}, "unknown tones data keys: name"),
         ({"seed": -2}, "seed"),
     ],
 )
@@ -335,8 +335,10 @@ def test_an_old_flat_data_section_keeps_only_its_kinds_keys():
             "fourier_curves": 2048, "fourier_length": 500, "fourier_terms": [3, 5], "max_items": 3}
     data = data_config_from_dict(flat)
     assert data_config_to_dict(data) == {"kind": "mnist", "levels": 16, "mnist_path": "d.npz", "max_items": 3}
-    with pytest.raises(ConfigError, match="unknown mnist data keys: clips"):
-        data_config_from_dict({"kind": "mnist", "clips": 3})
+    older = {"kind": "tones", "root": "", "targets": 2048, "clips": 256, "max_files": None, "seed": 0}
+    assert data_config_to_dict(data_config_from_dict(older))["clips"] == 256  # tones-wavenet's bundle
+    with pytest.raises(ConfigError, match="unknown mnist data keys: name"):
+        data_config_from_dict({"kind": "mnist", "name": "jsb"})
 
 
 def test_every_kind_registers_a_config_that_round_trips_through_its_dict():

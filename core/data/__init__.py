@@ -26,8 +26,8 @@ from core.data.registry import KINDS, SPLITS, check_split
 from core.errors import ConfigError
 
 DATA_KINDS: tuple[str, ...] = tuple(KINDS)
-# The one flat `data` section every config had before kinds were a registry (written in full by
-# config.json); such a section keeps only its kind's keys when read.
+# The keys of the one flat `data` section every config had before kinds were a registry, where the keys
+# of other kinds were accepted and ignored: a section made only of these keeps its kind's keys when read.
 LEGACY_KEYS = frozenset({"kind", "root", "targets", "clips", "seconds", "frequency", "kinds", "max_files", "seed",
                          "levels", "mnist_path", "fourier_curves", "fourier_length", "fourier_terms", "max_items"})
 
@@ -38,15 +38,15 @@ __all__ = ["DATA_KINDS", "SPLITS", "Batch", "SplitDataset", "build_split", "data
 def data_config_from_dict(d: dict | None):
     """The kind's config from a `data` section {"kind": name, **fields} (kind "tones" if absent).
 
-    ConfigError for an unknown kind or key, naming the known ones. A complete old flat section
-    (every LEGACY_KEYS key, as config.json files of earlier runs hold) is migrated.
+    ConfigError for an unknown kind or key, naming the known ones. An old flat section (only
+    LEGACY_KEYS keys, as config.json files of earlier runs hold) keeps its kind's keys, as it meant.
     """
     d = dict(d or {})
     kind = d.pop("kind", "tones")
     if kind not in KINDS:
         raise ConfigError(f"data.kind must be one of {DATA_KINDS}, got {kind!r}")
     cls = KINDS[kind]
-    if set(d) | {"kind"} == LEGACY_KEYS:
+    if set(d) <= LEGACY_KEYS:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
     return dataclass_from_dict(cls, d, f"{kind} data")
