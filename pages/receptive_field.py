@@ -22,7 +22,7 @@ from functools import partial
 
 import gradio as gr
 
-from core import cone as graph
+from core import cone
 from core.model_store import ModelStore
 from pages.receptive_field_controls import MARGIN, config_from_controls, diagram_length
 from pages.receptive_field_costs import stack_costs
@@ -46,7 +46,7 @@ def build(store: ModelStore) -> None:
             kernel = gr.Slider(2, 5, value=defaults["kernel_size"], step=1, label="kernel size K")
             stacks = gr.Slider(1, 4, value=defaults["stacks"], step=1, label="stacks")
             layers = gr.Slider(1, 10, value=defaults["layers_per_stack"], step=1, label="layers per stack")
-            pattern = gr.Radio(list(graph.PATTERNS), value=defaults["pattern"], label="dilation pattern",
+            pattern = gr.Radio(list(cone.PATTERNS), value=defaults["pattern"], label="dilation pattern",
                                info="exponential 1, 2, 4, …; linear 1, 2, 3, …; constant 1, 1, …")
             custom = gr.Textbox(defaults["custom_dilations"], label="custom dilations",
                                 info="one stack, repeated `stacks` times; used when the pattern is custom "

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from core import cone as graph
+from core import cone
 from core.errors import ConfigError
 from core.models.wavenet import WaveNetConfig
 from pages.checks import is_whole
@@ -28,7 +28,7 @@ def config_from_controls(kernel_size: float, stacks: float, layers_per_stack: fl
                              ("channels", channels, 1)):
         if not (is_whole(value) and value >= low):
             raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
-    dilations = graph.dilations_for(pattern, int(layers_per_stack), int(stacks), custom_dilations)
+    dilations = cone.dilations_for(pattern, int(layers_per_stack), int(stacks), custom_dilations)
     c = int(channels)
     return WaveNetConfig(quantization_levels=quantization_levels, dilations=dilations, kernel_size=int(kernel_size),
                          input_kernel_size=int(input_kernel_size), residual_channels=c, dilation_channels=c,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core import cone as graph
+from core import cone
 from core.errors import ConfigError, StudioError
 from core.models.wavenet import WaveNetConfig
 from pages.checks import is_whole
@@ -30,7 +30,7 @@ def stack_costs(kernel_size: float, stacks: float, layers_per_stack: float, patt
 
 def parameters_markdown(config: WaveNetConfig) -> str:
     """Taps per channel pair and real parameter counts: the dilated stack vs one plain causal conv."""
-    taps, params = graph.tap_counts(config), graph.conv_parameters(config)
+    taps, params = cone.tap_counts(config), cone.conv_parameters(config)
     k, n = config.kernel_size, len(config.dilations)
     c, c2 = config.residual_channels, 2 * config.dilation_channels
     return escape_markdown("\n".join([
@@ -42,16 +42,16 @@ def parameters_markdown(config: WaveNetConfig) -> str:
         f"**With channels** (C_res = {c} in, 2·C_dil = {c2} out, weights + biases): the dilated convs hold "
         f"**{params.dilated:,}** parameters, a plain conv of width R would hold **{params.plain:,}**. "
         f"The whole WaveNet at these widths (Q = {config.quantization_levels}, skip = head = "
-        f"{config.skip_channels}) has {graph.model_parameters(config):,} parameters.",
+        f"{config.skip_channels}) has {cone.model_parameters(config):,} parameters.",
     ]))
 
 
 def queues_markdown(config: WaveNetConfig, batch: int) -> str:
     """The cached generator's ring buffers per layer, their memory, and the work per sample."""
-    sizes = graph.queue_sizes(config)
+    sizes = cone.queue_sizes(config)
     c = config.residual_channels
-    naive, cached = graph.layer_evaluations(config)
-    memory = graph.queue_memory(config, batch)
+    naive, cached = cone.layer_evaluations(config)
+    memory = cone.queue_memory(config, batch)
     lines = [
         f"The cached generator (Paine et al. 2016; `CachedStepper` in core/generation) keeps, per layer, a ring of its "
         f"last (K−1)·d inputs, each (B, C_res) = ({batch}, {c}) float32. Together **{sum(sizes):,} slots = "

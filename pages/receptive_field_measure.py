@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from core import cone as graph
+from core import cone
 from core.errors import ConfigError, StudioError
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
@@ -65,9 +65,9 @@ def measure_receptive_field(store: ModelStore, model: str | None, kernel_size: f
     grad = torch.stack([input_gradient(net, t, length=length, seed=s) for s in range(GRADIENT_SEEDS)]).mean(0)
     lags = t - np.arange(length)  # lag j of input position t - j
     g = grad.numpy().astype(np.float64)
-    cone_lags = {t - j for j in graph.input_positions(config, t)}
+    cone_lags = {t - j for j in cone.input_positions(config, t)}
     measured = {int(j) for j in lags[g > 0]}
-    paths = graph.path_counts(config, t)
+    paths = cone.path_counts(config, t)
     path_curve = np.array([paths.get(t - j, 0) for j in lags], dtype=np.float64)
 
     inside = g[(lags >= 1) & (lags <= r)][::-1]  # lags 1 .. R, nearest first

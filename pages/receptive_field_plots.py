@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core import cone as graph
+from core import cone
 from core.data.windows import WindowDataset
 from core.errors import ConfigError, StudioError
 from core.models.wavenet import WaveNetConfig
@@ -41,7 +41,7 @@ def cone_figure(config: WaveNetConfig, t_out: int) -> go.Figure:
     Trace names: "graph" (faint edges), "nodes" (faint nodes), "cone edges", "cone" (lit nodes, x = position,
     y = level, level 0 = inputs), "start symbol", "padding" (zero padding the cone reaches), "output", "target".
     """
-    r, names = config.receptive_field, graph.level_names(config)
+    r, names = config.receptive_field, cone.level_names(config)
     length = diagram_length(config)
     top = len(names) - 1
     fig = go.Figure()
@@ -50,17 +50,17 @@ def cone_figure(config: WaveNetConfig, t_out: int) -> go.Figure:
                            showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
         fig.update_layout(height=200, xaxis_visible=False, yaxis_visible=False)
         return fig
-    edges = graph.dependency_graph(config, length)
-    lit = graph.cone(config, t_out, padding=True)
+    edges = cone.dependency_graph(config, length)
+    lit = cone.cone(config, t_out, padding=True)
     if (top + 1) * length <= MAX_BACKGROUND:
         segments = [(s, level, t, level + 1) for level, es in enumerate(edges) for s, t in es]
         fig.add_trace(_lines(segments, "graph", FAINT, 0.6))
-        xs = [t for level in range(top + 1) for t in range(graph.first_real(level), length)]
-        ys = [level for level in range(top + 1) for _ in range(graph.first_real(level), length)]
+        xs = [t for level in range(top + 1) for t in range(cone.first_real(level), length)]
+        ys = [level for level in range(top + 1) for _ in range(cone.first_real(level), length)]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="nodes", hoverinfo="skip",
                                  marker=dict(color=FAINT, size=5), showlegend=False))
     lit_segments = [(p, level - 1, t, level) for level in range(1, top + 1) for t in lit[level]
-                    if t >= graph.first_real(level) for p in graph.parents(config, level, t)]
+                    if t >= cone.first_real(level) for p in cone.parents(config, level, t)]
     fig.add_trace(_lines(lit_segments, "cone edges", LIT, 1.2))
     real = [(t, level) for level, s in enumerate(lit) for t in sorted(s) if t >= 0]
     fig.add_trace(go.Scatter(
@@ -68,13 +68,13 @@ def cone_figure(config: WaveNetConfig, t_out: int) -> go.Figure:
         marker=dict(color=LIT, size=7), customdata=[names[level] for _, level in real],
         hovertemplate="%{customdata}<br>t = %{x}<extra>in the cone</extra>",
     ))
-    pads = [(t, level) for level, s in enumerate(lit) for t in s if t < graph.first_real(level)]
+    pads = [(t, level) for level, s in enumerate(lit) for t in s if t < cone.first_real(level)]
     if pads:
         fig.add_trace(go.Scatter(x=[t for t, _ in pads], y=[level for _, level in pads], mode="markers",
                                  name="zero padding", marker=dict(symbol="square-open", color=PAD, size=8),
                                  hovertemplate="padding (a zero) at t = %{x}<extra></extra>"))
-    start_lit = graph.START in lit[0]
-    fig.add_trace(go.Scatter(x=[graph.START], y=[0], mode="markers+text", name="start symbol", text=["START"],
+    start_lit = cone.START in lit[0]
+    fig.add_trace(go.Scatter(x=[cone.START], y=[0], mode="markers+text", name="start symbol", text=["START"],
                              textposition="bottom center", hovertemplate="the start symbol s_0<extra></extra>",
                              marker=dict(symbol="diamond", size=10, color=LIT if start_lit else FAINT)))
     fig.add_trace(go.Scatter(x=[t_out], y=[top], mode="markers", name=f"output at t = {t_out}",
@@ -83,7 +83,7 @@ def cone_figure(config: WaveNetConfig, t_out: int) -> go.Figure:
     fig.add_trace(go.Scatter(x=[t_out], y=[0], mode="markers", name=f"target x_{t_out} (never seen)",
                              marker=dict(symbol="circle-open", size=14, color=TARGET, line=dict(width=2)),
                              hovertemplate="x_%{x}: what the output predicts<extra></extra>"))
-    lowest = min([graph.START, *[t for t, _ in pads]])
+    lowest = min([cone.START, *[t for t, _ in pads]])
     fig.update_layout(
         height=160 + 32 * (top + 1), margin=dict(l=10, r=10, t=60, b=40),
         xaxis=dict(title="time t", range=[lowest - 1, length], zeroline=False),
@@ -96,17 +96,17 @@ def cone_figure(config: WaveNetConfig, t_out: int) -> go.Figure:
 def formula_markdown(config: WaveNetConfig, t_out: int) -> str:
     """R in closed form with every level's term, and what the output at t_out sees."""
     r, k = config.receptive_field, config.kernel_size
-    parts = graph.contributions(config)
+    parts = cone.contributions(config)
     terms = " + ".join(f"{k - 1}·{c.dilation}" for c in parts[1:])
     lines = [
         f"### R = Σ (K−1)·d + K_in = {terms} + {config.input_kernel_size} = **{r:,}**",
         "",
     ]
-    inputs = graph.input_positions(config, t_out)
+    inputs = cone.input_positions(config, t_out)
     lo, hi = t_out - r, t_out - 1
     seen = f"x_{min(inputs)} … x_{max(inputs)}" if inputs else "no input at all"
     holes = (hi - max(lo, 0) + 1) - len(inputs) if inputs else 0
-    start = " and the start symbol" if graph.START in graph.cone(config, t_out)[0] else ""
+    start = " and the start symbol" if cone.START in cone.cone(config, t_out)[0] else ""
     lines.append(f"The output at **t = {t_out}** (the logits of x_{t_out}) depends on {seen}{start}: "
                  f"{len(inputs):,} inputs" + (f", with **{holes:,} holes** — these dilations do not tile the field"
                                               if holes else "") + ".")
@@ -129,8 +129,8 @@ def padding_figure(config: WaveNetConfig, targets: int = 8) -> go.Figure:
     Input padding (the WaveNet paper): R - 1 zeros in front of the shifted input once; each conv is
     "valid" and the sequence shrinks by (K-1) d per level, values in front of t = 0 computed from zeros.
     """
-    names = graph.level_names(config)[1:]  # the shifted input s, then each conv's output
-    pads = [config.input_kernel_size - 1] + graph.queue_sizes(config)  # the zeros each conv reads in front
+    names = cone.level_names(config)[1:]  # the shifted input s, then each conv's output
+    pads = [config.input_kernel_size - 1] + cone.queue_sizes(config)  # the zeros each conv reads in front
     p_total = sum(pads)  # R - 1
     fig = make_subplots(rows=1, cols=2, shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=(f"input padding: {p_total} zeros once", f"layer padding: Σ = {p_total} zeros"))
