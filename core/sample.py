@@ -10,6 +10,10 @@ trained at, and the output is scaled back to the file's level (core.primer; --no
 
 Every input file is tried: one that cannot be read is reported and skipped, and the exit status
 is 2 at the end if any failed.
+
+A sequence latent-variable model (vrnn, srnn) is sampled the FIVO seed's way instead
+(core.sequence_samples): --prefix-steps frames of --sequences held-out sequences, --count
+continuations of --steps frames each, written as samples.npz, MIDI and WAV.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from core.devices import pick_device
 from core.errors import StudioError
 from core.generation import METHODS, default_method
 from core.primer import Primer, prepare_primer, read_seconds
+from core.sequence_samples import sample_sequences
 
 
 def sample_file(model, primer: Primer | None, args, label: str, seed: int | None) -> np.ndarray:
@@ -74,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default="auto", choices=["auto", *METHODS],
                    help="generation path: auto (CUDA graph on a GPU, fused C kernel on a CPU where it builds, "
                         "else cached)")
+    p.add_argument("--prefix-steps", type=int, default=25, help="sequence models: frames to condition on (25)")
+    p.add_argument("--steps", type=int, default=50, help="sequence models: frames to sample after them (50)")
+    p.add_argument("--sequences", type=int, default=4, help="sequence models: held-out sequences to continue (4)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -81,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.prime_seconds <= 0:
             raise StudioError(f"--prime-seconds must be > 0, got {args.prime_seconds}")
         model = load_checkpoint(args.checkpoint, pick_device(args.device))
+        if hasattr(model, "prior_step"):  # a sequence latent-variable model
+            for path in sample_sequences(model, args.checkpoint, args.out, prefix_steps=args.prefix_steps,
+                                         steps=args.steps, count=args.count, sequences=args.sequences,
+                                         seed=args.seed):
+                print(path)
+            return 0
         check_audio_model(model)
         method = default_method(model) if args.method == "auto" else args.method
         print(f"generating with the {method} method", file=sys.stderr)

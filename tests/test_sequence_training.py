@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from core.data.pianorolls import load_pianorolls, train_mean
 from core.errors import ConfigError
 from core.evaluate import main as evaluate
+from core.sample import main as sample
 from core.train import main as train
 from core.training import config as train_config
 
@@ -56,3 +58,20 @@ def test_a_ghmm_with_a_learned_proposal_trains_by_fivo_and_evaluates_to_the_seed
     assert report["particles"] == 4 and report["dims_per_item"] == 5
     assert report["elbo_per_t"] <= report["iwae_per_t"] + 0.05  # IWAE is the tighter bound (up to noise)
     assert report["fivo_per_seq"] == pytest.approx(5 * report["fivo_per_t"])
+
+
+def test_a_vrnn_trained_on_jsb_samples_the_seeds_npz_and_playable_midi_and_wav(tmp_path):
+    run = tmp_path / "vrnn"
+    assert train(["--run-dir", str(run), "--no-progress", "--set", "model.model_type=vrnn",
+                  "--set", "model.latent_size=8", "--set", "data.kind=pianorolls", "--set", "data.max_items=8",
+                  "--set", "objective.bound=iwae", "--set", "train.batch_size=4", "--set", "train.max_steps=2",
+                  "--set", "train.valid_every=2"]) == 0
+    out = tmp_path / "samples"
+    assert sample(["--checkpoint", str(run / "checkpoints" / "step_00000002"), "--out", str(out), "--count", "3",
+                   "--sequences", "2", "--prefix-steps", "25", "--steps", "10", "--seed", "0", "--no-progress"]) == 0
+    npz = np.load(out / "samples.npz")
+    assert npz["prefixes"].shape == (25, 2, 88) and npz["samples"].shape == (10, 2, 3, 88)
+    assert set(np.unique(npz["samples"])) <= {0.0, 1.0}
+    assert (out / "seq1_sample2.mid").read_bytes()[:4] == b"MThd"
+    audio, rate = sf.read(out / "seq1_sample2.wav")
+    assert rate == 16000 and len(audio) == 35 * round(0.3 * 16000)

@@ -37,6 +37,7 @@ from core.models.ghmm_exact import (
 )
 from core.models.registry import register
 from core.models.sequential import State
+from core.validation import check_int, is_number, need
 
 PROPOSALS = ("prior", "filtering", "smoothing", "learned_filtering", "learned_smoothing")
 
@@ -48,15 +49,11 @@ class GHMMConfig:
     proposal: str = "prior"  # one of PROPOSALS
 
     def __post_init__(self) -> None:
-        t = self.num_timesteps
-        if not isinstance(t, int) or isinstance(t, bool) or t < 1:
-            raise ConfigError(f"num_timesteps must be an integer >= 1, got {t!r}")
-        v = self.variance
-        if not isinstance(v, int | float) or isinstance(v, bool) or not (0 < v < math.inf):
-            raise ConfigError(f"variance must be a finite number > 0, got {v!r}")
-        self.variance = float(v)
-        if self.proposal not in PROPOSALS:
-            raise ConfigError(f"proposal must be one of {', '.join(PROPOSALS)}, got {self.proposal!r}")
+        check_int("num_timesteps", self.num_timesteps, 1)
+        need(is_number(self.variance) and self.variance > 0,
+             f"variance must be a finite number > 0, got {self.variance!r}")
+        self.variance = float(self.variance)
+        need(self.proposal in PROPOSALS, f"proposal must be one of {', '.join(PROPOSALS)}, got {self.proposal!r}")
 
 
 @register("ghmm")

@@ -35,6 +35,7 @@ from torch import nn
 
 from core.data.sequences import shifted_inputs
 from core.errors import ConfigError
+from core.validation import is_int, is_number, need
 
 EMISSIONS = ("bernoulli", "gaussian")
 PROPOSALS = ("filtering", "smoothing")
@@ -61,22 +62,12 @@ class LatentRNNConfig:
     sample_rate: int = 0  # of the framed signal (0 = not audio)
 
     def __post_init__(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ConfigError(msg)
-
-        def is_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: object) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
         for name in ("data_dim", "latent_size"):
             v = getattr(self, name)
             need(is_int(v) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
         need(self.emission in EMISSIONS, f"emission must be one of {EMISSIONS}, got {self.emission!r}")
         need(self.proposal in PROPOSALS, f"proposal must be one of {PROPOSALS}, got {self.proposal!r}")
-        need(isinstance(self.train_mean, (list, tuple)) and all(is_num(v) for v in self.train_mean),
+        need(isinstance(self.train_mean, (list, tuple)) and all(is_number(v) for v in self.train_mean),
              f"train_mean must be a list of finite numbers, got {type(self.train_mean).__name__}")
         self.train_mean = [float(v) for v in self.train_mean]
         need(len(self.train_mean) in (0, self.data_dim),
@@ -84,8 +75,8 @@ class LatentRNNConfig:
         if self.emission == "bernoulli":
             need(all(0.0 <= v <= 1.0 for v in self.train_mean),
                  "train_mean must lie in [0, 1] for bernoulli emissions (it is a frequency of 1s)")
-        need(is_num(self.signal_mean), f"signal_mean must be a finite number, got {self.signal_mean!r}")
-        need(is_num(self.signal_std) and self.signal_std > 0,
+        need(is_number(self.signal_mean), f"signal_mean must be a finite number, got {self.signal_mean!r}")
+        need(is_number(self.signal_std) and self.signal_std > 0,
              f"signal_std must be a finite number > 0, got {self.signal_std!r}")
         need(is_int(self.sample_rate) and self.sample_rate >= 0,
              f"sample_rate must be an integer >= 0, got {self.sample_rate!r}")
