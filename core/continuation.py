@@ -20,11 +20,16 @@ from core.generation.stepper import STEPPERS
 from core.models.wavenet import WaveNet
 
 
-def check_audio_model(model: torch.nn.Module) -> None:
-    """ConfigError unless the model generates audio: a family with a stepper, an audio codec and a sample rate."""
+def generates_audio(model: torch.nn.Module) -> bool:
+    """Whether the model generates audio: a family with a stepper, an audio codec and a sample rate."""
     c = getattr(model, "config", None)
-    if (getattr(model, "model_type", None) not in STEPPERS or getattr(c, "codec", "none") == "none"
-            or not getattr(c, "sample_rate", 0)):
+    return (getattr(model, "model_type", None) in STEPPERS and getattr(c, "codec", "none") != "none"
+            and bool(getattr(c, "sample_rate", 0)))
+
+
+def check_audio_model(model: torch.nn.Module) -> None:
+    """ConfigError unless `generates_audio(model)`."""
+    if not generates_audio(model):
         raise ConfigError("this model does not generate audio (it needs an autoregressive audio model, such as a "
                           "WaveNet or a wayback RNN, with an audio codec and sample rate)")
 

@@ -32,6 +32,7 @@ from core.checkpoints import (
     read_config,
     read_metrics,
 )
+from core.continuation import generates_audio
 from core.devices import pick_device
 from core.errors import CheckpointError, StudioError
 from core.models import build_model
@@ -64,7 +65,9 @@ class ModelStore:
     def list_models(self) -> list[dict]:
         """One entry per checkpoint found, in folder order; unreadable folders are skipped.
 
-        Entry keys: name, path (str), model_type, config (dict), receptive_field, parameters, metrics.
+        Entry keys: name, path (str), model_type, config (dict), receptive_field (None for a recurrent
+        model), parameters, metrics, audio ({"sample_rate", "quantization_levels", "codec"} for a model
+        that generates audio, else None).
         """
         entries, seen, labels = [], set(), self._labels
         for root in self.folders:
@@ -131,4 +134,6 @@ def _describe(name: str, folder: Path) -> dict | None:
         "receptive_field": getattr(model, "receptive_field", None),
         "parameters": sum(p.numel() for p in model.parameters()),
         "metrics": metrics,
+        "audio": ({"sample_rate": model.config.sample_rate, "quantization_levels": model.config.quantization_levels,
+                   "codec": model.config.codec} if generates_audio(model) else None),
     }

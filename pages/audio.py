@@ -85,24 +85,24 @@ class Take:
 
 
 def audio_models(store: ModelStore) -> list[dict]:
-    """The store's entries that generate audio (a WaveNet with an audio codec and a sample rate)."""
-    return [
-        m for m in store.list_models()
-        if m["model_type"] == "wavenet" and m["config"]["codec"] != "none" and m["config"]["sample_rate"]
-    ]
+    """The store's entries that generate audio (a WaveNet or a wayback RNN with an audio codec and a sample rate)."""
+    return [m for m in store.list_models() if m["audio"] is not None]
 
 
 def model_summary(entry: dict | None) -> str:
     """Markdown describing a listed model: rate, receptive field, size, classes, metrics."""
     if entry is None:
         return "No audio model chosen. Put checkpoint folders in the app's checkpoint folders and press ↻."
-    c, rf = entry["config"], entry["receptive_field"]
+    c, a, rf = entry["config"], entry["audio"], entry["receptive_field"]
     lines = [
-        f"**{entry['name']}** — {c['sample_rate']:,} Hz, {c['quantization_levels']} levels ({c['codec']}), "
+        f"**{entry['name']}** — {a['sample_rate']:,} Hz, {a['quantization_levels']} levels ({a['codec']}), "
         f"{entry['parameters']:,} parameters.",
-        f"The model hears the last **{rf:,} samples** ({1000 * rf / c['sample_rate']:.1f} ms) before each new one.",
+        f"The model hears the last **{rf:,} samples** ({1000 * rf / a['sample_rate']:.1f} ms) before each new one."
+        if rf is not None else
+        f"A recurrent model ({entry['model_type']}, {c.get('layout', '')} layout): it hears everything before each "
+        "new sample through its state.",
     ]
-    if c["n_classes"]:
+    if c.get("n_classes"):
         names = c["extra"].get("class_names")
         listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names)) if names else f"0 … {c['n_classes'] - 1}"
         lines.append(f"Class-conditional: class ids {listed}.")
@@ -149,7 +149,7 @@ def check_settings(
     need(is_whole(variations) and 1 <= variations <= MAX_VARIATIONS,
          f"variations must be a whole number in [1, {MAX_VARIATIONS}], got {variations!r}")
     need(seed is None or (is_whole(seed) and 0 <= seed < 2**63), f"seed must be a whole number >= 0, got {seed!r}")
-    n_classes = model.config.n_classes
+    n_classes = getattr(model.config, "n_classes", 0)  # families without class conditioning have none
     if n_classes:
         need(class_id is not None and is_whole(class_id) and 0 <= class_id < n_classes,
              f"this model is class-conditional: class id must be in [0, {n_classes - 1}], got {class_id!r}")
@@ -363,7 +363,7 @@ def _final_slot(take: Take, i: int, folder: Path) -> list:
 
 
 def _class_props(entry: dict | None) -> dict:
-    n = entry["config"]["n_classes"] if entry else 0
+    n = entry["config"].get("n_classes", 0) if entry else 0
     return dict(visible=bool(n), maximum=max(n - 1, 0), info=f"0 … {n - 1}" if n else None)
 
 

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+from gradio_client import Client, handle_file
 
 from core import evaluate, sample
+from core.checkpoints import save_checkpoint
+from core.model_store import ModelStore
+from core.models import build_model, config_from_dict
 from core.train import main as train
+from pages import audio as audio_page
+from tests.conftest import serving
 
 TINY = ("{sampling_frequency: 8000, bit_depth: 6, data_dim: 64, initial_learning_rate: 0.01, decay_rate: 0.5, "
         "decay_patience: 100, clip_norm: 1, layout: wayback, cell: gru, activation: tanh, use_bn: False, "
@@ -48,3 +55,22 @@ def test_the_seeds_train_command_trains_resumes_evaluates_and_samples_with_only_
                         "--out", str(out), "--no-progress", str(data / "test" / "0.wav")]) == 0
     written, rate = sf.read(out / "0_continued.wav")
     assert rate == 8000 and len(written) == 2400 + 400  # the primer as heard, then 0.05 s of continuation
+
+
+def test_the_audio_page_lists_and_continues_a_wayback_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    models = tmp_path / "models"
+    model = build_model(config_from_dict({"model_type": "wayback", "sampling_frequency": 8000, "bit_depth": 6,
+                                          "layout": "stack", "cell": "gru", "layer_sizes": [8, 8],
+                                          "boundaries": [4, 4], "chunk_size": 2, "io_sizes": [8]}))
+    save_checkpoint(model, models / "rnn")
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, 0.5 * np.sin(2 * np.pi * 440 * np.arange(4000) / 8000), 8000)
+    with serving(models) as url:
+        client = Client(url, verbose=False)
+        result = client.predict(model=str(models / "rnn"), audio=handle_file(str(clip)), prime_seconds=0.1,
+                                seconds=0.1, temperature=1.0, top_k=0, variations=1, seed=0, class_id=0,
+                                match_level=False, api_name="/generate_audio")
+    data, rate = sf.read(result[1], dtype="int16")
+    assert rate == 8000 and len(data) == 800 + 800  # the primer as heard, then the continuation
+    assert "recurrent" in audio_page.model_summary(audio_page.audio_models(ModelStore([models]))[0])
