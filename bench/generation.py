@@ -9,6 +9,11 @@ is one JSON object: {"config", "receptive_field", "results": [{"method", "batch"
 split at batch > 1); at batch 1 it also reports the opt-in split of each product over all cores
 (`FusedStepper(threads=N)`), which is fast or slow by how the host places the two vCPUs.
 With `--device cuda` the methods are cached and graph (the cached step replayed from a CUDA graph).
+
+The report's "recurrent" rows time the wayback family's stepper on the CPU presets
+(configs/wayback_small.json, configs/stack_small.json, random weights) at each batch size: the
+state is carried one chunk at a time, O(1) per sample, but each chunk costs one update of every
+layer that ticks plus a small autoregressive head per sample, all as PyTorch ops from Python.
 """
 
 from __future__ import annotations
@@ -24,17 +29,21 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from core.generation import METHODS, generate  # noqa: E402
+from core.generation.factory import family_steppers  # noqa: E402
 from core.generation.fused import FusedStepper  # noqa: E402
+from core.models import build_model  # noqa: E402
 from core.models.wavenet import WaveNet, WaveNetConfig  # noqa: E402
+from core.training import config as train_config  # noqa: E402
 
 REFERENCE = WaveNetConfig(quantization_levels=256, dilations=[2**i for i in range(10)] * 2, kernel_size=2,
                           residual_channels=64, dilation_channels=64, skip_channels=128, head_channels=128)
 
 
-def samples_per_s(model: WaveNet, method: str, batch: int, steps: int) -> float:
+def samples_per_s(model: torch.nn.Module, method: str, batch: int, steps: int) -> float:
     """Generated samples (steps x batch) per second of wall time, after a short warm-up."""
     for _ in generate(model, min(steps, 20), batch=batch, method=method, seed=0):
         pass
@@ -53,6 +62,19 @@ def split_samples_per_s(model: WaveNet, threads: int, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def recurrent_rows(batches: list[int], steps: int) -> list[dict]:
+    """samples/s of the recurrent stepper on each CPU wayback preset, at each batch size."""
+    rows = []
+    for preset in ("wayback_small", "stack_small"):
+        torch.manual_seed(0)
+        model = build_model(train_config.load(ROOT / "configs" / f"{preset}.json").model_config()).eval()
+        for batch in batches:
+            rate = samples_per_s(model, "recurrent", batch, steps)
+            print(f"{preset:>14} batch {batch:>3}: {rate:10.1f} samples/s", file=sys.stderr)
+            rows.append({"preset": preset, "batch": batch, "samples_per_s": round(rate, 1)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=2000, help="samples per sequence for fast methods")
@@ -63,9 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args(argv)
     on_cuda = torch.device(args.device).type == "cuda"
-    methods = args.methods or (["cached", "graph"] if on_cuda else [m for m in METHODS if m != "graph"])
     torch.manual_seed(0)
     model = WaveNet(REFERENCE).eval().to(args.device)
+    methods = args.methods or (["cached", "graph"] if on_cuda else [m for m in family_steppers(model) if m != "graph"])
     results = []
     cores = len(os.sched_getaffinity(0))
     for batch in args.batches:
@@ -87,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
         "device": torch.cuda.get_device_name() if on_cuda else platform.processor() or platform.machine(),
         "results": results,
+        "recurrent": [] if on_cuda else recurrent_rows(args.batches, args.steps),
     }
     print(json.dumps(report))
     return report
