@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import torch
 
-from core.generation.sampling import check_sampling_args, sample
-from core.generation.stepper import register_stepper
+from core.generation.sampling import check_sampling_args
+from core.generation.stepper import SamplingLoop, register_stepper
 from core.models.wayback import RecurrentState, Wayback
 
 
 @register_stepper("wayback", "recurrent")
-class RecurrentStepper:
+class RecurrentStepper(SamplingLoop):
     """Step a `Wayback` model sample by sample; equals its full forward (in evaluation) at every step."""
 
     rank = 1  # the one stepper of its family
@@ -39,15 +39,10 @@ class RecurrentStepper:
         self.model, self.batch = model, batch
         self.chunk = model.config.chunk_size
         p = next(model.parameters())
-        self.gen = torch.Generator(device=p.device)
-        if seed is None:
-            self.gen.seed()
-        else:
-            self.gen.manual_seed(seed)
+        self._init_sampling(seed, p.device)
         self.state: RecurrentState = model.zero_state(batch)
         self.current = torch.zeros(batch, 0, dtype=torch.long, device=p.device)  # the chunk so far (B, j)
         self.context: torch.Tensor | None = None  # the chunk head's context for the chunk in progress
-        self.prev: torch.Tensor | None = None  # the last token, input of the next step
         self.t = 0
 
     @torch.no_grad()
@@ -91,19 +86,6 @@ class RecurrentStepper:
         logits = self.model.head(self.context, tokens)[:, j]
         self.t += 1
         return logits
-
-    def sample(self, n: int, temperature: float = 1.0, top_k: int | None = None,
-               observed: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """The next n tokens, LongTensor (B, n); observed = (mask (B, n) bool, values (B, n)) are forced."""
-        check_sampling_args(temperature, top_k)
-        out = []
-        for i in range(n):
-            x = sample(self.step(self.prev), temperature, top_k, self.gen)
-            if observed is not None:
-                x = torch.where(observed[0][:, i], observed[1][:, i], x)
-            out.append(x)
-            self.prev = x
-        return torch.stack(out, dim=1) if out else torch.zeros(self.batch, 0, dtype=torch.long)
 
     def _begin_chunk(self) -> None:
         """One recurrent step on the previous chunk; the head's context for the chunk that starts."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from core.generation.sampling import sample
+from core.generation.sampling import check_sampling_args, sample
 
 # model_type -> method -> stepper class, in registration order (the order `default_method` prefers)
 STEPPERS: dict[str, dict[str, type]] = {}
@@ -68,6 +68,7 @@ class SamplingLoop:
     def sample(self, n: int, temperature: float = 1.0, top_k: int | None = None,
                observed: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The next n tokens, LongTensor (B, n); observed = (mask (B, n) bool, values (B, n))."""
+        check_sampling_args(temperature, top_k)
         out = []
         for i in range(n):
             x = sample(self.step(self.prev), temperature, top_k, self.gen)
@@ -75,5 +76,5 @@ class SamplingLoop:
                 x = torch.where(observed[0][:, i], observed[1][:, i], x)
             out.append(x)
             self.prev = x
-        return torch.stack(out, dim=1)
+        return torch.stack(out, dim=1) if out else torch.zeros(self.batch, 0, dtype=torch.long)
 

@@ -229,6 +229,8 @@ def reverse_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch
 class LatentRNN(nn.Module):
     """The pieces common to VRNN and SRNN: data and latent encoders, emission, input centring."""
 
+    default_objective = "bound"  # core.training.bound_objective: ELBO, IWAE or FIVO through core.inference
+
     def __init__(self, config: LatentRNNConfig):
         super().__init__()
         self.config = config

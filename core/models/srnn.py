@@ -51,7 +51,6 @@ class SRNN(LatentRNN):
     """The SRNN of the FIVO paper with a filtering or smoothing proposal; implements core.models.sequential."""
 
     config_class = SRNNConfig
-    default_objective = "bound"  # core.training.bound_objective: ELBO, IWAE or FIVO through core.inference
 
     def __init__(self, config: SRNNConfig):
         super().__init__(config)

@@ -52,7 +52,6 @@ class VRNN(LatentRNN):
     """The VRNN of the FIVO paper with a filtering or smoothing proposal; implements core.models.sequential."""
 
     config_class = VRNNConfig
-    default_objective = "bound"  # core.training.bound_objective: ELBO, IWAE or FIVO through core.inference
 
     def __init__(self, config: VRNNConfig):
         super().__init__(config)
