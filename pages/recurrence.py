@@ -97,7 +97,8 @@ def build(store: ModelStore) -> None:
                 "layer's states* to see it.")
     choices = wayback_choices(store)
     with gr.Row():
-        models = gr.CheckboxGroup(choices, value=[p for _, p in choices[:2]], label="checkpoints", scale=5)
+        models = gr.Dropdown(choices, value=[p for _, p in choices[:2]], multiselect=True, allow_custom_value=True,
+                             label="checkpoints", scale=5)
         refresh = gr.Button("↻", scale=0, min_width=40)
     wrt = gr.Radio([(label, key) for key, label in WRT.items()], value="input", label="gradient with respect to")
     measure = gr.Button("Measure", variant="primary")
@@ -105,5 +106,5 @@ def build(store: ModelStore) -> None:
     measured_plot = gr.Plot(label="|d loss_t / d input at t − k| against k (samples, log)")
     measure.click(partial(measure_gradient_reach, store), [models, wrt], [measured_plot, measured_md],
                   api_name="measure_gradient_reach")
-    refresh.click(lambda current: gr.CheckboxGroup(choices=wayback_choices(store), value=current), models, models,
+    refresh.click(lambda current: gr.Dropdown(choices=wayback_choices(store), value=current), models, models,
                   api_visibility="private")

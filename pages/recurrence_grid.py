@@ -6,11 +6,12 @@
     numbers_markdown(schedule)           memory (states held) and the longest gradient span, in steps and samples
     recurrence_schedule(...)             the endpoint: controls -> (grid HTML, numbers Markdown)
 
-A cell is one update of one layer. At step t (the slider; hovering a loss cell previews its step):
-    future  it has not been computed yet (after t)
-    past    computed, and released: no loss from t on can send gradient into it
-    held    kept in memory for backprop: an update of the layer since its current gradient block began
+A cell is one update of one layer. At step t (the slider; hovering a loss cell previews its step) it is filled
+    future  not computed yet (after t)
+    past    computed
     lit     the gradient of the loss at t reaches it (Schedule.grid's `gradient`)
+and has a blue border when it is held: kept in memory for backprop, as an update of the layer since its current
+gradient block began (without it, a loss later in the block could not reach it).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ const show = (t) => {
   t = Math.max(0, Math.min(d.steps - 1, Math.round(+t)));
   root.querySelectorAll('rect.cell').forEach((c) => {
     const i = +c.dataset.layer, s = +c.dataset.step;
-    const kind = d.lit[t][i][s] === '1' ? 'lit' : d.held[t][i][s] === '1' ? 'held' : s <= t ? 'past' : 'future';
-    c.setAttribute('class', 'cell ' + kind);
+    const kind = d.lit[t][i][s] === '1' ? 'lit' : s <= t ? 'past' : 'future';
+    c.setAttribute('class', 'cell ' + kind + (d.held[t][i][s] === '1' ? ' held' : ''));
   });
   root.querySelectorAll('rect.loss').forEach((c) => {
     c.setAttribute('class', +c.dataset.loss === t ? 'loss now' : 'loss');
@@ -68,7 +69,7 @@ GRID_CSS = """
 .rec-root rect.cell { stroke: #555; stroke-width: 0.5; }
 .rec-root rect.future { fill: #ffffff; stroke: #bbb; }
 .rec-root rect.past { fill: #d9d9d9; }
-.rec-root rect.held { fill: #9ecae1; }
+.rec-root rect.held { stroke: #2171b5; stroke-width: 2.5; }
 .rec-root rect.lit { fill: #d62728; }
 .rec-root rect.loss { fill: #fdd0a2; stroke: #e6550d; stroke-width: 0.5; cursor: pointer; }
 .rec-root rect.loss.now { fill: #e6550d; }
@@ -121,12 +122,10 @@ def schedule_frames(schedule: Schedule, steps: int) -> dict:
 
 
 def cell_class(frames: dict, t: int, layer: int, step: int) -> str:
-    """The class of one update's cell at step t (the same rule the page's script applies)."""
-    if frames["lit"][t][layer][step] == "1":
-        return "cell lit"
-    if frames["held"][t][layer][step] == "1":
-        return "cell held"
-    return "cell past" if step <= t else "cell future"
+    """The class of one update's cell at step t (the same rule the page's script applies): its fill (lit, past
+    or future) and, when it is held for backprop, 'held' (a blue border)."""
+    kind = "lit" if frames["lit"][t][layer][step] == "1" else "past" if step <= t else "future"
+    return f"cell {kind}" + (" held" if frames["held"][t][layer][step] == "1" else "")
 
 
 def grid_html(frames: dict, step: int) -> str:
@@ -161,8 +160,8 @@ def grid_html(frames: dict, step: int) -> str:
                      f'text-anchor="middle">{s}</text>')
     parts.append("</svg>")
     legend = "".join(f'<span style="background:{colour}"></span>{what}' for colour, what in (
-        ("#ffffff", "not computed yet"), ("#d9d9d9", "computed, released"), ("#9ecae1", "held for backprop"),
-        ("#d62728", "gets gradient from the loss"), ("#e6550d", "the loss")))
+        ("#ffffff", "not computed yet"), ("#d9d9d9", "computed"), ("#ffffff; border: 3px solid #2171b5",
+        "held for backprop (border)"), ("#d62728", "gets gradient from the loss"), ("#e6550d", "the loss")))
     data = html.escape(json.dumps(frames, separators=(",", ":")), quote=True)
     return (f'<div class="rec-root" data-step="{step}" data-shown="{step}" data-steps="{n}" data-frames="{data}">'
             + "".join(parts) + f'<div class="rec-now">{html.escape(frames["now"][step])}</div>'

@@ -73,13 +73,12 @@ def measure_gradient_reach(store: ModelStore, paths: list[str] | None, wrt: str 
                 fig.add_trace(go.Scatter(x=xs, y=list(grads.values()), mode="lines", name=f"{name} · layer {i}",
                                          line=dict(color=colour, dash=["dot", "dash", "dashdot", "longdash"][i % 4])))
         span = net.schedule.longest_span_samples
-        fig.add_vline(x=span + 0.5, line_dash="dash", line_color=colour,
-                      annotation_text=f"{name}: longest span {span:,}", annotation_position="top left")
+        fig.add_vline(x=span + 0.5, line_dash="dash", line_color=colour, line_width=1)  # the longest span
         farthest = [max(((lag.loss_step - s + 1) * c for s, g in grads.items() if g > 0), default=0)
                     for grads in lag.layers]
         layer_reach = ", ".join(f"layer {i} {far:,}" for i, far in enumerate(farthest))
-        lines.append(f"- **{name}** ({net.config.layout}): the loss at step {lag.loss_step} of {steps} "
-                     f"(chunk size {c}) reaches the input up to **{max(reached, default=0):,} samples back** and "
+        lines.append(f"- **{name}** ({net.config.layout}): the loss at step {lag.loss_step} (of steps 0 – {steps - 1}, "
+                     f"chunk size {c}) reaches the input up to **{max(reached, default=0):,} samples back** and "
                      f"is exactly zero beyond; its layers' states up to {layer_reach} samples back. Longest "
                      f"gradient span by the schedule: {span:,} samples.")
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=40),
@@ -87,6 +86,7 @@ def measure_gradient_reach(store: ModelStore, paths: list[str] | None, wrt: str 
                       yaxis=dict(title=f"|d loss_t / d {WRT[wrt]}| (log)", type="log"),
                       legend=dict(orientation="h", y=-0.25))
     text = ("The gradient of one step's loss (the NLL of its chunk, random input, from a stream's start) with "
-            "respect to " + WRT[wrt] + ", by autograd. Zeros (cut by truncation) do not show on a log axis.\n\n"
+            "respect to " + WRT[wrt] + ", by autograd. Zeros (cut by truncation) do not show on a log axis; a "
+            "thin dashed line in a model's colour marks its longest gradient span.\n\n"
             + "\n".join(lines))
     return fig, text.replace("_", "\\_")
