@@ -1,5 +1,6 @@
 """In a real browser: the recurrence page's grid lights the gradient's reach of the hovered loss and of the chosen
-step in the browser itself, without a request to the server, and redraws from the server when a preset changes.
+step in the browser itself, without a request to the server, and redraws from the server when a preset or a
+control changes.
 
 Debian's chromium, headless, through Playwright, as in tests/test_browser.py: skipped when it is missing
 (in CI, CI=true, a missing browser fails instead).
@@ -60,6 +61,12 @@ def test_hovering_a_loss_cell_and_stepping_light_its_reach_without_a_request(app
     assert lit_cells(page) == expected("truncated", 26)
     expect(page.locator("#recurrence-grid rect.cell.held")).to_have_count(18)  # the last 9 steps of both layers
     assert requests  # the new schedule came from the server
+
+    boundaries = page.get_by_label("boundaries")
+    boundaries.fill("3, 3")  # a boundary edit redraws once Enter is pressed
+    boundaries.press("Enter")
+    expect(page.locator("#recurrence-numbers")).to_contain_text("6 states held for backprop")
+    expect(page.locator("#recurrence-grid rect.cell.lit")).to_have_count(6)
 
     shot = tmp_path / "recurrence_page.png"
     page.screenshot(path=shot, full_page=True)
