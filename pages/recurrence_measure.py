@@ -32,9 +32,14 @@ def wayback_choices(store: ModelStore) -> list[tuple[str, str]]:
 
 
 def measured_steps(model: Wayback) -> int:
-    """Steps the measurement runs: two of the model's segments (so the loss at the last step has a whole segment
-    behind it, and the cut before it shows), at most MAX_MEASURE_STEPS."""
-    return min(2 * model.schedule.segment_steps, MAX_MEASURE_STEPS)
+    """Steps the measurement runs: two of the model's segments, so the loss at the last step has a whole segment
+    behind it and the cut before it shows. Where that is over MAX_MEASURE_STEPS: the most whole blocks of the
+    longest span that fits (spans nest, so the last step ends a block of every layer up to it), else the maximum."""
+    spans = model.schedule.spans
+    if 2 * spans[-1] <= MAX_MEASURE_STEPS:
+        return 2 * spans[-1]
+    fitting = [span for span in spans if span <= MAX_MEASURE_STEPS]
+    return MAX_MEASURE_STEPS - MAX_MEASURE_STEPS % fitting[-1] if fitting else MAX_MEASURE_STEPS
 
 
 def measure_gradient_reach(store: ModelStore, paths: list[str] | None, wrt: str = "input") -> tuple[go.Figure, str]:
@@ -80,7 +85,9 @@ def measure_gradient_reach(store: ModelStore, paths: list[str] | None, wrt: str 
         lines.append(f"- **{name}** ({net.config.layout}): the loss at step {lag.loss_step} (of steps 0 – {steps - 1}, "
                      f"chunk size {c}) reaches the input up to **{max(reached, default=0):,} samples back** and "
                      f"is exactly zero beyond; its layers' states up to {layer_reach} samples back. Longest "
-                     f"gradient span by the schedule: {span:,} samples.")
+                     f"gradient span by the schedule: {span:,} samples"
+                     + (f" ({net.schedule.segment_steps:,} steps: more than the {steps} measured here)."
+                        if steps < net.schedule.segment_steps else "."))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=40),
                       xaxis=dict(title="samples back from the loss (log)", type="log"),
                       yaxis=dict(title=f"|d loss_t / d {WRT[wrt]}| (log)", type="log"),

@@ -8,10 +8,12 @@ import re
 
 import gradio as gr
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import ConfigError
+from core.models.wayback import Wayback, WaybackConfig
 from core.models.wayback_schedule import Schedule, seed_animations
 from pages.recurrence_controls import (
     PRESETS,
@@ -21,6 +23,7 @@ from pages.recurrence_controls import (
     schedule_from_controls,
 )
 from pages.recurrence_grid import grid_html, held_grid, numbers_markdown, recurrence_schedule, schedule_frames
+from pages.recurrence_measure import MAX_MEASURE_STEPS, measured_steps
 
 
 def test_entries_parse_whole_numbers_and_none_only_where_allowed() -> None:
@@ -117,3 +120,16 @@ def test_the_endpoint_refuses_a_step_outside_the_drawn_steps_with_a_message() ->
         recurrence_schedule("stack", "1", "4", 1, False, True, 10, 10)
     with pytest.raises(gr.Error, match=r"steps drawn must be a whole number in \[1, 96\]"):
         recurrence_schedule("stack", "1", "4", 1, False, True, 97, 0)
+
+
+@pytest.mark.parametrize("layout, periods, boundaries, steps", [
+    ("stack", [1, 1], [5, 5], 10),  # two segments
+    ("wayback", [1, 1, 10], [100, 100, 100], 300),  # the seed's: 3 bottom blocks, its 1000-step top span won't fit
+    ("stack", [1], [500], MAX_MEASURE_STEPS),  # no block fits
+])
+def test_measured_steps_end_on_the_longest_block_that_fits(layout: str, periods: list, boundaries: list,
+                                                           steps: int) -> None:
+    with torch.device("meta"):
+        model = Wayback(WaybackConfig(layout=layout, periods=periods, boundaries=boundaries,
+                                      layer_sizes=[8] * len(boundaries), io_sizes=[8]))
+    assert measured_steps(model) == steps
