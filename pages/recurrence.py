@@ -83,7 +83,7 @@ def build(store: ModelStore) -> None:
                carry.input, steps.input]
     gr.on(changed, step_slider, [steps, step], step, api_visibility="private", trigger_mode="always_last",
           show_progress="hidden").success(**redraw, api_visibility="private", trigger_mode="always_last")
-    gr.on([c.input for c in (layout, periods, boundaries, chunk, vskip, carry)], lambda: None, None, preset,
+    gr.on([c.input for c in controls], lambda: None, None, preset,
           api_visibility="private", show_progress="hidden")  # the controls no longer show a preset
     step.change(None, step, None, js=SHOW_STEP_JS)  # drawn in the browser from the embedded frames
     back.click(None, step, step, js="(t) => Math.max(0, t - 1)")

@@ -52,7 +52,7 @@ def measure_gradient_reach(store: ModelStore, paths: list[str] | None, wrt: str 
             raise ConfigError(f"choose at most {MAX_MODELS} checkpoints at once, got {len(paths)}")
         if wrt not in WRT:
             raise ConfigError(f"wrt must be one of {list(WRT)}, got {wrt!r}")
-        names = dict((path, label.split(" (")[0]) for label, path in wayback_choices(store))
+        names = {m["path"]: m["name"] for m in store.list_models() if m["model_type"] == "wayback"}
         models = []
         for path in paths:
             net = store.get(path)
