@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from core.model_store import ModelStore
-from pages import audio, digits, models, receptive_field, signals, train
+from pages import audio, digits, models, receptive_field, recurrence, signals, train
 
 
 class Page(NamedTuple):
@@ -23,5 +23,6 @@ PAGES: list[Page] = [
     Page("Models", "models", models.build),
     Page("Train", "train", train.build),
     Page("Receptive field", "receptive-field", receptive_field.build),
+    Page("Recurrence", "recurrence", recurrence.build),
     Page("Signals", "signals", signals.build),
 ]
