@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from core.model_store import ModelStore
-from pages import audio, digits, models, receptive_field, signals, train
+from pages import audio, digits, models, receptive_field, sequences, signals, train
 
 
 class Page(NamedTuple):
@@ -24,4 +24,5 @@ PAGES: list[Page] = [
     Page("Train", "train", train.build),
     Page("Receptive field", "receptive-field", receptive_field.build),
     Page("Signals", "signals", signals.build),
+    Page("Sequences", "sequences", sequences.build),
 ]
