@@ -95,7 +95,8 @@ def _music_tab(store: ModelStore) -> None:
 
 def _proposal_dropdown(store: ModelStore) -> gr.Dropdown:
     """The proposal chooser, re-listed (a GHMM checkpoint trained meanwhile appears) on every visit."""
-    proposal = gr.Dropdown(ghmm_choices(store), value="prior", label="proposal", info=PROPOSAL_INFO)
+    proposal = gr.Dropdown(ghmm_choices(store), value="prior", label="proposal", info=PROPOSAL_INFO,
+                           allow_custom_value=True)  # a GHMM checkpoint saved after the app started
     gr.on(None, lambda current: gr.Dropdown(choices=ghmm_choices(store), value=current), proposal, proposal,
           api_visibility="private", show_progress="hidden")  # inputs on page load only
     return proposal

@@ -3,7 +3,7 @@ seeded draws from torch's global generator.
 
     music_models(store)                 the store's pianoroll VRNNs/SRNNs, then an untrained VRNN (labelled so)
     music_model(store, choice, data)    the chosen model, ready to sample
-    test_rolls(name)                    a data set's test pianorolls and its training mean (cached)
+    held_out_rolls(name)                    a data set's test pianorolls and its training mean (cached)
     trained_on(config)                  the data set whose training mean a model's config carries, if any
     ghmm_choices(store)                 the proposals to filter the GHMM with: prior, filtering, smoothing,
                                         then each GHMM checkpoint (its learned proposal)
@@ -100,7 +100,7 @@ def music_summary(entry: dict | None, trained: int | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=len(DATASETS))
-def test_rolls(name: str) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def held_out_rolls(name: str) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """Data set `name`'s test pianorolls ((T_i, 88) float32 0/1 each) and its training mean (88,) float64."""
     require(name in DATASETS, f"data set must be one of {', '.join(DATASETS)}, got {name!r}")
     rolls = load_pianorolls(name)
@@ -113,7 +113,7 @@ def trained_on(config: dict) -> str | None:
     if len(mean) != KEYS:
         return None
     for name in DATASETS:
-        if np.allclose(test_rolls(name)[1], mean, atol=1e-5):
+        if np.allclose(held_out_rolls(name)[1], mean, atol=1e-5):
             return name
     return None
 
@@ -121,7 +121,7 @@ def trained_on(config: dict) -> str | None:
 @functools.lru_cache(maxsize=len(DATASETS))
 def _untrained(data: str) -> VRNN:
     with seeded(0):
-        return VRNN(VRNNConfig(latent_size=UNTRAINED_LATENT, train_mean=test_rolls(data)[1].tolist())).eval()
+        return VRNN(VRNNConfig(latent_size=UNTRAINED_LATENT, train_mean=held_out_rolls(data)[1].tolist())).eval()
 
 
 def music_model(store: ModelStore, choice: str | None, data: str) -> tuple[torch.nn.Module, str]:

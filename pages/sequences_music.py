@@ -32,7 +32,7 @@ from core.latent_generation import continue_sequences
 from core.model_store import ModelStore
 from core.pianoroll_audio import pianoroll_to_audio, pianoroll_to_midi
 from pages.checks import seed_or_none, whole_in
-from pages.sequences_models import UNTRAINED_NAME, music_model, seeded, test_rolls, trained_on
+from pages.sequences_models import UNTRAINED_NAME, held_out_rolls, music_model, seeded, trained_on
 from pages.sequences_pianoroll import bound_figure, pianoroll_figure
 
 MAX_PREFIX = 128  # frames of the test sequence the model is conditioned on, at most
@@ -83,7 +83,7 @@ def music_take(store: ModelStore, model: str | None, data: str, index: float, pr
     """Continue test sequence `index` of `data` after `prefix` frames, `count` times for `steps` frames (fewer if
     the sequence ends sooner), and score the true sequence with FIVO; StudioError for bad input."""
     net, name = music_model(store, model, data)
-    rolls, mean = test_rolls(data)
+    rolls, mean = held_out_rolls(data)
     index = whole_in("test sequence", index, 0, len(rolls) - 1)
     roll = rolls[index]
     p = whole_in("prefix length", prefix, 0, min(MAX_PREFIX, len(roll) - 1))
@@ -134,9 +134,7 @@ def sample_pianoroll(store: ModelStore, model: str | None, data: str, index: flo
         raise gr.Error(str(e), print_exception=False) from e
     tag = "untrained-" if take.model == UNTRAINED_NAME else ""
     rolls = {"truth": take.truth, **{f"sample-{i + 1}": c for i, c in enumerate(take.samples)}}
-    labels = {"truth": "the truth: prefix + true continuation",
-              **{key: f"{take.model}: prefix + {key.replace('-', ' ')}" for key in rolls if key != "truth"}}
-    sounds = {key: _audio(np.concatenate([take.prefix, roll]), labels[key]) for key, roll in rolls.items()}
+    sounds = {key: _audio(np.concatenate([take.prefix, roll])) for key, roll in rolls.items()}
     slots = [sounds.get(f"sample-{i + 1}") for i in range(MAX_CONTINUATIONS)]
     with tempfile.TemporaryDirectory(prefix="studio-midi-") as folder:
         files = []
@@ -153,6 +151,6 @@ def _title(take: MusicTake) -> str:
     return f"{take.model} · {take.data} test sequence {take.index}"
 
 
-def _audio(roll: np.ndarray, label: str) -> gr.Audio:
-    audio = pianoroll_to_audio(roll, SAMPLE_RATE, SECONDS_PER_STEP)
-    return gr.Audio((SAMPLE_RATE, to_int16(audio)), label=label)
+def _audio(roll: np.ndarray) -> tuple[int, np.ndarray]:
+    """roll (T, 88) -> (SAMPLE_RATE, int16 (T * hop,)): what a gr.Audio plays."""
+    return SAMPLE_RATE, to_int16(pianoroll_to_audio(roll, SAMPLE_RATE, SECONDS_PER_STEP))
