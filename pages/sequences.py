@@ -36,7 +36,7 @@ from pages.sequences_particles import MAX_PARTICLES, MAX_SEED, filter_particles
 from pages.sequences_particles import MAX_STEPS as MAX_FILTER_STEPS
 from pages.sequences_particles import MIN_STEPS as MIN_FILTER_STEPS
 
-PROPOSAL_INFO = ("how particles are drawn: the prior ignores x; filtering sees x_t; smoothing sees x_t..x_T "
+PROPOSAL_INFO = ("how particles are drawn: the prior ignores x; filtering sees xₜ; smoothing sees xₜ … x_T "
                  "(with it every particle's whole weight is p(x)); learned: a GHMM checkpoint's trained proposal")
 
 
@@ -93,9 +93,9 @@ def _music_tab(store: ModelStore) -> None:
                  [rolls, bound, status, truth, *slots, midi], api_name="sample_pianoroll")
 
 
-def _proposal_dropdown(store: ModelStore) -> gr.Dropdown:
+def _proposal_dropdown(store: ModelStore, value: str) -> gr.Dropdown:
     """The proposal chooser, re-listed (a GHMM checkpoint trained meanwhile appears) on every visit."""
-    proposal = gr.Dropdown(ghmm_choices(store), value="prior", label="proposal", info=PROPOSAL_INFO,
+    proposal = gr.Dropdown(ghmm_choices(store), value=value, label="proposal", info=PROPOSAL_INFO,
                            allow_custom_value=True)  # a GHMM checkpoint saved after the app started
     gr.on(None, lambda current: gr.Dropdown(choices=ghmm_choices(store), value=current), proposal, proposal,
           api_visibility="private", show_progress="hidden")  # inputs on page load only
@@ -103,13 +103,13 @@ def _proposal_dropdown(store: ModelStore) -> gr.Dropdown:
 
 
 def _particles_tab(store: ModelStore) -> None:
-    gr.Markdown("A 1-D Gaussian hidden Markov model, z_t = z_{t−1} + noise, x_t = z_t + noise (variance 0.1 each): "
+    gr.Markdown("A 1-D Gaussian hidden Markov model, zₜ = zₜ₋₁ + noise, xₜ = zₜ + noise (variance 0.1 each): "
                 "its exact posterior is known (Kalman smoother), so you can watch how well N particles track it. "
-                "Each step every particle moves by the proposal and is weighed by how well it explains x_t; when "
+                "Each step every particle moves by the proposal and is weighed by how well it explains xₜ; when "
                 "the weights grow too uneven the filter resamples, copying heavy particles and dropping light ones.")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            proposal = _proposal_dropdown(store)
+            proposal = _proposal_dropdown(store, "prior")
             particles = gr.Slider(1, MAX_PARTICLES, value=32, step=1, label="particles N")
             threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="resampling threshold",
                                   info="resample when ESS ≤ threshold × N: 0 never (IWAE), 1 every step")
@@ -122,12 +122,13 @@ def _particles_tab(store: ModelStore) -> None:
             cloud = gr.Plot(label="particles over time")
             gr.Markdown("Dots: the particles after each step's proposal, their area the weight resampling draws "
                         "with. Red lines: the ancestry of the particles alive at the end — they merge going back, as "
-                        "each resampling (shaded step) copies some particles and drops others. Grey band: the exact "
+                        "each resampling (dotted line) copies some particles and drops others. Grey band: the exact "
                         "posterior mean ± 2σ of z given all of x; orange crosses: the observations.")
             ess = gr.Plot(label="effective sample size")
             gr.Markdown("The ESS, 1 / Σ w², counts how many particles really carry weight (N when all weigh the "
-                        "same, 1 when one holds it all). It falls as weights spread and jumps back to N after a "
-                        "resampling (circled).")
+                        "same, 1 when one holds it all). It falls as the weights spread; the filter resamples "
+                        "(circled) when it drops to the threshold, and the next step's fresh weights start it high "
+                        "again.")
     run.click(partial(filter_particles, store), [proposal, particles, threshold, seed, steps, filter_seed],
               [cloud, ess, status], api_name="filter_particles")
 
@@ -139,7 +140,7 @@ def _bounds_tab(store: ModelStore) -> None:
                 "IWAE's weights degenerate and FIVO's resampling wins.")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            proposal = _proposal_dropdown(store)
+            proposal = _proposal_dropdown(store, "filtering")
             seed = gr.Slider(0, MAX_SEED, value=0, step=1, label="sequence seed", info="which sequence the GHMM draws")
             steps = gr.Slider(MIN_FILTER_STEPS, MAX_FILTER_STEPS, value=20, step=1, label="steps T")
             runs = gr.Slider(1, MAX_RUNS, value=16, step=1, label="runs R per point",

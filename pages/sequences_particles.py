@@ -30,9 +30,9 @@ from pages.sequences_models import ghmm_model, seeded
 MAX_PARTICLES = 256
 MIN_STEPS, MAX_STEPS = 5, 50
 MAX_SEED = 999  # sequence seeds offered
-MAX_MARKER = 22  # pixels: the marker of a step's heaviest particle
+MAX_MARKER = 14  # pixels: the marker of a step's heaviest particle
 PARTICLE, LINEAGE, MEAN, BAND, OBSERVED, RESAMPLED = ("#1f77b4", "#d62728", "#000000", "rgba(0, 0, 0, 0.12)",
-                                                       "#ff7f0e", "rgba(214, 39, 40, 0.10)")
+                                                       "#ff7f0e", "rgba(214, 39, 40, 0.6)")
 
 
 @dataclass
@@ -95,8 +95,8 @@ def lineage_segments(run: FilterRun) -> tuple[np.ndarray, np.ndarray]:
 
 def particles_figure(run: FilterRun) -> go.Figure:
     """Traces: "posterior +2σ"/"posterior ±2σ" (the band), "posterior mean", "true z", "observations x",
-    "surviving lineages" (`lineage_segments`), "particles" (marker area ∝ normalised weight); a shaded column at
-    each step after which the filter resampled."""
+    "surviving lineages" (`lineage_segments`), "particles" (marker area ∝ normalised weight); a dotted line
+    after each step at which the filter resampled."""
     steps = np.arange(len(run.mean))
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=steps, y=run.mean + 2 * run.std, mode="lines", line=dict(width=0),
@@ -109,19 +109,19 @@ def particles_figure(run: FilterRun) -> go.Figure:
                              line=dict(color=MEAN, width=1, dash="dot")))
     fig.add_trace(go.Scatter(x=steps, y=run.observations, mode="markers", name="observations x",
                              marker=dict(symbol="x", color=OBSERVED, size=8)))
-    xs, ys = lineage_segments(run)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="surviving lineages",
-                             line=dict(color=LINEAGE, width=1.2), opacity=0.7, hoverinfo="skip"))
     relative = run.weights / run.weights.max(axis=1, keepdims=True)
     n = run.particles.shape[1]
     fig.add_trace(go.Scatter(x=np.repeat(steps, n), y=run.particles.ravel(), mode="markers", name="particles",
                              marker=dict(size=np.maximum(2.0, MAX_MARKER * np.sqrt(relative.ravel())),
-                                         color=PARTICLE, opacity=0.55, line=dict(width=0)),
+                                         color=PARTICLE, opacity=0.4, line=dict(width=0)),
                              customdata=run.weights.ravel(),
                              hovertemplate="step %{x}<br>z %{y:.3f}<br>weight %{customdata:.3f}<extra></extra>"))
-    for t in np.flatnonzero(run.resampled):
-        fig.add_vrect(x0=t - 0.5, x1=t + 0.5, fillcolor=RESAMPLED, line_width=0, layer="below")
-    fig.update_layout(title=f"{n} particles, {run.proposal} proposal: shaded steps resampled", height=420,
+    xs, ys = lineage_segments(run)
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="surviving lineages",
+                             line=dict(color=LINEAGE, width=1.2), opacity=0.8, hoverinfo="skip"))
+    for t in np.flatnonzero(run.resampled):  # between step t's weighing and step t + 1's proposal
+        fig.add_vline(x=t + 0.5, line=dict(color=RESAMPLED, width=1.5, dash="dot"), layer="below")
+    fig.update_layout(title=f"{n} particles, {run.proposal} proposal; dotted lines: the filter resampled", height=440,
                       margin=dict(l=50, r=10, t=50, b=40), xaxis_title="step t", yaxis_title="z",
                       legend=dict(orientation="h", y=-0.18), plot_bgcolor="white")
     return fig
