@@ -132,14 +132,14 @@ def sample_pianoroll(store: ModelStore, model: str | None, data: str, index: flo
         take = music_take(store, model, data, index, prefix, steps, count, seed)
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
-    tag = "untrained-" if take.model == UNTRAINED_NAME else ""
+    tag = "untrained-" if take.model == UNTRAINED_NAME else ""  # on the samples' files: the truth is no model's
     rolls = {"truth": take.truth, **{f"sample-{i + 1}": c for i, c in enumerate(take.samples)}}
     sounds = {key: _audio(np.concatenate([take.prefix, roll])) for key, roll in rolls.items()}
     slots = [sounds.get(f"sample-{i + 1}") for i in range(MAX_CONTINUATIONS)]
     with tempfile.TemporaryDirectory(prefix="studio-midi-") as folder:
         files = []
         for key, roll in rolls.items():
-            path = Path(folder) / f"{tag}{take.data}-{take.index}-{key}.mid"
+            path = Path(folder) / f"{'' if key == 'truth' else tag}{take.data}-{take.index}-{key}.mid"
             path.write_bytes(pianoroll_to_midi(np.concatenate([take.prefix, roll]), SECONDS_PER_STEP))
             files.append(str(path))
         yield (pianoroll_figure(take.prefix, take.truth, take.samples, _title(take)),

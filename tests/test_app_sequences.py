@@ -125,8 +125,10 @@ def test_the_bound_per_frame_sums_to_fivo_of_the_true_sequence_and_a_seed_repeat
 def test_the_untrained_model_is_labelled_untrained_and_a_short_sequence_shortens_the_continuation(
         client: Client) -> None:
     length = len(held_out_rolls("jsb")[0][0])
-    rolls, _, status, *_ = client.predict(UNTRAINED, "jsb", 0, length - 5, 64, 1, 0, api_name="/sample_pianoroll")
+    rolls, _, status, *_, midi = client.predict(UNTRAINED, "jsb", 0, length - 5, 64, 1, 0,
+                                                api_name="/sample_pianoroll")
     assert "untrained" in status and "5 rather than 64" in status
+    assert [Path(m).name for m in midi] == ["jsb-0-truth.mid", "untrained-jsb-0-sample-1.mid"]
     assert len(array(named(rolls)["sample 1"]["x"])) == 5
 
 
