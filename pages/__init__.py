@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from core.model_store import ModelStore
-from pages import audio, digits, models, receptive_field, recurrence, signals, train
+from pages import audio, digits, models, receptive_field, recurrence, sequences, signals, train
 
 
 class Page(NamedTuple):
@@ -25,4 +25,5 @@ PAGES: list[Page] = [
     Page("Receptive field", "receptive-field", receptive_field.build),
     Page("Recurrence", "recurrence", recurrence.build),
     Page("Signals", "signals", signals.build),
+    Page("Sequences", "sequences", sequences.build),
 ]

@@ -131,6 +131,8 @@ def sample_page(config: dict) -> tuple[str, str] | None:
         return "digits", "Digits"
     if kind == "fourier":
         return "signals", "Signals"
+    if kind == "pianorolls":
+        return "sequences", "Sequences"
     if ((config.get("model") or {}).get("sample_rate")):
         return "audio", "Audio"
     return None

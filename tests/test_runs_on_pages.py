@@ -1,7 +1,7 @@
 """A training run, once it has a checkpoint, is a model on the page that samples it (issue: training panel).
 
-Tiny real runs of `python -m core.train` (a Fourier WaveNet, a digits PixelCNN on a small .npz) in a
-runs folder; the app's store serves that folder, as `app.py --runs` does.
+Tiny real runs of `python -m core.train` (a Fourier WaveNet, a digits PixelCNN on a small .npz, a VRNN
+on a few chorales) in a runs folder; the app's store serves that folder, as `app.py --runs` does.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from urllib.parse import quote
 import numpy as np
 
 import pages.digits as digits_page
+import pages.sequences_models as sequences_models
+import pages.sequences_music as music_page
 import pages.signals as signals_page
 from core.model_store import ModelStore
 from core.train import main as train
@@ -61,3 +63,15 @@ def test_a_finished_digits_run_is_sampled_on_the_digits_page(tmp_path: Path) -> 
                            3 * digits_page.GAP + 2 * 28 * digits_page.SCALE, 3)
     assert "2 × 784 pixels" in status and signals_page.signal_models(store) == []
     assert sample_page(json.loads((runs / "digits" / "config.json").read_text())) == ("digits", "Digits")
+
+
+def test_a_finished_pianoroll_run_is_sampled_on_the_sequences_page(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    run("configs/vrnn_jsb_fivo.json", runs / "vrnn", SHORT + ["model.latent_size=4", "data.max_items=4"])
+    store = ModelStore([runs], device="cpu")
+    entry, untrained = sequences_models.music_models(store)
+    assert entry["name"] == "runs/vrnn (step_00000002)" and untrained["path"] == sequences_models.UNTRAINED
+    take = music_page.music_take(store, entry["path"], "jsb", 0, 4, 3, 2, 0)
+    assert take.samples.shape == (2, 3, 88) and take.model == entry["name"]
+    config = json.loads((runs / "vrnn" / "config.json").read_text())
+    assert sample_page(config) == ("sequences", "Sequences")

@@ -1,0 +1,61 @@
+"""In a real browser: the Sequences page draws a particle filter and plays a sampled continuation.
+
+Debian's chromium, headless, through Playwright, as in tests/test_browser.py: in CI (CI=true) a
+missing browser fails this test instead of skipping it. The app serves the tiny VRNN of
+tests/test_app_sequences.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from pages.sequences_models import held_out_rolls
+from pages.sequences_music import SECONDS_PER_STEP
+from tests.conftest import serving
+from tests.test_app_sequences import models  # noqa: F401  (the fixture: a tiny VRNN, a learned GHMM)
+
+
+@pytest.fixture(scope="module")
+def sequences_url(models: Path) -> Iterator[str]:  # noqa: F811
+    with serving(models) as url:
+        yield url
+
+
+def test_the_particles_are_drawn_and_a_sample_plays(sequences_url: str, page: Page, tmp_path: Path) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(sequences_url + "sequences")
+
+    page.get_by_role("tab", name="Particles").click()
+    particles = page.get_by_label("number input for particles N")
+    particles.fill("48")
+    particles.press("Enter")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    expect(page.get_by_text(re.compile(r"all 48 particles at the last step descend from"))).to_be_visible()
+    cloud = page.locator("div.block", has_text="particles over time")
+    expect(cloud.locator(".js-plotly-plot .scatterlayer .trace")).to_have_count(7)  # band ×2, mean, z, x, lines, dots
+    ess = page.locator("div.block", has_text="effective sample size")
+    expect(ess.locator(".js-plotly-plot .scatterlayer .trace")).to_have_count(3)  # ESS, threshold, resampled
+    shot = tmp_path / "sequences_particles.png"
+    page.screenshot(path=shot, full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+    page.get_by_role("tab", name="Music").click()
+    expect(page.get_by_role("combobox", name="model")).to_have_value("sequence-models0/vrnn-tiny")
+    page.get_by_role("button", name="Sample", exact=True).click()
+    expect(page.get_by_text(re.compile(r"continued test sequence 0 of \*?jsb"))).to_be_visible()
+    truth = page.locator("#truth-audio")
+    expect(truth.get_by_test_id("download-link")).to_have_attribute("href", re.compile(r"/gradio_api/file=.*\.wav$"))
+    player = truth.get_by_test_id(re.compile("^waveform-")).locator("audio")
+    expect(player).to_have_attribute("src", re.compile(r"^blob:"))  # the player loaded the WAV
+    frames = len(held_out_rolls("jsb")[0][0][:48])  # prefix 16 + 32 frames to continue, the page's defaults
+    seconds = int(frames * SECONDS_PER_STEP)  # the player shows whole seconds, rounded down
+    expect(truth.locator("#duration")).to_have_text(f"0:{seconds:02d}")
+    rolls = page.locator("div.block", has_text="pianorolls (grey: prefix")
+    expect(rolls.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot image").first).to_be_attached()
+    assert errors == []
