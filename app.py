@@ -163,8 +163,8 @@ def warm_up_in_background() -> None:
     threading.Thread(target=warm_up, name="fused-warm-up", daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def prepare(args: argparse.Namespace) -> ModelStore:
+    """Set the app up as `args` say, before it is built: its model store, the Train page, and a public demo's limits."""
     from core.model_store import ModelStore
     from pages import train
 
@@ -174,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.public_demo:
         os.environ["STUDIO_NO_DOWNLOADS"] = "1"  # read by core.data.fetch and core.hub, here and in child processes
     train.configure(runs=args.runs or "runs", max_runs=args.max_runs, public_demo=args.public_demo)
+    return store
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    store = prepare(args)
     warm_up_in_background()
     launch(build_app(store, args.max_concurrency), host=args.host, port=args.port, share=args.share, auth=args.auth)
     return 0

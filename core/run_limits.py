@@ -36,7 +36,7 @@ class RunLimits:
     keep_checkpoints: int = 10  # train.keep_checkpoints
     kept_every: int = 20  # checkpoints train.keep_every may keep: max_steps // keep_every
     log_rows: int = 100_000  # train rows in metrics.jsonl: max_steps // log_every
-    validations: int = 10_000  # validations (each saves a checkpoint): max_steps // valid_every
+    validations: int = 100_000  # validations (each saves a checkpoint, and a row): max_steps // valid_every
     data_bytes: int = 256 * MIB  # what the data of a synthetic kind (tones, fourier, ghmm) holds in memory
     check_bytes: int = 1024 * MIB  # memory the data check's process may use beyond its imports
     check_seconds: float = 120.0  # time the data check's process may take
