@@ -35,7 +35,7 @@ from pathlib import Path
 
 from core import atomic, run_launch
 from core.checkpoints import latest_checkpoint
-from core.data_check import check_data_bounded
+from core.data_check import check_in_child
 from core.errors import ConfigError
 from core.run_files import (
     JOB,
@@ -86,14 +86,15 @@ class JobManager:
         """The validated TrainConfig for a new run on `device` with `processes` processes; ConfigError says why not.
 
         The sizes are checked against `self.limits` first (arithmetic, nothing built), the data folders
-        against `data_roots`; then the splits are built in a bounded child process (core.data_check)
-        so that "batch larger than the data" and "no such data folder" are refused before any run starts.
+        against `data_roots`; then the model is counted and the splits built in a bounded child process
+        (core.data_check), so that a model over the size bound, "batch larger than the data" and "no such
+        data folder" are refused before any run starts, and the app never holds the model or the data.
         """
         cfg = config if isinstance(config, TrainConfig) else train_config.from_dict(config)
         run_launch.check_launch(device, processes)
         check_limits(cfg, processes, self.limits)
         self._check_data_paths(cfg)
-        check_data_bounded(cfg, processes, self.limits.check_bytes, self.limits.check_seconds)
+        check_in_child(cfg, processes, self.limits)
         return cfg
 
     def _check_data_paths(self, cfg: TrainConfig) -> None:

@@ -1,12 +1,15 @@
 """Upper bounds on what a run started from the app may ask for, checked before anything is built.
 
 The training CLI takes any config; an app takes configs from whoever reaches it, so each run the
-Train page starts (core.jobs.JobManager) is checked against a RunLimits first. Every check is
-arithmetic on the config (the model is built on the meta device: shapes, no memory), so a config
-far over a bound is refused at once, with a message naming the field and the bound.
+Train page starts (core.jobs.JobManager) is checked against a RunLimits first. `check_limits` is
+arithmetic on the config, so a config far over a bound is refused at once, with a message naming
+the field and the bound. The model's size needs the model built (on the meta device: shapes, no
+tensors, but a module object per layer), so `check_model_size` runs in the bounded child process
+of core.data_check, with the data check.
 
     limits = RunLimits()                          the defaults below
     check_limits(cfg, processes, limits)          ConfigError naming the first field over its bound
+    check_model_size(cfg, max_parameters)         ConfigError when the model has more parameters
     parameter_count(cfg)                          the model's parameters, counted without allocating them
 
 The data a kind would hold is estimated by its `footprint(model_config)` (core.data.registry);
@@ -66,15 +69,19 @@ def check_limits(cfg: TrainConfig, processes: int, limits: RunLimits) -> None:
             raise ConfigError(f"train.{name}={every} means {t.max_steps // every:,} times over {t.max_steps:,} "
                               f"steps; at most {most:,} on this server: set train.{name} to "
                               f"{-(-t.max_steps // most):,} or more")
-    size = parameter_count(cfg)
-    if size > limits.parameters:
-        raise ConfigError(f"the model has {size:,} parameters; at most {limits.parameters:,} on this server: "
-                          "make the model config smaller (fewer channels or layers)")
     footprint = cfg.data.footprint(cfg.model_config())
     if footprint is not None and footprint[0] > limits.data_bytes:
         nbytes, how = footprint
         raise ConfigError(f"the data would hold {how}, about {nbytes / MIB:,.0f} MiB in memory; at most "
                           f"{limits.data_bytes / MIB:,.0f} MiB on this server: make it smaller")
+
+
+def check_model_size(cfg: TrainConfig, max_parameters: int) -> None:
+    """ConfigError when the config's model has more than `max_parameters` parameters."""
+    size = parameter_count(cfg)
+    if size > max_parameters:
+        raise ConfigError(f"the model has {size:,} parameters; at most {max_parameters:,} on this server: "
+                          "make the model config smaller (fewer channels or layers)")
 
 
 def _at_most(name: str, value: int, most: int) -> None:

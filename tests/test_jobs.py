@@ -198,7 +198,7 @@ def test_a_bad_config_is_refused_with_the_reason_before_a_process_starts(jobs, o
 
 def test_a_run_that_fails_before_training_shows_the_clis_error(jobs, monkeypatch) -> None:
     # Skip the parent's data check, so the CLI itself meets the batch that is larger than the data.
-    monkeypatch.setattr(jobs_module, "check_data_bounded", lambda cfg, processes, max_bytes, timeout_s: None)
+    monkeypatch.setattr(jobs_module, "check_in_child", lambda cfg, processes, limits: None)
     name = jobs.start(tiny_config("train.max_steps=2", "train.batch_size=1000"), name="doomed", device="cpu")
     failed = wait_for_state(jobs, name, ("failed", "finished", "stopped"))
     assert failed["state"] == "failed"

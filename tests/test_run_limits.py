@@ -43,6 +43,7 @@ FOURIER = ["data.kind=fourier", "model.quantization_levels=127", "model.codec=li
      "train.valid_every=5 means 200,000 times"),
     (["model.residual_channels=4096", "model.dilation_channels=4096"], {}, "parameters; at most 50,000,000"),
     (["data.clips=100", "data.seconds=60"], {}, "data.clips x data.seconds x model.sample_rate = 112 clips"),
+    (["data.seconds=1e300"], {}, "x 1e+300 s x 8,000 Hz"),
     ([*FOURIER, "data.fourier_curves=100000"], {}, "data.fourier_curves x data.fourier_length = 112,500 curves"),
     (["data.kind=ghmm", "model.model_type=ghmm", "data.sequences=3000000"], {}, "data.sequences x data.steps"),
 ])
@@ -101,9 +102,20 @@ def test_a_large_data_set_is_checked_in_a_bounded_child_and_the_app_does_not_gro
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_model_config_too_large_to_build_is_refused_in_the_child_and_the_app_does_not_grow(tmp_path) -> None:
+    # 30,000 layers: counting them on the meta device takes about a gigabyte of module objects; the child has 64 MiB.
+    jobs = JobManager(tmp_path / "runs", limits=RunLimits(check_bytes=64 * MIB))
+    config = tiny_config()
+    config["model"]["dilations"] = [1] * 30_000
+    before = rss_bytes()
+    with pytest.raises(ConfigError, match="the model config needs more than 64 MiB of memory to build"):
+        jobs.check(config, device="cpu")
+    assert rss_bytes() - before < 30 * MIB
+
+
 def test_a_data_check_that_takes_too_long_is_refused(tmp_path) -> None:
     jobs = JobManager(tmp_path / "runs", limits=RunLimits(check_seconds=0.05))
-    with pytest.raises(ConfigError, match="checking the data took more than 0.05 s"):
+    with pytest.raises(ConfigError, match="checking the model and the data took more than 0.05 s"):
         jobs.check(tiny_config(), device="cpu")
 
 

@@ -187,6 +187,8 @@ class ToneData(DataKind):
         if not rate:
             return None  # not an audio model: build() says so
         clips = self.clips + max(4, self.clips // 8)
-        samples = clips * round(self.seconds * rate)
-        return 12 * samples, (f"data.clips x data.seconds x model.sample_rate = {clips:,} clips (train and valid) "
-                              f"x {self.seconds:g} s x {rate:,} Hz = {samples:,} samples")
+        per_clip = self.seconds * rate  # as build() rounds it, unless too large for any bound
+        samples = clips * (round(per_clip) if per_clip < 2**53 else per_clip)
+        return int(min(12 * samples, 2**62)), (
+            f"data.clips x data.seconds x model.sample_rate = {clips:,} clips (train and valid) "
+            f"x {self.seconds:g} s x {rate:,} Hz = {samples:,.0f} samples")
