@@ -6,6 +6,7 @@ run is built in a child process, so checking even a large data set leaves the ap
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -124,3 +125,20 @@ def test_the_childs_own_refusal_comes_back_with_its_reason(tmp_path) -> None:
     assert jobs.check(tiny_config(), device="cpu").data.clips == 4
     with pytest.raises(ConfigError, match="train.batch_size=1000 x 1 process.*larger than the"):
         jobs.check(tiny_config("train.batch_size=1000"), device="cpu")
+
+
+def test_resuming_past_the_step_bound_is_refused_naming_the_field(tmp_path) -> None:
+    from core.checkpoints import save_checkpoint
+    from core.models import build_model
+
+    run = tmp_path / "runs" / "old"
+    config = tiny_config("train.max_steps=2")
+    cfg = train_config.from_dict(config)
+    save_checkpoint(build_model(cfg.model_config()), run / "checkpoints" / "step_00000002")
+    (run / "checkpoints" / "step_00000002" / "trainer_state.json").write_text('{"step": 2}')
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "status.json").write_text(json.dumps({"state": "finished", "step": 2, "max_steps": 2}))
+    jobs = JobManager(tmp_path / "runs")
+    with pytest.raises(ConfigError, match="train.max_steps must be at most 1,000,000 on this server"):
+        jobs.resume("old", max_steps=10**9)
+    assert not (run / "job.json").exists()
