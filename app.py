@@ -2,6 +2,10 @@
 
     python app.py                                  http://127.0.0.1:7860, models from checkpoints/ and runs/
     python app.py --checkpoints my_models --port 8000 --auth alice:secret
+    python app.py --host 0.0.0.0 --public-demo     anyone may use it: training read-only, no downloads
+
+Served beyond this machine (--share, or a --host that is not loopback) without a login, the app
+refuses to start unless --public-demo says that is meant: see PUBLIC_HELP.
 
 Gradio, torch and the pages are imported when the app is built, not when this module is
 imported, so `python app.py --help` answers at once.
@@ -10,6 +14,7 @@ imported, so `python app.py --help` answers at once.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from functools import partial
@@ -21,6 +26,10 @@ if TYPE_CHECKING:
     from core.model_store import ModelStore
 
 DEFAULT_FOLDERS = ["checkpoints", "runs"]
+PUBLIC_HELP = ("serve a public demo: the Train page lists and watches runs but starts, resumes, stops and deletes "
+               "none, and takes no uploads (its buttons are off and its handlers refuse API calls too); data "
+               "folders are only the app's own; nothing is downloaded (no MNIST fetch, Hub models only from the "
+               "cache). Needed to serve the network (--share or a --host that is not loopback) without --auth")
 
 
 def build_app(store: ModelStore, max_concurrency: int = 2) -> gr.Blocks:
@@ -88,7 +97,8 @@ def parse_auth(value: str) -> tuple[str, str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python app.py", description="Serve the Autoregressive Studio web app.")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve the network)")
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve the network, which needs "
+                        "--auth or --public-demo)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
     p.add_argument("--auth", type=parse_auth, default=None, metavar="USER:PASSWORD",
@@ -100,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", default=None, metavar="DIR",
                    help="folder for runs started on the Train page, also served as models (default runs/)")
     p.add_argument("--max-runs", type=int, default=1, help="training runs at once from the Train page (default 1)")
+    p.add_argument("--public-demo", action="store_true", help=PUBLIC_HELP)
     p.add_argument("--device", default=None,
                    help="where loaded models run: cpu, cuda, cuda:N or mps (default: CUDA if present, else "
                         "the CPU). Small models sample faster on the CPU's fused kernel than on a GPU "
@@ -110,6 +121,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.auth = parse_auth(os.environ["STUDIO_AUTH"])
         except argparse.ArgumentTypeError:
             p.error("STUDIO_AUTH must look like user:password")
+    if is_public(args.host, args.share) and args.auth is None and not args.public_demo:
+        where = "--share" if args.share else f"--host {args.host}"
+        p.error(f"{where} without a login lets anyone who reaches the app start training processes of any size, "
+                "fill the disk with checkpoints, stop or delete every run and upload files. Add --auth USER:PASSWORD "
+                "(or set STUDIO_AUTH) to serve people you trust, or --public-demo to serve everyone a read-only "
+                "demo (see --help)")
     if args.max_concurrency < 1:
         p.error(f"--max-concurrency must be >= 1, got {args.max_concurrency}")
     if args.max_runs < 1:
@@ -124,6 +141,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def is_public(host: str, share: bool) -> bool:
+    """Whether the app would be reachable from other machines: a gradio.live link, or a non-loopback address."""
+    if share:
+        return True
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may be any interface
+        return True
+
+
 def warm_up_in_background() -> None:
     """Build (or load from the disk cache) the fused kernel while the app starts, so no user's
     first request pays for it; where it cannot be built the PyTorch path serves."""
@@ -134,15 +163,23 @@ def warm_up_in_background() -> None:
     threading.Thread(target=warm_up, name="fused-warm-up", daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def prepare(args: argparse.Namespace) -> ModelStore:
+    """Set the app up as `args` say, before it is built: its model store, the Train page, and a public demo's limits."""
     from core.model_store import ModelStore
     from pages import train
 
     store = ModelStore(args.checkpoints or DEFAULT_FOLDERS, device=args.device)
     if args.runs:
         store.add_folder(args.runs)
-    train.configure(runs=args.runs or "runs", max_runs=args.max_runs)
+    if args.public_demo:
+        os.environ["STUDIO_NO_DOWNLOADS"] = "1"  # read by core.data.fetch and core.hub, here and in child processes
+    train.configure(runs=args.runs or "runs", max_runs=args.max_runs, public_demo=args.public_demo)
+    return store
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    store = prepare(args)
     warm_up_in_background()
     launch(build_app(store, args.max_concurrency), host=args.host, port=args.port, share=args.share, auth=args.auth)
     return 0

@@ -15,6 +15,7 @@ when `huggingface_hub` is first imported (so set these before starting the app o
   Pulled models stay there and are shared with every other huggingface_hub user on the machine.
 - `HF_HUB_OFFLINE=1`: never touch the network; `pull` answers from the cache only. Without it a
   model already in the cache still loads when the Hub cannot be reached.
+- `STUDIO_NO_DOWNLOADS` (set by `python app.py --public-demo`): `pull` answers from the cache only.
 - `HF_TOKEN`: the token `pull` uses for private or gated repos. `push` never uses it: the person
   pushing types a token, which goes straight to `HfApi(token=...)` for that one call and is never
   stored, logged, or put into an error message.
@@ -106,7 +107,7 @@ def pull(repo_id: str, revision: str | None = None, *, cache_dir: str | os.PathL
     repo_id, revision = check_repo_id(repo_id), check_revision(revision)
     where = repo_id if revision is None else f"{repo_id} at revision {revision!r}"
     try:
-        offline = not _hub_answers(repo_id, revision)
+        offline = bool(os.environ.get("STUDIO_NO_DOWNLOADS")) or not _hub_answers(repo_id, revision)
         folder = Path(snapshot_download(
             repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=list(FILES),
             local_files_only=offline, etag_timeout=TIMEOUT,
@@ -188,6 +189,9 @@ def _hub_answers(repo_id: str, revision: str | None) -> bool:
 
 
 def _not_cached_message(where: str, cache_dir: str | os.PathLike | None) -> str:
+    if os.environ.get("STUDIO_NO_DOWNLOADS"):
+        return (f"downloads are off on this server (a public demo: STUDIO_NO_DOWNLOADS) and {where} is not in its "
+                "cache; only models pulled before load here")
     if constants.is_offline_mode():
         return (f"HF_HUB_OFFLINE=1 is set and {where} is not in the cache ({cache_dir or constants.HF_HUB_CACHE}): "
                 "pull it once with the network on, or unset HF_HUB_OFFLINE")

@@ -15,8 +15,11 @@ its process is. A run whose status.json says "running" but whose process is gone
 out of memory...): it is shown as failed, and its last checkpoint still loads and resumes.
 
 Every config is validated before a process starts (TrainConfig, the device, the process
-count, and the data: the training split must hold one batch per process), so a bad value is
-refused with its reason (ConfigError) instead of crashing a run.
+count, the sizes a RunLimits bounds, and the data: the training split must hold one batch per
+process, checked in a bounded child process so the data never sits in the app), so a bad value
+is refused with its reason (ConfigError) instead of crashing a run. A manager made with
+`data_roots` takes data only from under those folders, and one made `read_only` (a public demo)
+lists and watches runs but refuses to start, resume, stop or delete any.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from core import atomic, run_launch
 from core.checkpoints import latest_checkpoint
+from core.data_check import check_in_child
 from core.errors import ConfigError
 from core.run_files import (
     JOB,
@@ -44,12 +49,15 @@ from core.run_files import (
     read_json,
     tail,
 )
+from core.run_limits import RunLimits, check_limits
 from core.training import config as train_config
 from core.training.config import TrainConfig
 
 LIVE = ("starting", "running", "stopping")  # states with a process behind them
 DONE = ("stopped", "finished", "failed")
 DIED = "the training process died (killed?)"
+READ_ONLY = ("this app is a public demo (python app.py --public-demo): runs can be watched but not started, "
+             "resumed, stopped or deleted. Run the app on your own machine, or with --auth, to train")
 
 
 class JobManager:
@@ -60,11 +68,15 @@ class JobManager:
     the same folder are listed and can be watched and stopped too.
     """
 
-    def __init__(self, runs_root: str | os.PathLike, max_concurrent: int = 1):
+    def __init__(self, runs_root: str | os.PathLike, max_concurrent: int = 1, *, limits: RunLimits | None = None,
+                 data_roots: Sequence[str | os.PathLike] | None = None, read_only: bool = False):
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ValueError(f"max_concurrent must be an integer >= 1, got {max_concurrent!r}")
         self.runs_root = Path(runs_root).resolve()
         self.max_concurrent = max_concurrent
+        self.limits = limits or RunLimits()
+        self.data_roots = None if data_roots is None else [Path(r) for r in data_roots]  # None: any folder
+        self.read_only = read_only
         self._lock = threading.RLock()
         self._procs: dict[str, subprocess.Popen] = {}  # runs this manager started: reaped by poll()
 
@@ -73,19 +85,37 @@ class JobManager:
     def check(self, config: dict | TrainConfig, *, device: str | None = None, processes: int = 1) -> TrainConfig:
         """The validated TrainConfig for a new run on `device` with `processes` processes; ConfigError says why not.
 
-        Builds the data splits here (cheap for synthetic data) so that "batch larger than the data" and
-        "no such data folder" are refused before any process starts.
+        The sizes are checked against `self.limits` first (arithmetic, nothing built), the data folders
+        against `data_roots`; then the model is counted and the splits built in a bounded child process
+        (core.data_check), so that a model over the size bound, "batch larger than the data" and "no such
+        data folder" are refused before any run starts, and the app never holds the model or the data.
         """
         cfg = config if isinstance(config, TrainConfig) else train_config.from_dict(config)
         run_launch.check_launch(device, processes)
-        run_launch.check_data(cfg, processes)
+        check_limits(cfg, processes, self.limits)
+        self._check_data_paths(cfg)
+        check_in_child(cfg, processes, self.limits)
         return cfg
+
+    def _check_data_paths(self, cfg: TrainConfig) -> None:
+        """With `data_roots`, every path the data reads is under one of them. The message is the same whether
+        a path outside exists or not, so it tells nothing about the server's other folders."""
+        if self.data_roots is None:
+            return
+        roots = [r.resolve() for r in self.data_roots]
+        for name in cfg.data.path_fields:
+            value = getattr(cfg.data, name)
+            if value and not any(Path(value).resolve().is_relative_to(r) for r in roots):
+                shown = ", ".join(str(r) for r in self.data_roots)
+                raise ConfigError(f"data.{name} must be a folder under this app's data folders ({shown}); "
+                                  f"{value!r} is not. Upload audio to make one")
 
     # -- the runs ---------------------------------------------------------------------------
 
     def start(self, config: dict | TrainConfig, *, name: str | None = None, device: str | None = None,
               processes: int = 1) -> str:
         """Validate `config` and start it as run `name` (default: family-data-time); returns the run's name."""
+        self._check_writable()
         self._check_capacity()
         cfg = self.check(config, device=device, processes=processes)
         cfg = train_config.from_dict(cfg.to_dict())  # a copy: the data root is made absolute below
@@ -109,6 +139,7 @@ class JobManager:
 
         `device` and `processes` default to those of the run's last start.
         """
+        self._check_writable()
         run_dir = self._run_dir(name)
         with self._lock:
             info = self._describe(name, run_dir)
@@ -137,6 +168,7 @@ class JobManager:
 
     def stop(self, name: str) -> None:
         """Ask a live run to stop: SIGTERM to its process group; it finishes its step and saves a checkpoint."""
+        self._check_writable()
         run_dir = self._run_dir(name)
         with self._lock:
             info = self._describe(name, run_dir)
@@ -155,6 +187,7 @@ class JobManager:
 
     def delete(self, name: str) -> None:
         """Delete a run folder with its checkpoints; refused while the run is live."""
+        self._check_writable()
         run_dir = self._run_dir(name)
         with self._lock:
             state = self._describe(name, run_dir)["state"]
@@ -227,6 +260,10 @@ class JobManager:
         if not run_dir.is_dir():
             raise ConfigError(f"there is no run named {name!r} in {self.runs_root}")
         return run_dir
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ConfigError(READ_ONLY)
 
     def _check_capacity(self) -> None:
         live = self.live_runs()

@@ -9,6 +9,7 @@ with stdout and stderr appended to `runs/NAME/train.log`, and the attempt record
 
     check_launch(device, processes)   the device exists and takes that many processes; ConfigError otherwise
     check_data(cfg, processes)        the data splits build and the training split holds a batch per process
+                                      (it builds them: the app runs it in a bounded child, core.data_check)
     max_processes(device)             one per GPU, or one per CPU core
     spawn(run_dir, cli_args, device, processes) -> Popen
     pid_alive(pid, marker)            a live, not recycled, process

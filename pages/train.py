@@ -60,22 +60,27 @@ from pages.train_runs import (
 
 POLL_SECONDS = 2.0
 
-_settings: dict = {"runs": Path("runs"), "max_runs": 1, "uploads": Path("data") / "uploads"}
+_settings: dict = {"runs": Path("runs"), "max_runs": 1, "uploads": Path("data") / "uploads", "public_demo": False}
 _managers: dict[Path, JobManager] = {}
 _managers_lock = threading.Lock()
 
 
 def configure(runs: str | os.PathLike | None = None, max_runs: int | None = None,
-              uploads: str | os.PathLike | None = None) -> None:
-    """Where the page keeps runs (default runs/), how many train at once (default 1), where uploads go.
+              uploads: str | os.PathLike | None = None, public_demo: bool | None = None) -> None:
+    """Where the page keeps runs (default runs/), how many train at once (default 1), where uploads go, and
+    whether the app is a public demo: then the page is read-only (runs are listed and watched; nothing is
+    started, resumed, stopped, deleted or uploaded, in the page or by an API call) and data may come
+    only from the app's own data folders (data/ and the uploads folder).
 
-    Called by app.py before the app is built (`--runs`, `--max-runs`).
+    Called by app.py before the app is built (`--runs`, `--max-runs`, `--public-demo`).
     """
     if max_runs is not None and (isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1):
         raise ValueError(f"max_runs must be an integer >= 1, got {max_runs!r}")
     for key, value in (("runs", runs), ("max_runs", max_runs), ("uploads", uploads)):
         if value is not None:
             _settings[key] = Path(value) if key != "max_runs" else value
+    if public_demo is not None:
+        _settings["public_demo"] = bool(public_demo)
 
 
 def job_manager() -> JobManager:
@@ -84,8 +89,11 @@ def job_manager() -> JobManager:
     with _managers_lock:
         if root not in _managers:
             _managers[root] = JobManager(root, _settings["max_runs"])
-        _managers[root].max_concurrent = _settings["max_runs"]
-        return _managers[root]
+        manager = _managers[root]
+        manager.max_concurrent = _settings["max_runs"]
+        manager.read_only = _settings["public_demo"]
+        manager.data_roots = [Path("data"), Path(_settings["uploads"])] if _settings["public_demo"] else None
+        return manager
 
 
 def build(store: ModelStore) -> None:
@@ -97,6 +105,10 @@ def build(store: ModelStore) -> None:
                 "several processes) writing a folder under "
                 f"`{jobs.runs_root}`. Runs keep going when you close the page; come back to watch them. "
                 f"At most **{jobs.max_concurrent}** run(s) train at once (`python app.py --max-runs N`).")
+    writable = not jobs.read_only
+    if not writable:
+        gr.Markdown("**This app is a public demo**: the runs can be watched, but starting, resuming, stopping, "
+                    "deleting and uploading are off. Run the app on your own machine to train.")
     with gr.Row():
         with gr.Column(scale=1, variant="panel"):
             gr.Markdown("### New run")
@@ -132,15 +144,15 @@ def build(store: ModelStore) -> None:
                                    info="any config key (see core/training/config.py); values are JSON")
             with gr.Row():
                 device = gr.Dropdown(device_choices(), value="auto", label="device")
-                processes = gr.Slider(1, max(1, max_processes(None)), value=1, step=1, label="processes",
-                                      info="> 1 runs torchrun (DDP)")
-            start = gr.Button("Start", variant="primary")
+                most = max(1, min(max_processes(None), jobs.limits.processes))
+                processes = gr.Slider(1, most, value=1, step=1, label="processes", info="> 1 runs torchrun (DDP)")
+            start = gr.Button("Start", variant="primary", interactive=writable)
             start_message = gr.Markdown()
             with gr.Accordion("Upload WAVs into a new data folder", open=False):
                 upload_name = gr.Textbox(label="folder name", placeholder="my-sounds")
                 upload_files = gr.File(file_count="multiple", file_types=[".wav", ".flac", ".ogg"], type="filepath",
                                        label="audio files")
-                upload = gr.Button("Make data folder")
+                upload = gr.Button("Make data folder", interactive=writable)
                 upload_message = gr.Markdown()
         with gr.Column(scale=2):
             gr.Markdown("### Runs")
@@ -156,14 +168,14 @@ def build(store: ModelStore) -> None:
             error = gr.Textbox(label="error", lines=8, max_lines=20, visible=False)
             log = gr.Textbox(label="log (last lines)", lines=8, max_lines=12, autoscroll=True)
             with gr.Row():
-                stop = gr.Button("Stop", variant="stop")
+                stop = gr.Button("Stop", variant="stop", interactive=writable)
                 resume_steps = gr.Number(None, precision=0, label="resume to step", info="0: as before",
                                          scale=2)
-                resume = gr.Button("Resume")
-                ask_delete = gr.Button("Delete…")
+                resume = gr.Button("Resume", interactive=writable)
+                ask_delete = gr.Button("Delete…", interactive=writable)
             with gr.Row(visible=False) as confirm_row:
                 confirm_text = gr.Markdown()
-                confirm = gr.Button("Yes, delete it", variant="stop")
+                confirm = gr.Button("Yes, delete it", variant="stop", interactive=writable)
                 cancel = gr.Button("Cancel")
             action_message = gr.Markdown()
             with gr.Accordion("status (JSON)", open=False):
@@ -247,5 +259,5 @@ def build(store: ModelStore) -> None:
                                        overrides], api_visibility="private")
     family.input(family_model_json, family, model_json, api_visibility="private")
     data_kind.change(kind_groups, data_kind, [folder_group, tone_group], api_visibility="private")
-    upload.click(partial(upload_data, _settings["uploads"]), [upload_name, upload_files],
+    upload.click(partial(upload_data, _settings["uploads"], read_only=jobs.read_only), [upload_name, upload_files],
                  [upload_message, data_kind, data_folder], api_visibility="private")

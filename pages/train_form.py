@@ -21,6 +21,7 @@ import torch
 
 from core.data.registry import KINDS
 from core.errors import ConfigError, StudioError
+from core.jobs import READ_ONLY
 from core.models import model_class
 from core.training import config as train_config
 from core.training.config import OptimConfig
@@ -120,9 +121,14 @@ def data_folders(uploads: str | os.PathLike) -> list[str]:
     return found
 
 
-def upload_data(uploads: str | os.PathLike, name: str, files: list[str] | None) -> tuple:
-    """The upload handler: a new data folder under `uploads`, selected as the data set; (message, kind, folder)."""
+def upload_data(uploads: str | os.PathLike, name: str, files: list[str] | None, *, read_only: bool = False) -> tuple:
+    """The upload handler: a new data folder under `uploads`, selected as the data set; (message, kind, folder).
+
+    Refused when `read_only` (a public demo), whoever calls it.
+    """
     try:
+        if read_only:
+            raise ConfigError(READ_ONLY)
         folder = save_uploads(uploads, (name or "").strip(), files)
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from None

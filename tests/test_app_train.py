@@ -94,7 +94,7 @@ def test_a_run_started_watched_stopped_and_resumed_through_the_api_continues_its
 @pytest.mark.parametrize("changes, reason", [
     ({"lr": -0.1}, "train.lr must be a number > 0"),
     ({"overrides": "train.learning_rate=0.1"}, "unknown train keys: learning_rate"),
-    ({"batch_size": 100000}, "larger than the"),
+    ({"batch_size": 1000}, "larger than the"),
     ({"model_json": "{not json"}, "the model config is not valid JSON"),
 ])
 def test_a_bad_hyperparameter_is_refused_with_the_reason_before_a_process_starts(app, changes, reason) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import run_launch
+from core import jobs as jobs_module
 from core.checkpoints import latest_checkpoint, load_checkpoint
 from core.errors import ConfigError
 from core.jobs import JobManager
@@ -181,7 +181,7 @@ def test_a_killed_run_shows_as_failed_and_its_last_checkpoint_loads_and_resumes(
 @pytest.mark.parametrize("overrides, kwargs, message", [
     (["train.lr=-0.1"], {}, "train.lr must be a number > 0"),
     (["train.learning_rate=0.1"], {}, "unknown train keys: learning_rate"),
-    (["train.batch_size=100000"], {}, "larger than the"),
+    (["train.batch_size=1000"], {}, "larger than the"),
     (["data.kind=audio_folder", "data.root=/nonexistent/sounds"], {}, "no data folder at"),
     ([], {"device": "cuda:7"}, "CUDA is not available"),
     ([], {"processes": 0}, "processes must be an integer from 1"),
@@ -198,11 +198,11 @@ def test_a_bad_config_is_refused_with_the_reason_before_a_process_starts(jobs, o
 
 def test_a_run_that_fails_before_training_shows_the_clis_error(jobs, monkeypatch) -> None:
     # Skip the parent's data check, so the CLI itself meets the batch that is larger than the data.
-    monkeypatch.setattr(run_launch, "check_data", lambda cfg, processes: None)
-    name = jobs.start(tiny_config("train.max_steps=2", "train.batch_size=100000"), name="doomed", device="cpu")
+    monkeypatch.setattr(jobs_module, "check_in_child", lambda cfg, processes, limits: None)
+    name = jobs.start(tiny_config("train.max_steps=2", "train.batch_size=1000"), name="doomed", device="cpu")
     failed = wait_for_state(jobs, name, ("failed", "finished", "stopped"))
     assert failed["state"] == "failed"
-    assert "error: train.batch_size=100000" in failed["error"] and "larger than the" in failed["error"]
+    assert "error: train.batch_size=1000" in failed["error"] and "larger than the" in failed["error"]
     assert failed["checkpoint"] is None
 
 

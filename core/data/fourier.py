@@ -184,3 +184,11 @@ class FourierData(DataKind):
     def build(self, split: str, model_config) -> FourierDataset:
         return fourier_split(split, model_config, seed=self.seed, curves=self.fourier_curves,
                              length=self.fourier_length, terms=self.fourier_terms, max_items=self.max_items)
+
+    def footprint(self, model_config) -> tuple[int, str]:
+        """The train and valid curves' points: float32 curves and int64 tokens, 12 bytes each."""
+        counts = [self.fourier_curves, max(16, self.fourier_curves // 8)]
+        curves = sum(min(n, self.max_items) if self.max_items is not None else n for n in counts)
+        points = curves * self.fourier_length
+        return 12 * points, (f"data.fourier_curves x data.fourier_length = {curves:,} curves (train and valid) "
+                             f"x {self.fourier_length:,} = {points:,} points")

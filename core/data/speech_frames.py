@@ -99,6 +99,8 @@ class SpeechFrameData(DataKind):
     """Any audio folder framed the way the FIVO seed frames TIMIT: 16 kHz, samples_per_step samples per
     step, standardised by the training split's mean and deviation; whole utterances, Gaussian emissions."""
 
+    path_fields = ("root",)
+
     root: str = ""  # the folder holding train/, valid/ and test/
     samples_per_step: int = SAMPLES_PER_STEP
     max_files: int | None = None  # read at most this many files per split

@@ -180,3 +180,15 @@ class ToneData(DataKind):
         check_audio_model(model_config)
         signals = tones(seed, n_clips, model_config.sample_rate, self.seconds, self.kinds, self.frequency)
         return audio_windows(signals, split, model_config, self.targets, self.seed)
+
+    def footprint(self, model_config) -> tuple[int, str] | None:
+        """The train and valid clips' samples, float32 signals and int64 tokens: 12 bytes each."""
+        rate = getattr(model_config, "sample_rate", 0)
+        if not rate:
+            return None  # not an audio model: build() says so
+        clips = self.clips + max(4, self.clips // 8)
+        per_clip = self.seconds * rate  # as build() rounds it, unless too large for any bound
+        samples = clips * (round(per_clip) if per_clip < 2**53 else per_clip)
+        return int(min(12 * samples, 2**62)), (
+            f"data.clips x data.seconds x model.sample_rate = {clips:,} clips (train and valid) "
+            f"x {self.seconds:g} s x {rate:,} Hz = {samples:,.0f} samples")
