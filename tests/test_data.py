@@ -343,7 +343,7 @@ def test_an_old_flat_data_section_keeps_only_its_kinds_keys():
 
 def test_every_kind_registers_a_config_that_round_trips_through_its_dict():
     for kind in DATA_KINDS:
-        settings = {"root": "r"} if kind == "audio_folder" else {}
+        settings = {"root": "r"} if kind in ("audio_folder", "speech_frames") else {}
         data = data_config(kind, **settings)
         assert data.kind == kind and data_config_from_dict(data_config_to_dict(data)) == data
 
