@@ -33,6 +33,7 @@ def test_a_bundle_loads_and_its_old_training_config_migrates(bundle):
 CARDED = [b for b in BUNDLES if "test_bits_per_dim" in card(b)]
 
 
+@pytest.mark.timeout(1800)  # the digit models score all 10,000 test digits: minutes on 2 cores
 @pytest.mark.parametrize("bundle", CARDED, ids=[b.name for b in CARDED])
 def test_a_bundle_evaluates_to_the_test_nll_on_its_card(bundle):
     cfg = train_config.load(find_train_config(bundle))
