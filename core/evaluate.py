@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from core.checkpoints import load_checkpoint
 from core.data import build_split
 from core.devices import pick_device
@@ -48,6 +50,7 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", config: str
     model = load_checkpoint(checkpoint, dev)
     cfg = train_config.load(config or find_train_config(checkpoint), list(overrides))
     objective = cfg.objective.build(model, cfg.train.seed, training=False)
+    torch.manual_seed(cfg.train.seed)  # the bounds draw particles: the same report every time
     m = evaluate(model, build_split(cfg.data, split, model.config), objective, batch_size, dev, max_batches)
     report = {"split": split, "items": m["items"], "dims_per_item": m["dims_per_item"],
               "nll_nats_per_dim": m["nll_nats"], "bits_per_dim": m["bits"],

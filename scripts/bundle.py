@@ -72,6 +72,13 @@ def export(run: Path, dest: Path, data: str, command: str, test: bool = False, n
         test_lines = [f"- Test NLL: **{report['bits_per_dim']:.4f} bits per dim** "
                       f"({report['nll_nats_per_item']:.2f} nats per item, {report['items']:,} items), from "
                       f"`python -m core.evaluate --checkpoint {dest} --split test`"]
+        if "fivo_per_t" in report:  # a sequence model: its three bounds, the FIVO seed's Table 1 columns
+            bounds = {f"test_{b}_per_t": round(report[f"{b}_per_t"], 4) for b in ("elbo", "iwae", "fivo")}
+            metrics = {**metrics, **bounds, "test_particles": report["particles"]}
+            test_lines = [f"- Test bounds ({report['particles']} particles, nats per timestep, "
+                          f"{report['items']:,} sequences): ELBO **{bounds['test_elbo_per_t']}**, IWAE "
+                          f"**{bounds['test_iwae_per_t']}**, FIVO **{bounds['test_fivo_per_t']}**, from "
+                          f"`python -m core.evaluate --checkpoint {dest} --split test`"]
     hours = training_seconds(run, metrics.get("step")) / 3600
     train_cfg = json.loads((run / "config.json").read_text())
     resumable = _resumable(ckpt)
