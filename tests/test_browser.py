@@ -41,6 +41,7 @@ def test_upload_move_temperature_generate_and_listen(app_url: str, page: Page, t
     slider = page.get_by_label("range slider for temperature")
     temperature = page.get_by_label("number input for temperature")
     expect(temperature).to_have_value("0.85")
+    slider.scroll_into_view_if_needed()  # below the primer options: the mouse drags only what is on screen
     box = slider.bounding_box()
     assert box is not None
     y = box["y"] + box["height"] / 2
