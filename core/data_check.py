@@ -84,7 +84,7 @@ def _child(max_bytes: int, processes: int, max_parameters: int) -> dict:
         run_launch.check_data(cfg, processes)
     except StudioError as e:
         return {"error": str(e)}
-    except MemoryError:
+    except (MemoryError, SystemError):  # under the address-space cap a C allocation can fail as a SystemError
         return {"memory": stage}
     except RuntimeError as e:  # torch's allocator says it this way
         if "alloc" in str(e):

@@ -26,7 +26,8 @@ def sequences_url(models: Path) -> Iterator[str]:  # noqa: F811
         yield url
 
 
-def test_the_particles_are_drawn_and_a_sample_plays(sequences_url: str, page: Page, tmp_path: Path) -> None:
+def test_the_particles_are_drawn_and_a_sample_plays(sequences_url: str, models: Path, page: Page,  # noqa: F811
+                                                    tmp_path: Path) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(sequences_url + "sequences")
@@ -46,7 +47,7 @@ def test_the_particles_are_drawn_and_a_sample_plays(sequences_url: str, page: Pa
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
 
     page.get_by_role("tab", name="Music").click()
-    expect(page.get_by_role("combobox", name="model")).to_have_value("sequence-models0/vrnn-tiny")
+    expect(page.get_by_role("combobox", name="model")).to_have_value(f"{models.name}/vrnn-tiny")
     page.get_by_role("button", name="Sample", exact=True).click()
     expect(page.get_by_text(re.compile(r"continued test sequence 0 of \*?jsb"))).to_be_visible()
     truth = page.locator("#truth-audio")
