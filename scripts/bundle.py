@@ -87,8 +87,8 @@ def export(run: Path, dest: Path, data: str, command: str, test: bool = False, n
         f"- Command: `{command}`",
         f"- Data: {data}",
         f"- Training: {metrics.get('step', '?')} steps, {hours:.2f} h on {hardware}",
-        f"- Validation bounds (nats per timestep): ELBO {metrics['valid_elbo_nats']}, IWAE {metrics['valid_iwae_nats']}, "
-        f"FIVO {metrics['valid_fivo_nats']}" if "valid_fivo_nats" in metrics else
+        f"- Validation bounds (nats per timestep): ELBO {metrics['valid_elbo_nats']}, "
+        f"IWAE {metrics['valid_iwae_nats']}, FIVO {metrics['valid_fivo_nats']}" if "valid_fivo_nats" in metrics else
         f"- Validation NLL: {metrics.get('valid_bits_per_sample', '?')} bits per sample "
         f"({metrics.get('valid_nll_nats', '?')} nats)",
         *test_lines,
