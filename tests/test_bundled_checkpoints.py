@@ -57,3 +57,17 @@ def test_a_sequence_bundle_evaluates_to_its_cards_bounds_and_beats_the_independe
         rolls = load_pianorolls(cfg.data.name)
         floor = independent_bernoulli_ll(rolls["test"], train_mean(rolls["train"]))
         assert min(report["elbo_per_t"], report["iwae_per_t"], report["fivo_per_t"]) > floor
+
+
+def test_a_bundle_written_before_the_reshaping_restores_and_resumes_training(tmp_path):
+    from core.train import main as train
+    from scripts.bundle import restore
+
+    run = restore(ROOT / "checkpoints" / "fourier-wavenet", tmp_path / "run")
+    assert json.loads((run / "config.json").read_text())["data"]["kind"] == "fourier"  # the old flat section
+    assert train(["--run-dir", str(run), "--resume", "--no-progress", "--set", "train.max_steps=4002",
+                  "--set", "train.valid_every=2", "--set", "data.fourier_curves=16", "--set", "train.batch_size=4",
+                  "--set", "train.valid_batches=1"]) == 0
+    resumed = json.loads((run / "config.json").read_text())
+    assert resumed["objective"] == {"name": "nll"} and "fourier_curves" in resumed["data"]
+    assert (run / "checkpoints" / "step_00004002").is_dir()
