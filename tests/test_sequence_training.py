@@ -23,8 +23,12 @@ def test_a_pianoroll_config_takes_its_frame_size_and_training_mean_from_the_data
     np.testing.assert_allclose(cfg.model["train_mean"], expected)
     assert cfg.to_dict()["objective"] == {"name": "bound", "bound": "fivo", "particles": 4,
                                           "resampling": "multinomial", "threshold": 0.5, "relaxed": False}
-    given = train_config.load(None, ["model.model_type=vrnn", "data.kind=pianorolls", "model.train_mean=[]"])
-    assert given.model["train_mean"] == []  # what the config gives wins
+    mine = [0.5] * 88
+    given = train_config.load(None, ["model.model_type=vrnn", "data.kind=pianorolls", f"model.train_mean={mine}"])
+    assert given.model["train_mean"] == mine  # what the config gives wins
+    form = train_config.load(None, ["model.model_type=vrnn", "data.kind=pianorolls", "model.train_mean=[]",
+                                    "model.data_dim=88"])  # the Train page's form sends every field at its default
+    np.testing.assert_allclose(form.model["train_mean"], expected)
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

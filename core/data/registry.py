@@ -43,8 +43,8 @@ class DataKind:
         raise NotImplementedError
 
     def model_settings(self, model: dict) -> dict:
-        """Model config values this data fixes (its frame size, training mean...), for a new config's `model`
-        section: only those `model` (the section as given) lacks are used. None by default."""
+        """Model config values this data fixes (its frame size, training mean...): `model` holds the settings
+        the config gives other than their defaults, and only the ones it lacks are used. None by default."""
         return {}
 
     def footprint(self, model_config) -> tuple[int, str] | None:

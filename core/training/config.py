@@ -100,8 +100,10 @@ def from_dict(d: dict) -> TrainConfig:
     train, objective = _migrate_unroll(dict(d.get("train") or {}), d.get("objective"))
     family = model_class(model["model_type"])
     data = data_config_from_dict(d.get("data"))
-    known = {f.name for f in fields(family.config_class)}
-    model = {**{k: v for k, v in data.model_settings(model).items() if k in known}, **model}
+    # The data fixes model settings left at their defaults (the Train page's form sends every field).
+    defaults = asdict(family.config_class())
+    given = {k: v for k, v in model.items() if k == "model_type" or v != defaults.get(k)}
+    model = {**model, **{k: v for k, v in data.model_settings(given).items() if k in defaults and k not in given}}
     cfg = TrainConfig(model=model, data=data,
                       objective=objective_config_from_dict(objective, family.default_objective),
                       train=dataclass_from_dict(OptimConfig, train, "train"))
