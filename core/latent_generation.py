@@ -15,12 +15,7 @@ from __future__ import annotations
 
 import torch
 
-State = dict[str, torch.Tensor]
-
-
-def tile(tensors: State, n: int) -> State:
-    """Every tensor (B, ...) -> (n * B, ...), particle-major: row k * B + b is a copy of row b."""
-    return {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in tensors.items()}
+from core.models.sequential import State, tile
 
 
 @torch.no_grad()

@@ -13,25 +13,14 @@ package) imports every kind module, so all are registered before a config is rea
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from core.errors import ConfigError
+from core.registries import registrar
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 KINDS: dict[str, type] = {}
 
 
-def register_kind(name: str) -> Callable[[type], type]:
-    """Class decorator: make a data config class the kind `name`."""
-
-    def deco(cls: type) -> type:
-        if KINDS.get(name, cls) is not cls:
-            raise ValueError(f"data kind {name!r} is registered twice")
-        cls.kind = name
-        KINDS[name] = cls
-        return cls
-
-    return deco
+register_kind = registrar(KINDS, "kind", "data kind")  # @register_kind("name") on a kind's config class
 
 
 class DataKind:

@@ -28,8 +28,8 @@ STEPPERS: dict[str, dict[str, type]] = {}
 def register_stepper(model_type: str, method: str) -> Callable[[type], type]:
     """Class decorator: `cls(model, batch, cond, seed)` generates from `model_type` models as `method`.
 
-    The class may define `usable(model) -> bool` (default: always); `default_method` takes the
-    first registered method of the family whose `usable` holds.
+    The class declares `rank` (higher = faster) and `unusable(model) -> str | None` (why it cannot run
+    this model, or None); `default_method` takes the highest-ranked usable method of the family.
     """
 
     def deco(cls: type) -> type:

@@ -43,7 +43,7 @@ from core.inference.resampling import (
     ess,
     relaxed_blend_weights,
 )
-from core.models.sequential import LatentStepModel, State
+from core.models.sequential import LatentStepModel, State, tile
 
 
 @dataclass
@@ -95,7 +95,7 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
     identity = torch.arange(n, device=device).unsqueeze(1).expand(n, b)  # (N, B)
     latent_key = getattr(model, "latent_key", None) if trace else None
 
-    context = {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in model.encode(x, lengths).items()}
+    context = tile(model.encode(x, lengths), n)
     state = model.zero_state(n * b)
     dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
     log_w = torch.zeros(n, b, dtype=dtype, device=device)

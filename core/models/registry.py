@@ -8,17 +8,7 @@ package back would be an import cycle.
 
 from __future__ import annotations
 
+from core.registries import registrar
+
 REGISTRY: dict[str, type] = {}
-
-
-def register(name: str):
-    """Class decorator: make a model family loadable by `name`."""
-
-    def deco(cls: type) -> type:
-        if name in REGISTRY and REGISTRY[name] is not cls:
-            raise ValueError(f"model type {name!r} is registered twice")
-        cls.model_type = name
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
+register = registrar(REGISTRY, "model_type", "model type")  # @register("name") on a family class

@@ -49,3 +49,8 @@ class LatentStepModel(Protocol):
     def propose_and_weight(self, state: State, context: State, t: int) -> tuple[State, torch.Tensor]:
         """One step: draw z_t from the proposal, return (new state, log weight increment (batch,))."""
         ...
+
+
+def tile(tensors: State, n: int) -> State:
+    """Every tensor (B, ...) -> (n * B, ...), particle-major: row k * B + b is a copy of row b."""
+    return {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in tensors.items()}

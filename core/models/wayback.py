@@ -46,14 +46,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from core.errors import ConfigError
 from core.models.recurrent_cells import ACTIVATIONS, CELLS, FROZEN, BatchNorm, Cell, FeedForward, Projection, State
 from core.models.registry import register
 from core.models.wayback_schedule import Schedule, check_schedule
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+from core.validation import is_int, need
 
 
 @dataclass
@@ -75,13 +71,9 @@ class WaybackConfig:
     io_sizes: list[int] = field(default_factory=lambda: [512])  # layers of the input and output nets
 
     def __post_init__(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ConfigError(msg)
-
-        need(_is_int(self.sampling_frequency) and self.sampling_frequency >= 1,
+        need(is_int(self.sampling_frequency) and self.sampling_frequency >= 1,
              f"sampling_frequency must be an integer number of Hz >= 1, got {self.sampling_frequency!r}")
-        need(_is_int(self.bit_depth) and 1 <= self.bit_depth <= 16,
+        need(is_int(self.bit_depth) and 1 <= self.bit_depth <= 16,
              f"bit_depth must be an integer in [1, 16] (2^bit_depth levels), got {self.bit_depth!r}")
         need(self.cell in CELLS, f"cell must be one of {CELLS}, got {self.cell!r}")
         need(self.activation in ACTIVATIONS,
@@ -95,7 +87,7 @@ class WaybackConfig:
         need(len(self.layer_sizes) >= 1, "layer_sizes must name at least one layer")
         for name in ("layer_sizes", "io_sizes", "boundaries"):
             for i, n in enumerate(getattr(self, name)):
-                need(_is_int(n) and n >= 1, f"{name}[{i}] must be an integer >= 1, got {n!r}")
+                need(is_int(n) and n >= 1, f"{name}[{i}] must be an integer >= 1, got {n!r}")
         depth = len(self.layer_sizes)
         need(len(self.boundaries) == depth,
              f"boundaries has {len(self.boundaries)} entries for {depth} layers (layer_sizes): give one per layer")
@@ -105,7 +97,7 @@ class WaybackConfig:
              f"periods must be a list with one entry per layer ({depth}), got {self.periods!r}")
         self.periods = list(self.periods)
         check_schedule(self.layout, self.periods, self.boundaries, self.chunk_size)
-        need(_is_int(self.unroll_layer_count) and 0 <= self.unroll_layer_count <= depth,
+        need(is_int(self.unroll_layer_count) and 0 <= self.unroll_layer_count <= depth,
              f"unroll_layer_count must be an integer in [0, {depth}], got {self.unroll_layer_count!r}")
         if self.unroll_layer_count:
             warnings.warn("unroll_layer_count is ignored: it was a TensorFlow workaround; here each layer's "
@@ -113,7 +105,7 @@ class WaybackConfig:
         unit = self.chunk_size * self.schedule.segment_steps
         if self.segment_length is None:
             self.segment_length = unit
-        need(_is_int(self.segment_length) and self.segment_length >= unit and self.segment_length % unit == 0,
+        need(is_int(self.segment_length) and self.segment_length >= unit and self.segment_length % unit == 0,
              f"segment_length must be a multiple of chunk_size x the top layer's gradient span "
              f"({self.chunk_size} x {self.schedule.segment_steps} = {unit} samples), so that segments start and "
              f"end on cycle boundaries; got {self.segment_length!r}")

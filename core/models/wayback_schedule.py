@@ -39,13 +39,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from core.errors import ConfigError
+from core.validation import is_int, need
 
 LAYOUTS: tuple[str, ...] = ("stack", "wayback")
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -208,7 +204,7 @@ class Schedule:
         """
         _check_steps(steps)
         loss_step = steps - 1 if loss_step is None else loss_step
-        if not (_is_int(loss_step) and 0 <= loss_step < steps):
+        if not (is_int(loss_step) and 0 <= loss_step < steps):
             raise ValueError(f"loss_step must be an integer in [0, {steps}), got {loss_step!r}")
         reach = self.reach(loss_step)
         return {
@@ -223,26 +219,22 @@ class Schedule:
 
 
 def _check_steps(steps: object) -> None:
-    if not (_is_int(steps) and steps >= 1):
+    if not (is_int(steps) and steps >= 1):
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
 
 
 def check_schedule(layout: str, periods: Sequence[int], boundaries: Sequence[int | None],
                    chunk_size: int = 1) -> None:
     """ConfigError naming the field when layout, periods, boundaries or chunk_size cannot make a schedule."""
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise ConfigError(msg)
-
     need(layout in LAYOUTS, f"layout must be one of {LAYOUTS}, got {layout!r}")
-    need(_is_int(chunk_size) and chunk_size >= 1, f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    need(is_int(chunk_size) and chunk_size >= 1, f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     need(len(boundaries) >= 1, "boundaries must give one entry per layer (at least one)")
     need(len(periods) == len(boundaries),
          f"periods has {len(periods)} entries but boundaries has {len(boundaries)}: give one per layer")
     for i, p in enumerate(periods):
-        need(_is_int(p) and p >= 1, f"periods[{i}] must be an integer >= 1, got {p!r}")
+        need(is_int(p) and p >= 1, f"periods[{i}] must be an integer >= 1, got {p!r}")
     for i, b in enumerate(boundaries):
-        need(b is None or (_is_int(b) and b >= 1), f"boundaries[{i}] must be an integer >= 1, got {b!r}")
+        need(b is None or (is_int(b) and b >= 1), f"boundaries[{i}] must be an integer >= 1, got {b!r}")
     if layout == "stack":
         need(all(p == 1 for p in periods),
              f"periods must all be 1 for layout 'stack' (every layer updates every step), got {list(periods)}")

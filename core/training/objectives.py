@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from core.config_dicts import dataclass_from_dict
 from core.data.batch import Batch
 from core.errors import ConfigError
+from core.registries import registrar
 from core.training.unroll import unrolled_nll
 from core.validation import check_int, is_number, need
 
@@ -44,17 +45,7 @@ class ObjectiveOutput(NamedTuple):
     state: object = None  # carried to the next batch of the same streams
 
 
-def register_objective(name: str) -> Callable[[type], type]:
-    """Class decorator: make an objective config class loadable by `name`."""
-
-    def deco(cls: type) -> type:
-        if OBJECTIVES.get(name, cls) is not cls:
-            raise ValueError(f"objective {name!r} is registered twice")
-        cls.name = name
-        OBJECTIVES[name] = cls
-        return cls
-
-    return deco
+register_objective = registrar(OBJECTIVES, "name", "objective")  # @register_objective("name") on a config class
 
 
 def teacher_forced(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, float], float]:
