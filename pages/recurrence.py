@@ -7,6 +7,7 @@ This module lays the page out and wires its events. Each section is a plain hand
     recurrence_grid.recurrence_schedule(...)             the time x layer grid (inline SVG) and the numbers, drawn
                                                          from Schedule.grid, the schedule the model itself follows
     recurrence_measure.measure_gradient_reach(...)       |d loss_t / d input at t - k| for stored wayback checkpoints
+    recurrence_experiment.experiment_view()              stack against wayback on the same audio, as measured
 
 The grid embeds every loss step's frame, so moving the step slider, the ◀ ▶ buttons and hovering a loss cell
 redraw it in the browser, without a request to the server; changing the schedule asks the server once.
@@ -20,6 +21,7 @@ import gradio as gr
 
 from core.model_store import ModelStore
 from pages.recurrence_controls import MAX_CHUNK, MAX_STEPS, PRESETS, periods_for_layout, preset_controls
+from pages.recurrence_experiment import experiment_view
 from pages.recurrence_grid import GRID_CSS, GRID_JS, recurrence_schedule
 from pages.recurrence_measure import WRT, measure_gradient_reach, wayback_choices
 
@@ -108,3 +110,11 @@ def build(store: ModelStore) -> None:
                   api_name="measure_gradient_reach")
     refresh.click(lambda current: gr.Dropdown(choices=wayback_choices(store), value=current), models, models,
                   api_visibility="private")
+
+    gr.Markdown("### The experiment: stack against wayback on the same audio\nTwo layouts of one model (the same "
+                "parameters), trained on the same audio for the same number of samples, with about the same memory "
+                "per training step: the wayback layout spends it on a gradient that reaches 4x further back. "
+                "Hover a bar for its memory, span and training time.")
+    figure, table = experiment_view()
+    gr.Plot(figure, label="test bits per sample by layout", elem_id="recurrence-experiment")
+    gr.Markdown(table)
