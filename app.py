@@ -178,7 +178,11 @@ def prepare(args: argparse.Namespace) -> ModelStore:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.native_memory import limit_malloc_arenas, start_heap_trimmer
+
     args = parse_args(argv)
+    limit_malloc_arenas(2)  # before Gradio's worker threads exist: they share two arenas
+    start_heap_trimmer()  # so a long-serving app's resident set follows what it holds (issue: load test)
     store = prepare(args)
     warm_up_in_background()
     launch(build_app(store, args.max_concurrency), host=args.host, port=args.port, share=args.share, auth=args.auth)
