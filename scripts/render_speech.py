@@ -44,13 +44,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.audio import read_audio, write_wav  # noqa: E402
 from core.data.registry import SPLITS  # noqa: E402
+from core.errors import StudioError  # noqa: E402
 from scripts.speech_text import make_sentences  # noqa: E402
 
 SILENCE_DB = -50.0
 PAUSE_S = 0.15
 TARGET_RMS = 0.1
 PEAK_LIMIT = 0.95
-ENGINE_TIMEOUT_S = 60
+ENGINE_TIMEOUT_S = 60  # per sentence; only stops an engine that never ends
+BATCH = 50  # sentences per Festival process
 APT = "apt-get install festival festvox-kallpc16k festvox-us-slt-hts espeak-ng"
 
 
@@ -119,27 +121,45 @@ def voice_for(voices: Sequence[Voice], split: str, index: int, seed: int) -> Voi
 
 def check_engines(voices: Sequence[Voice]) -> None:
     """SystemExit naming the Debian packages if an engine the `voices` need is missing."""
-    for engine, program in (("festival", "text2wave"), ("espeak", "espeak-ng")):
+    for engine, program in (("festival", "festival"), ("espeak", "espeak-ng")):
         if any(v.engine == engine for v in voices) and shutil.which(program) is None:
             raise SystemExit(f"{program} is not installed; it speaks the {engine} voices. Install with `{APT}`.")
 
 
-def synthesise(voice: Voice, text: str, wav: Path) -> None:
-    """Speak `text` with `voice` into the WAV file `wav` at the engine's own rate."""
+def _festival_setup(voice: Voice) -> str:
+    setup = [f"(voice_{voice.name})", f"(Parameter.set 'Duration_Stretch {voice.speed:g})"]
+    if voice.f0 is not None:
+        setup.append(f"(set! int_lr_params '((target_f0_mean {voice.f0}) (target_f0_std {voice.f0 * 0.15:g}) "
+                     "(model_f0_mean 170) (model_f0_std 34)))")
+    return "\n".join(setup)
+
+
+def synthesise(voice: Voice, items: Sequence[tuple[str, Path]]) -> None:
+    """Speak each (text, wav) of `items` with `voice` into the WAV file `wav`, at the engine's own rate.
+
+    Festival speaks them all in one process (loading a voice takes longer than a sentence); a
+    missing or empty WAV afterwards is the caller's to report.
+    """
+    commands = []
     if voice.engine == "espeak":
-        command = ["espeak-ng", "-v", voice.name, "-s", f"{voice.speed:g}", "-p", str(voice.f0), "-w", str(wav), text]
-    else:
-        setup = [f"(voice_{voice.name})", f"(Parameter.set 'Duration_Stretch {voice.speed:g})"]
-        if voice.f0 is not None:
-            setup.append(f"(set! int_lr_params '((target_f0_mean {voice.f0}) (target_f0_std {voice.f0 * 0.15:g}) "
-                         "(model_f0_mean 170) (model_f0_std 34)))")
-        text_file = wav.with_suffix(".txt")
-        text_file.write_text(text + "\n")
-        command = ["text2wave", "-o", str(wav), "-eval", f"(begin {' '.join(setup)})", str(text_file)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=ENGINE_TIMEOUT_S)
-    if done.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
-        raise RuntimeError(f"{shlex.join(command)} failed (exit status {done.returncode}): "
-                           f"{(done.stderr or done.stdout).strip()}")
+        commands = [["espeak-ng", "-v", voice.name, "-s", f"{voice.speed:g}", "-p", str(voice.f0), "-w", str(wav),
+                     text] for text, wav in items]
+    elif items:
+        script = items[0][1].parent / f"{voice.id}.scm"
+        lines = [_festival_setup(voice)] + [
+            f'(utt.save.wave (utt.synth (Utterance Text "{_scheme_string(text)}")) "{_scheme_string(str(wav))}" '
+            "'riff)" for text, wav in items]
+        script.write_text("\n".join(lines) + "\n")
+        commands = [["festival", "-b", str(script)]]
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=ENGINE_TIMEOUT_S * len(items))
+        if done.returncode != 0:
+            raise RuntimeError(f"{shlex.join(command)} failed (exit status {done.returncode}): "
+                               f"{(done.stderr or done.stdout).strip()}")
+
+
+def _scheme_string(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def trim_keep_pause(audio: np.ndarray, sample_rate: int, threshold_db: float = SILENCE_DB,
@@ -172,13 +192,21 @@ def set_level(audio: np.ndarray, rms: float = TARGET_RMS, peak_limit: float = PE
     return (audio * gain).astype(np.float32)
 
 
-def render(voice: Voice, text: str, sample_rate: int) -> np.ndarray:
-    """`text` spoken by `voice`: float32 mono (T,) at `sample_rate`, trimmed with pauses kept, level set."""
+def render(voice: Voice, texts: Sequence[str], sample_rate: int) -> list[np.ndarray | Exception]:
+    """Each of `texts` spoken by `voice`: float32 mono (T,) at `sample_rate`, trimmed with pauses kept, level set;
+    or the exception that stopped that one."""
     with tempfile.TemporaryDirectory(prefix="speech-") as tmp:
-        wav = Path(tmp) / "utterance.wav"
-        synthesise(voice, text, wav)
-        audio = read_audio(wav, sample_rate)
-    return set_level(trim_keep_pause(audio, sample_rate))
+        items = [(text, Path(tmp) / f"{i:05d}.wav") for i, text in enumerate(texts)]
+        synthesise(voice, items)
+        out: list[np.ndarray | Exception] = []
+        for _, wav in items:
+            try:
+                if not wav.is_file() or wav.stat().st_size <= 44:
+                    raise RuntimeError(f"{voice.engine} wrote no audio")
+                out.append(set_level(trim_keep_pause(read_audio(wav, sample_rate), sample_rate)))
+            except (RuntimeError, ValueError, StudioError) as e:
+                out.append(e)
+    return out
 
 
 def output_name(index: int, voice: Voice) -> str:
@@ -285,7 +313,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.sentence is not None:
         voice = VOICE_IDS[args.voice]
         check_engines([voice])
-        write_wav(args.out, render(voice, args.sentence, args.sample_rate), args.sample_rate)
+        audio = render(voice, [args.sentence], args.sample_rate)[0]
+        if isinstance(audio, Exception):
+            raise SystemExit(f"could not render {args.sentence!r} with {voice.id}: {audio}")
+        write_wav(args.out, audio, args.sample_rate)
         print(f"wrote {args.out}")
         return
     voices = [VOICE_IDS[i] for i in args.voices] if args.voices else list(VOICES)
@@ -294,27 +325,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         if n and not any(v.split == split for v in voices):
             raise SystemExit(f"--{split} {n} asks for {split} sentences, but none of the voices belongs to {split}")
     check_engines(voices)
-    jobs = [(split, j, text, voice_for(voices, split, j, args.seed))
+    jobs = [(text, voice_for(voices, split, j, args.seed), split, j)
             for split, texts in sentence_splits(counts, args.seed).items() for j, text in enumerate(texts)]
+    lines = ["split\tfile\tvoice\tsentence"] + [
+        f"{split}\t{output_name(j, voice)}\t{voice.id}\t{text}" for text, voice, split, j in jobs]
+    pending = [(text, voice, args.out / split / output_name(j, voice)) for text, voice, split, j in jobs
+               if not (args.out / split / output_name(j, voice)).exists()]
+    batches = [chunk for voice in voices for mine in [[job for job in pending if job[1] == voice]]
+               for chunk in (mine[i : i + BATCH] for i in range(0, len(mine), BATCH))]
 
     start = time.perf_counter()
-    rendered, skipped, failed, lines = 0, 0, [], ["split\tfile\tvoice\tsentence"]
-    progress = tqdm(jobs, unit="utt", desc="sentences")
-    for split, j, text, voice in progress:
-        path = args.out / split / output_name(j, voice)
-        lines.append(f"{split}\t{path.name}\t{voice.id}\t{text}")
-        if path.exists():
-            skipped += 1
-            continue
+    rendered, skipped, failed = 0, len(jobs) - len(pending), []
+    progress = tqdm(total=len(pending), unit="utt", desc="sentences")
+    for batch in batches:
+        voice = batch[0][1]
         try:
-            audio = render(voice, text, args.sample_rate)
-        except Exception as e:  # one failed utterance must not cost the whole run; it is listed in SOURCE.md
-            tqdm.write(f"{path.name}: {type(e).__name__}: {e}", file=sys.stderr)
-            failed.append(f"{path.name}: {type(e).__name__}: {e}")
-            continue
-        write_wav(path, audio, args.sample_rate)
-        rendered += 1
+            outputs = render(voice, [text for text, _, _ in batch], args.sample_rate)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:  # listed in SOURCE.md; the other voices go on
+            outputs = [e] * len(batch)
+        for (_, _, path), audio in zip(batch, outputs, strict=True):
+            if isinstance(audio, Exception):
+                tqdm.write(f"{path.name}: {type(audio).__name__}: {audio}", file=sys.stderr)
+                failed.append(f"{path.name}: {type(audio).__name__}: {audio}")
+            else:
+                write_wav(path, audio, args.sample_rate)
+                rendered += 1
+        progress.update(len(batch))
         progress.set_postfix(rendered=rendered, skipped=skipped, failed=len(failed))
+    progress.close()
 
     run = f"rendered {rendered}, skipped {skipped} that existed, failed {len(failed)}, " \
           f"in {time.perf_counter() - start:.0f} s"
