@@ -215,9 +215,9 @@ def output_name(index: int, voice: Voice) -> str:
 
 
 def _versions() -> str:
-    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
+    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.split("  Data at")[0]
     festival = subprocess.run(["festival", "--version"], capture_output=True, text=True).stdout.strip()
-    return f"{festival or 'festival'}; {espeak or 'espeak-ng'}"
+    return f"{festival or 'festival'}; {espeak.strip() or 'espeak-ng'}"
 
 
 def _voice_row(v: Voice) -> str:

@@ -8,7 +8,8 @@ heard in training) is read at ANALYSIS_RATE and cut where it has been voiced for
 at least --prime-seconds in (`cut_to_voiced`). Every model continues the same primer for --seconds
 the way the Audio page does (its default temperature, trailing silence trimmed, level matched),
 at its own sample rate; the continuation is resampled back to ANALYSIS_RATE and measured against
-the primer, beside the clip's real continuation (what the speaker said next) as a reference:
+the primer, beside the clip's real continuation (what the speaker said next, up to --seconds: less
+where the clip ends sooner) as a reference:
 
 - frames (40 ms, hop 10 ms): "silent" (RMS under SILENT_RMS), "voiced" (normalised autocorrelation
   over VOICED_PEAK at a lag of one period, F0_MIN..F0_MAX Hz; that lag gives f0) or "unvoiced";
