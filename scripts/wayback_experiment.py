@@ -15,9 +15,9 @@ For each data set and layout this trains a resumable run in runs/wayback_experim
 (a run already there is resumed to its budget), measures the peak memory of one training step in a
 fresh process (the rise of the resident set over the step, after a warm-up step: /proc's VmHWM reset
 through clear_refs; median of 3), evaluates the best-validation checkpoint on the whole test split,
-and writes the table to docs/wayback_experiment.json. Training time is the logged throughput's time
-for the budget (validation excluded), on whatever share of a CPU the run got. --phase report
-only re-reads the runs.
+and writes the table to docs/wayback_experiment.json. Training time is the run's wall time as a model
+card counts it (scripts/bundle.py), on whatever share of a CPU the run got. --phase report only
+re-reads the runs.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ BATCH = 16
 
 DATASETS = {
     "melodies": {"data": {"kind": "audio_folder", "root": "data/melodies8k", "seed": 0},
-                 "sampling_frequency": 8000, "samples": 8_000_000,
+                 "sampling_frequency": 8000, "samples": 4_000_000,
                  "about": "Bach chorale melodies rendered at 8 kHz (data/melodies8k, scripts/render_chorales.py)"},
     "tones": {"data": {"kind": "tones", "clips": 256, "seconds": 2.0, "seed": 0},
-              "sampling_frequency": 16000, "samples": 4_000_000,
+              "sampling_frequency": 16000, "samples": 2_000_000,
               "about": "256 seeded synthetic 2 s clips at 16 kHz: sines, chords, chirps (core.data.tones)"},
 }
 SHARED = {"model_type": "wayback", "bit_depth": 8, "cell": "gru", "activation": "elu", "use_bn": False,
@@ -126,22 +126,12 @@ def train(dataset: str, layout: str) -> Path:
     return run
 
 
-def training_seconds(run: Path, samples_per_step: int) -> float:
-    """Seconds the logged training steps took (validation excluded), from the run's throughput log."""
-    log_every = json.loads((run / "config.json").read_text())["train"]["log_every"]
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    steps = {}
-    for row in rows:  # a resumed run logs its steps again: keep each step's last record
-        if row.get("split") == "train":
-            steps[row["step"]] = row["samples_per_s"]
-    return sum(log_every * samples_per_step / rate for rate in steps.values())
-
-
 def report_cell(dataset: str, layout: str) -> dict:
     """One row of the table, from the run's files, a fresh memory measurement and a test evaluation."""
     from core.evaluate import evaluate_checkpoint
     from core.models import build_model
     from core.training import config as train_config
+    from scripts.bundle import training_seconds
 
     run = RUNS / f"{dataset}-{layout}"
     config_path = RUNS / f"{dataset}-{layout}.json"
@@ -150,7 +140,7 @@ def report_cell(dataset: str, layout: str) -> dict:
     test = evaluate_checkpoint(checkpoint, "test", batch_size=BATCH)
     step = json.loads((checkpoint / "trainer_state.json").read_text()).get("step")
     params = sum(p.numel() for p in build_model(model_cfg).parameters())
-    seconds = training_seconds(run, BATCH * model_cfg.segment_length)
+    seconds = training_seconds(run)
     return {"dataset": dataset, "layout": layout, "parameters": params,
             "test_bits_per_sample": round(test["bits_per_dim"], 4),
             "test_samples": round(test["items"] * test["dims_per_item"]),

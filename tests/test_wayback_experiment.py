@@ -52,16 +52,6 @@ def test_the_two_layouts_use_about_the_same_memory_per_training_step(tmp_path: P
     assert 0.6 < memory["stack"] / memory["wayback"] < 1.6, memory
 
 
-def test_training_time_counts_each_logged_step_once_across_a_resume(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"train": {"log_every": 10}}))
-    rows = [{"split": "train", "step": 10, "samples_per_s": 100.0},
-            {"split": "train", "step": 20, "samples_per_s": 50.0},
-            {"split": "valid", "step": 20, "bits": 5.0},
-            {"split": "train", "step": 20, "samples_per_s": 200.0}]  # step 20 again after a resume: the last counts
-    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert experiment.training_seconds(tmp_path, samples_per_step=40) == pytest.approx(10 * 40 / 100 + 10 * 40 / 200)
-
-
 def _row(dataset: str, layout: str, bits: float) -> dict:
     return {"dataset": dataset, "layout": layout, "parameters": 1000, "test_bits_per_sample": bits,
             "peak_step_memory_mib": 12.5, "gradient_span_samples": 1024, "gradient_span_ms": 128.0,
