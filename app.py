@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from core.model_store import ModelStore
 
 DEFAULT_FOLDERS = ["checkpoints", "runs"]
+# Threads that run event handlers at once. Each thread that has run torch keeps a few MiB of its own (allocator
+# and kernel scratch), so Gradio's default of 40 made a busy app's memory climb until all 40 existed; a few
+# more than the events that can run at once (max_concurrency per event) is enough.
+WORKER_THREADS = 12
 PUBLIC_HELP = ("serve a public demo: the Train page lists and watches runs but starts, resumes, stops and deletes "
                "none, and takes no uploads (its buttons are off and its handlers refuse API calls too); data "
                "folders are only the app's own; nothing is downloaded (no MNIST fetch, Hub models only from the "
@@ -78,10 +82,11 @@ def launch(
     auth: tuple[str, str] | None = None,
     block: bool = True,
 ) -> str:
-    """Serve `demo` with the app's upload limit; returns the local URL (at once when block is False)."""
+    """Serve `demo` with the app's upload limit and worker-thread pool; returns the local URL (at once when block
+    is False)."""
     from pages.uploads import MAX_UPLOAD_BYTES
 
-    _, url, _ = demo.launch(server_name=host, server_port=port, share=share, auth=auth,
+    _, url, _ = demo.launch(server_name=host, server_port=port, share=share, auth=auth, max_threads=WORKER_THREADS,
                             max_file_size=MAX_UPLOAD_BYTES, prevent_thread_lock=not block, quiet=not block)
     return url
 
