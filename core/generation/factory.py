@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterator
 import torch
 
 from core.conditioning import Cond
-from core.generation import cached, cuda_graph, fused, naive, recurrent  # noqa: F401  (register their steppers)
+from core.generation import (  # noqa: F401  (register their steppers)
+    cached,
+    cuda_graph,
+    fused,
+    naive,
+    pixelcnn_cached,
+    pixelcnn_rows,
+    recurrent,
+)
 from core.generation.sampling import check_sampling_args
 from core.generation.stepper import STEPPERS, model_device
 
