@@ -20,6 +20,7 @@ from core.generation import (  # noqa: F401  (register their steppers)
     fused,
     naive,
     pixelcnn_cached,
+    pixelcnn_fused,
     pixelcnn_rows,
     recurrent,
 )
