@@ -1,6 +1,11 @@
 """The PixelCNN steppers ("rows", "cached", "fused"): each one's logits equal the full forward's at
 every pixel, with classes, priming and observed masks (infill); the C kernel's threads do not change a draw."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +14,7 @@ from core.generation import default_method, generate_all, make_stepper
 from core.generation.pixelcnn_fused import available
 from core.models.pixelcnn import GatedPixelCNN, PixelCNNConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["rows", "cached", "fused"]
 # Odd shapes on purpose: not square, channel counts that are no multiple of the kernel's 16, and
 # first and later kernels of different widths (mask A over 3 columns, mask B over 2 and 3).
@@ -126,3 +132,15 @@ def test_bad_observed_values_and_a_pixel_past_the_image_are_refused():
             stepper.sample(35)
             with pytest.raises(ValueError, match="the image has 35 pixels"):
                 stepper.sample(1)
+
+
+def test_without_a_compiler_the_pixelcnn_falls_back_to_the_pytorch_cached_stepper(tmp_path):
+    code = ("from core.generation import default_method, generate_all;"
+            "from core.generation.pixelcnn_fused import available;"
+            "from tests.test_pixelcnn_generation import CASES, small_pixelcnn; m = small_pixelcnn(**CASES[0]);"
+            "print(available(), default_method(m), tuple(generate_all(m, 35, seed=0).shape))")
+    env = {**os.environ, "STUDIO_CACHE": str(tmp_path), "CC": "/nonexistent/cc"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "cached", "(1,", "35)"]
+    assert not list(tmp_path.glob("pixelcnn-*.so*")), "a failed build left files behind"

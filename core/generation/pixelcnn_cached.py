@@ -5,7 +5,7 @@ In raster order, pixel t = (r, c). Two caches, both per layer l (k_l = 2 s_l + 1
 
     vertical:   the layer's input v_{l-1} over the last s_l + 1 rows, (B, s_l + 1, W + 2 s_l, C),
                 zero-padded at the sides. When row r - 1 is complete (at c = 0), one pass down the
-                layers turns it into v_pre_l(r - 1) (B, 2C, 1, W) and so into what row r gets from
+                layers turns it into v_pre_l(r - 1) (B*W, 2C) and so into what row r gets from
                 above, `from_above[l]` = v_to_h(v_pre_l(r - 1)) + class + h_conv's bias (B, W, 2C):
                 the whole row's vertical stack at once, batched over its W columns.
     horizontal: the layer's input h_{l-1} along the current row, (B, W + s_l, C), zero-padded on the
@@ -14,8 +14,8 @@ In raster order, pixel t = (r, c). Two caches, both per layer l (k_l = 2 s_l + 1
                 h_{l-1}(c) was made by the layer below in this same step.
 
 A step at (r, c): the horizontal layers, each one matmul of its window, its gate and its residual;
-then the skips of all layers as one matmul, and the head. `VerticalCache` is shared with the fused
-C stepper (core.generation.pixelcnn_fused), which runs the horizontal steps in C.
+then the skips of all layers as one matmul, and the head. The fused stepper
+(core.generation.pixelcnn_fused) keeps the same caches in C.
 """
 
 from __future__ import annotations
