@@ -21,6 +21,9 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +81,25 @@ def load(source: Path, name: str) -> ctypes.CDLL:
     if not getattr(lib, f"{name}_cpu_ok")():
         raise KernelUnavailable(f"this CPU lacks AVX2/FMA, which the {name} kernel needs")
     return lib
+
+
+_running = 0  # kernel calls in flight in this process, so concurrent users don't oversubscribe the cores
+_running_lock = threading.Lock()
+
+
+@contextmanager
+def cores_for(batch: int, requested: int | None) -> Iterator[int]:
+    """The threads one kernel call gets: `requested`, else 1 at batch 1, else every core that the
+    other calls in flight (of either kernel) leave free; the call counts as in flight inside the block."""
+    global _running
+    with _running_lock:
+        threads = requested if requested is not None else (1 if batch == 1 else max(1, CORES - _running))
+        _running += 1
+    try:
+        yield threads
+    finally:
+        with _running_lock:
+            _running -= 1
 
 
 def pointer_fields(*names: str) -> list[tuple[str, type]]:

@@ -30,17 +30,16 @@ AVX2/FMA, `available()` is False and generation falls back to the PyTorch path.
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import numpy as np
 import torch
 
 from core.conditioning import Cond
 from core.generation.c_kernels import (
-    CORES,
     HERE,
     KernelUnavailable,
     as_numpy,
+    cores_for,
     gate_order,
     load,
     pad,
@@ -98,14 +97,11 @@ class FusedStepper:
     """The cached stepper's protocol (prime, step) plus `sample(n, ...)`: n steps in one kernel call.
 
     threads: how many cores one call uses. By default a batch is split by rows over the cores
-    that other fused calls in this process leave free, and batch 1 runs on one core: splitting
+    that other kernel calls in this process leave free (c_kernels.cores_for), and batch 1 runs on one core: splitting
     its products across two cores costs 43 barriers per sample, which on these shared 2-core
     machines gave 30,000 samples/s in some runs and 15,000 in others, against a steady
     21,000-23,000 on one core (reference config of bench/generation.py).
     """
-
-    _running = 0  # fused calls in flight in this process, so concurrent users don't oversubscribe cores
-    _lock = threading.Lock()
 
     rank = 2
 
@@ -198,12 +194,6 @@ class FusedStepper:
         tokens, _ = self._kernel(n, temperature, top_k, observed, keep_logits=False)
         return torch.from_numpy(tokens)
 
-    def _threads(self) -> int:
-        """Cores for the next call: the request, else all that other fused calls here leave free."""
-        if self.threads is not None:
-            return self.threads
-        return 1 if self.batch == 1 else max(1, CORES - FusedStepper._running)
-
     def _kernel(self, n: int, temperature: float, top_k: int | None, observed: tuple[np.ndarray, np.ndarray] | None,
                 keep_logits: bool) -> tuple[np.ndarray, np.ndarray]:
         """Run n steps -> (tokens int64 (B, n), logits float32 (B, n or 0, Q))."""
@@ -214,17 +204,11 @@ class FusedStepper:
         out = np.empty((b, n), np.int64)
         logits = np.empty((b, n if keep_logits else 0, self.q), np.float32)
         cond = self._cond_chunk(n)
-        with FusedStepper._lock:
-            threads = self._threads()
-            FusedStepper._running += 1
-        try:
+        with cores_for(b, self.threads) as threads:
             run = _Run(n, self.t, cond.shape[1], cond.ctypes.data, mask.ctypes.data, values.ctypes.data,
                        float(temperature), int(top_k or 0), out.ctypes.data,
                        logits.ctypes.data if keep_logits else None, threads)
             self._lib.fused_run(ctypes.byref(self._c_model), ctypes.byref(run))  # ctypes releases the GIL
-        finally:
-            with FusedStepper._lock:
-                FusedStepper._running -= 1
         self.t += n
         return out, logits
 

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 
 from core.conditioning import Cond
 from core.generation.c_kernels import (
-    CORES,
     HERE,
     KernelUnavailable,
     as_numpy,
+    cores_for,
     gate_order,
     load,
     pad,
@@ -125,8 +125,9 @@ def pack(model: GatedPixelCNN) -> dict[str, np.ndarray]:
 class FusedPixelStepper:
     """The cached PixelCNN stepper's protocol (prime, step, sample) with the pixels of a row run in C.
 
-    threads: how many cores one call uses; by default all of them, each running its share of the
-    batch rows (batch 1 runs on one).
+    threads: how many cores one call uses, each running its share of the batch rows; by default
+    those that other kernel calls in this process leave free (core.generation.c_kernels.cores_for),
+    and one at batch 1.
     """
 
     rank = 2
@@ -232,10 +233,10 @@ class FusedPixelStepper:
         values = np.ascontiguousarray(observed[1], np.int64)
         out = np.empty((b, n), np.int64)
         logits = np.empty((b, n if keep_logits else 0, self.q), np.float32)
-        threads = self.threads if self.threads is not None else CORES
-        run = _Run(c0, n, push, self.t // self.width - 1, mask.ctypes.data, values.ctypes.data, float(temperature),
-                   int(top_k or 0), out.ctypes.data, logits.ctypes.data if keep_logits else None, threads)
-        self._lib.pixelcnn_run(ctypes.byref(self._c_model), ctypes.byref(run))  # ctypes releases the GIL
+        with cores_for(b, self.threads) as threads:
+            run = _Run(c0, n, push, self.t // self.width - 1, mask.ctypes.data, values.ctypes.data, float(temperature),
+                       int(top_k or 0), out.ctypes.data, logits.ctypes.data if keep_logits else None, threads)
+            self._lib.pixelcnn_run(ctypes.byref(self._c_model), ctypes.byref(run))  # ctypes releases the GIL
         self.prev[:] = out[:, -1]
         self.t += n
         return out, logits
