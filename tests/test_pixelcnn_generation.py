@@ -4,6 +4,7 @@ every pixel, with classes, priming and observed masks (infill); the C kernel's t
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,24 @@ def test_the_kernels_threads_split_the_batch_without_changing_a_draw():
             draws.append(stepper.sample(model.config.pixels))
     assert torch.equal(draws[0], draws[1])
     assert len(draws[0].unique(dim=0)) == 5  # every row has its own random stream
+
+
+def test_two_threads_sampling_one_model_with_the_kernel_match_sequential_runs():
+    needs("fused")
+    model = small_pixelcnn(**CASES[1])
+    cond = classes_of(model, 2)
+    sequential = [generate_all(model, 24, cond=cond, batch=2, seed=s, method="fused") for s in (1, 2)]
+    results = [None, None]
+
+    def work(i):
+        results[i] = generate_all(model, 24, cond=cond, batch=2, seed=i + 1, method="fused", chunk_size=3)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert torch.equal(results[0], sequential[0]) and torch.equal(results[1], sequential[1])
 
 
 def test_seeded_fused_samples_repeat_and_stay_in_range():
