@@ -53,7 +53,7 @@ typedef struct {
     const int64_t *ring_off; /* (L): layer l's ring within a batch row's rings, in floats */
     int64_t ring_len;       /* floats of one batch row's rings: sum_l (s_l + 1)(width + 2 s_l) c */
     const int64_t *wv_off;  /* (L): layer l's W_v (s_l + 1 blocks of panels of k_l c x 16 covering 2c) */
-    const float *w_v, *b_v; /* ...; (L, 2c) */
+    const float *w_v, *b_v; /* the blocks wv_off points to; (L, 2c) */
     const float *w_vh;      /* (L, panels of 2c x 16 covering 2c) */
     const float *b_vh;      /* (L, 2c): v_to_h's bias plus h_conv's */
     const float *cls;       /* (batch, L, 2, 2c): the class terms of the vertical and the horizontal gates */
