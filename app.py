@@ -159,13 +159,17 @@ def is_public(host: str, share: bool) -> bool:
 
 
 def warm_up_in_background() -> None:
-    """Build (or load from the disk cache) the fused kernel while the app starts, so no user's
-    first request pays for it; where it cannot be built the PyTorch path serves."""
+    """Build (or load from the disk cache) the C kernels (WaveNet, PixelCNN) while the app starts, so
+    no user's first request pays for them; where they cannot be built the PyTorch paths serve."""
     import threading
 
-    from core.generation.fused import warm_up
+    from core.generation import fused, pixelcnn_fused
 
-    threading.Thread(target=warm_up, name="fused-warm-up", daemon=True).start()
+    def build() -> None:
+        fused.warm_up()
+        pixelcnn_fused.warm_up()
+
+    threading.Thread(target=build, name="kernel-warm-up", daemon=True).start()
 
 
 def prepare(args: argparse.Namespace) -> ModelStore:

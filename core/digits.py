@@ -10,9 +10,9 @@ Gated PixelCNN (`core.models.pixelcnn`). So one set of functions serves both:
     class_posterior(model, x)                                            (B, 10) p(y | x), uniform prior
     observed_mask(kind, painted=)                                        (784,) bool: the pixels kept
 
-The WaveNet samples through `core.generation` (fused or cached: one step per pixel, cheap); the
-PixelCNN samples row by row (`GatedPixelCNN.row_context` / `row_logits`): one pass of the
-vertical stack per row, then one pass over that row alone per pixel. Observed pixels cost nothing.
+Both sample through `core.generation`, one step per pixel: the WaveNet with its fused kernel or
+cached steps, the PixelCNN with per-layer caches of both stacks (core.generation.pixelcnn_cached,
+and its C kernel core.generation.pixelcnn_fused; "rows" is the old row-by-row path).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from core.conditioning import Cond
 from core.errors import ConfigError
 from core.generation import generate_all
 from core.generation.sampling import check_sampling_args
-from core.generation.sampling import sample as draw
 from core.models.pixelcnn import GatedPixelCNN
 from core.models.wavenet import WaveNet
 
@@ -93,7 +92,8 @@ def sample(model: torch.nn.Module, classes: torch.Tensor, *, observed: tuple[tor
     """Digits (B, 784) of the given classes (B,); observed = (mask (B or 1, 784) bool, values (B or 1, 784)).
 
     Observed pixels come back unchanged; the others are drawn in raster order given everything
-    before them. `method` is the WaveNet's generator ("auto", "fused", "cached", "naive").
+    before them. `method` is the generator: "auto", or one of the model family's (WaveNet: "fused",
+    "cached", "naive"; PixelCNN: "fused", "cached", "rows").
     """
     check_digit_model(model)
     check_sampling_args(temperature, None)
@@ -104,39 +104,8 @@ def sample(model: torch.nn.Module, classes: torch.Tensor, *, observed: tuple[tor
     if observed is not None:
         mask, values = (torch.as_tensor(o).reshape(-1, PIXELS).expand(batch, -1) for o in observed)
         observed = (mask.bool(), values.long())
-    if isinstance(model, WaveNet):
-        return generate_all(model, PIXELS, cond=Cond(classes=classes), batch=batch, observed=observed,
-                            temperature=temperature, seed=seed, method=method, chunk_size=SIDE,
-                            progress=progress)
-    return _sample_pixelcnn(model, classes, observed, temperature, seed, progress)
-
-
-@torch.inference_mode()
-def _sample_pixelcnn(model: GatedPixelCNN, classes: torch.Tensor, observed, temperature: float, seed: int | None,
-                     progress: Progress | None) -> torch.Tensor:
-    """Row by row: one vertical pass per row with pixels to draw, one one-row pass per drawn pixel."""
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed) if seed is not None else gen.seed()
-    cond = Cond(classes=classes.to(device))
-    x = torch.zeros(len(classes), PIXELS, dtype=torch.long, device=device)
-    mask = torch.zeros_like(x, dtype=torch.bool)
-    if observed is not None:
-        mask = observed[0].to(device)
-        x = torch.where(mask, observed[1].to(device), x)
-    todo = (~mask).any(dim=0).reshape(SIDE, SIDE)  # (row, column): some image draws this pixel
-    total, done = int(todo.sum()), 0
-    for r in todo.any(dim=1).nonzero().flatten().tolist():
-        context = model.row_context(x, cond, r)
-        row = slice(r * SIDE, (r + 1) * SIDE)
-        for c in todo[r].nonzero().flatten().tolist():
-            logits = model.row_logits(x[:, row], context)[:, :, c]  # (B, Q): pixels before (r, c) only
-            i = r * SIDE + c
-            x[:, i] = torch.where(mask[:, i], x[:, i], draw(logits, temperature, None, gen))
-            done += 1
-            if progress is not None:
-                progress(done, total)
-    return x
+    return generate_all(model, PIXELS, cond=Cond(classes=classes), batch=batch, observed=observed,
+                        temperature=temperature, seed=seed, method=method, chunk_size=SIDE, progress=progress)
 
 
 @torch.inference_mode()

@@ -320,6 +320,4 @@ def _reporter(progress: gr.Progress):
 
 
 def _method(net: torch.nn.Module) -> str:
-    if isinstance(net, WaveNet):
-        return f"WaveNet, *{default_method(net)}* generator"
-    return "PixelCNN, row by row"
+    return f"{'WaveNet' if isinstance(net, WaveNet) else 'PixelCNN'}, *{default_method(net)}* generator"

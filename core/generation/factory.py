@@ -14,7 +14,16 @@ from collections.abc import Callable, Iterator
 import torch
 
 from core.conditioning import Cond
-from core.generation import cached, cuda_graph, fused, naive, recurrent  # noqa: F401  (register their steppers)
+from core.generation import (  # noqa: F401  (register their steppers)
+    cached,
+    cuda_graph,
+    fused,
+    naive,
+    pixelcnn_cached,
+    pixelcnn_fused,
+    pixelcnn_rows,
+    recurrent,
+)
 from core.generation.sampling import check_sampling_args
 from core.generation.stepper import STEPPERS, model_device
 
@@ -33,7 +42,8 @@ def default_method(model: torch.nn.Module) -> str:
     """The fastest usable method for this model (highest `rank`). For a WaveNet: on CUDA the cached
     step replayed from a CUDA graph; on the CPU the fused C kernel for a float32 model where it builds
     (bench/generation.py: over 20x the cached path at batch 1, about 8x at batch 16); else the
-    PyTorch cached path (MPS, other dtypes, no C compiler or no AVX2)."""
+    PyTorch cached path (MPS, other dtypes, no C compiler or no AVX2). A PixelCNN likewise: its fused
+    kernel on the CPU (bench/digits.py: about 25x the row-by-row path for 16 digits), else its cached path."""
     usable = [(cls.rank, name) for name, cls in family_steppers(model).items() if cls.unusable(model) is None]
     return max(usable)[1]
 
@@ -76,7 +86,7 @@ def generate(
               the value instead of sampled (infill); logits still condition on it.
     temperature 0 is greedy; seed makes a run bit-reproducible; progress(done, n) per chunk.
     method: a registered method of the model's family (WaveNet: "naive", "cached", "fused", "graph"
-              on CUDA), or "auto" (`default_method`).
+              on CUDA; PixelCNN: "rows", "cached", "fused"), or "auto" (`default_method`).
     """
     if not (isinstance(n, int) and n >= 0):
         raise ValueError(f"n must be an integer >= 0, got {n!r}")

@@ -22,98 +22,55 @@ array (B, sum_l S_l, C_res). Sampling is inverse-CDF on softmax(logits / T) with
 SplitMix64 generator whose state lives in the stepper, so concurrent generators never share
 random state; it draws from the same distribution as core.generation.sampling, not the same numbers.
 
-The C file is compiled with the system's C compiler (`$CC`, else `cc`) the first time it is
-needed and the library is kept in $STUDIO_CACHE (default ~/.cache/autoregressive-studio), named
-by the hash of the source and flags; `warm_up()` pays that at app start-up. Without a compiler
-or without AVX2/FMA, `available()` is False and generation falls back to the PyTorch path.
+The C file (with kernel_common.h) is compiled by core.generation.c_kernels the first time it is
+needed and kept on disk; `warm_up()` pays that at app start-up. Without a compiler or without
+AVX2/FMA, `available()` is False and generation falls back to the PyTorch path.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
-import hashlib
-import os
-import subprocess
-import tempfile
-import threading
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from core.conditioning import Cond
+from core.generation.c_kernels import (
+    HERE,
+    KernelUnavailable,
+    as_numpy,
+    cores_for,
+    gate_order,
+    load,
+    pad,
+    panels,
+    pointer_fields,
+    zero_padded,
+)
 from core.generation.cached import prime_rings
 from core.generation.stepper import check_prime, register_stepper
 from core.models.wavenet import WaveNet
 
-SOURCE = Path(__file__).with_name("fused_kernel.c")
-FLAGS = ["-O3", "-mavx2", "-mfma", "-fPIC", "-shared", "-pthread"]
-PANEL = 16
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-class FusedUnavailable(RuntimeError):
-    """The kernel cannot run here: no C compiler, a failed build, or a CPU without AVX2/FMA."""
-
-
-def cache_dir() -> Path:
-    """Where the compiled kernel is kept: $STUDIO_CACHE, else ~/.cache/autoregressive-studio."""
-    root = os.environ.get("STUDIO_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "autoregressive-studio"
-
-
-def _pointer_fields(*names: str) -> list[tuple[str, type]]:
-    return [(n, ctypes.c_void_p) for n in names]
+SOURCE = HERE / "fused_kernel.c"
 
 
 class _Model(ctypes.Structure):
     _fields_ = ([(n, ctypes.c_int64) for n in ("batch", "n_layers", "kernel", "k_in", "c_res", "c_dil", "c_skip",
                                                "c_head", "q", "q_pad")]
-                + _pointer_fields("in_tab", "in_b", "w_z", "b_z", "w_out", "b_res", "b_skip", "w1", "b1", "w2", "b2",
-                                  "offs", "sizes", "dils", "buf", "scratch", "tokens", "prev", "rng"))
+                + pointer_fields("in_tab", "in_b", "w_z", "b_z", "w_out", "b_res", "b_skip", "w1", "b1", "w2", "b2",
+                                 "offs", "sizes", "dils", "buf", "scratch", "tokens", "prev", "rng"))
 
 
 class _Run(ctypes.Structure):
     _fields_ = ([(n, ctypes.c_int64) for n in ("n", "t0", "cond_steps")]
-                + _pointer_fields("cond", "obs_mask", "obs_val")
+                + pointer_fields("cond", "obs_mask", "obs_val")
                 + [("temperature", ctypes.c_double), ("top_k", ctypes.c_int64)]
-                + _pointer_fields("out", "logits_out") + [("threads", ctypes.c_int64)])
+                + pointer_fields("out", "logits_out") + [("threads", ctypes.c_int64)])
 
 
-def _build(target: Path) -> None:
-    """Compile the kernel into `target` atomically (concurrent processes may race to build it)."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    except OSError as e:
-        raise FusedUnavailable(f"cannot write the compiled kernel to {target.parent}: {e}") from e
-    os.close(fd)
-    cmd = [os.environ.get("CC", "cc"), *FLAGS, str(SOURCE), "-o", tmp, "-lm"]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        os.unlink(tmp)
-        raise FusedUnavailable(f"cannot run the C compiler {cmd[0]!r}: {e}") from e
-    if done.returncode != 0:
-        os.unlink(tmp)
-        raise FusedUnavailable(f"compiling {SOURCE.name} failed:\n{done.stderr.strip()}")
-    os.replace(tmp, target)
-
-
-@functools.cache
 def _library() -> ctypes.CDLL:
-    """The compiled kernel, built on first use and cached on disk; FusedUnavailable if impossible."""
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = cache_dir() / f"fused-{key}.so"
-    if not target.exists():
-        _build(target)
-    try:
-        lib = ctypes.CDLL(str(target))
-    except OSError as e:
-        raise FusedUnavailable(f"cannot load {target}: {e}") from e
-    if not lib.fused_cpu_ok():
-        raise FusedUnavailable("this CPU lacks AVX2/FMA, which the fused kernel needs")
+    """The compiled kernel, built on first use and cached on disk; KernelUnavailable if impossible."""
+    lib = load(SOURCE, "fused")
     lib.fused_run.argtypes = [ctypes.POINTER(_Model), ctypes.POINTER(_Run)]
     lib.fused_run.restype = None
     return lib
@@ -123,7 +80,7 @@ def available() -> bool:
     """Whether the kernel is built (or can be) and runs on this CPU."""
     try:
         _library()
-    except FusedUnavailable:
+    except KernelUnavailable:
         return False
     return True
 
@@ -135,47 +92,16 @@ def supports(model: torch.nn.Module) -> bool:
             and available())
 
 
-def _pad(n: int) -> int:
-    return -(-n // PANEL) * PANEL
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.float32)
-
-
-def _padded(x: np.ndarray, *shape: int) -> np.ndarray:
-    """x zero-padded at the end of each axis to `shape`."""
-    out = np.zeros(shape, np.float32)
-    out[tuple(slice(0, s) for s in x.shape)] = x
-    return out
-
-
-def _panels(w: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """(K, N) -> padded to (rows, cols) and stored as cols/16 panels of (rows, 16), flattened."""
-    w = _padded(w, rows, cols)
-    return np.ascontiguousarray(w.reshape(rows, cols // PANEL, PANEL).transpose(1, 0, 2)).reshape(-1)
-
-
-def _gate_order(x: np.ndarray, c_dil: int, c_pad: int) -> np.ndarray:
-    """(..., 2 C_dil) [tanh | sigmoid] -> (..., 2 C_pad) in the kernel's blocks: tanh 16, sigmoid 16, ..."""
-    lead = x.shape[:-1]
-    halves = _padded(x.reshape(*lead, 2, c_dil), *lead, 2, c_pad).reshape(*lead, 2, c_pad // PANEL, PANEL)
-    return np.ascontiguousarray(np.swapaxes(halves, -3, -2)).reshape(*lead, 2 * c_pad)
-
-
 @register_stepper("wavenet", "fused")
 class FusedStepper:
     """The cached stepper's protocol (prime, step) plus `sample(n, ...)`: n steps in one kernel call.
 
     threads: how many cores one call uses. By default a batch is split by rows over the cores
-    that other fused calls in this process leave free, and batch 1 runs on one core: splitting
+    that other kernel calls in this process leave free (c_kernels.cores_for), and batch 1 runs on one core: splitting
     its products across two cores costs 43 barriers per sample, which on these shared 2-core
     machines gave 30,000 samples/s in some runs and 15,000 in others, against a steady
     21,000-23,000 on one core (reference config of bench/generation.py).
     """
-
-    _running = 0  # fused calls in flight in this process, so concurrent users don't oversubscribe cores
-    _lock = threading.Lock()
 
     rank = 2
 
@@ -195,33 +121,33 @@ class FusedStepper:
         self.model, self.batch, self.cond, self.t, self.threads = model, batch, cond, 0, threads
         self.q, self.k = c.quantization_levels, c.kernel_size
         n_layers = len(c.dilations)
-        cr, cd, cs, chead = (_pad(n) for n in (c.residual_channels, c.dilation_channels, c.skip_channels,
+        cr, cd, cs, chead = (pad(n) for n in (c.residual_channels, c.dilation_channels, c.skip_channels,
                                                 c.head_channels))
-        qp = _pad(self.q)
+        qp = pad(self.q)
         self.c_dil, self.c_dil_pad = c.dilation_channels, cd
-        self.in_tab = _padded(np.stack([_np(model.input_table(k)) for k in range(c.input_kernel_size)]),
+        self.in_tab = zero_padded(np.stack([as_numpy(model.input_table(k)) for k in range(c.input_kernel_size)]),
                               c.input_kernel_size, self.q + 2, cr)
-        self.in_b = _padded(_np(model.input_conv.bias), cr)
+        self.in_b = zero_padded(as_numpy(model.input_conv.bias), cr)
         w_z, w_out, b_res = [], [], np.zeros((n_layers, cr), np.float32)
         for i, layer in enumerate(model.layers):
-            w = _np(layer.conv.weight)  # (2C, C_res, K): tap K-1 is "now", tap K-1-j reads t - j d
-            taps = [_padded(w[:, :, self.k - 1 - j].T, cr, 2 * self.c_dil) for j in range(1, self.k)]
-            stacked = np.concatenate([*taps, _padded(w[:, :, -1].T, cr, 2 * self.c_dil)])  # (K C_res, 2C)
-            w_z.append(_panels(_gate_order(stacked, self.c_dil, cd), self.k * cr, 2 * cd))
-            wo, bo, r = _np(layer.out.weight)[:, :, 0].T, _np(layer.out.bias), layer.residual_channels
+            w = as_numpy(layer.conv.weight)  # (2C, C_res, K): tap K-1 is "now", tap K-1-j reads t - j d
+            taps = [zero_padded(w[:, :, self.k - 1 - j].T, cr, 2 * self.c_dil) for j in range(1, self.k)]
+            stacked = np.concatenate([*taps, zero_padded(w[:, :, -1].T, cr, 2 * self.c_dil)])  # (K C_res, 2C)
+            w_z.append(panels(gate_order(stacked, self.c_dil, cd), self.k * cr, 2 * cd))
+            wo, bo, r = as_numpy(layer.out.weight)[:, :, 0].T, as_numpy(layer.out.bias), layer.residual_channels
             full = np.zeros((cd, cr + cs), np.float32)  # [residual | skip]; no residual = zero columns
             full[: self.c_dil, :r] = wo[:, :r]
             full[: self.c_dil, cr : cr + c.skip_channels] = wo[:, r:]
-            w_out.append(_panels(full, cd, cr + cs))
+            w_out.append(panels(full, cd, cr + cs))
             b_res[i, :r] = bo[:r]
         self.w_z, self.w_out, self.b_res = np.stack(w_z), np.stack(w_out), b_res
-        self.b_z = _gate_order(np.stack([_np(layer.conv.bias) for layer in model.layers]), self.c_dil, cd)
-        self.b_skip = _padded(sum(_np(layer.out.bias)[layer.residual_channels:] for layer in model.layers), cs)
+        self.b_z = gate_order(np.stack([as_numpy(layer.conv.bias) for layer in model.layers]), self.c_dil, cd)
+        self.b_skip = zero_padded(sum(as_numpy(layer.out.bias)[layer.residual_channels:] for layer in model.layers), cs)
         head = [m for m in model.head if isinstance(m, torch.nn.Conv1d)]
-        self.w1 = _panels(_np(head[0].weight)[:, :, 0].T, cs, chead)
-        self.b1 = _padded(_np(head[0].bias), chead)
-        self.w2 = _panels(_np(head[1].weight)[:, :, 0].T, chead, qp)
-        self.b2 = _padded(_np(head[1].bias), qp)
+        self.w1 = panels(as_numpy(head[0].weight)[:, :, 0].T, cs, chead)
+        self.b1 = zero_padded(as_numpy(head[0].bias), chead)
+        self.w2 = panels(as_numpy(head[1].weight)[:, :, 0].T, chead, qp)
+        self.b2 = zero_padded(as_numpy(head[1].bias), qp)
         self.dils = np.array(c.dilations, np.int64)
         self.sizes = (self.k - 1) * self.dils
         self.offs = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
@@ -232,7 +158,7 @@ class FusedStepper:
         self.rng = np.random.SeedSequence(seed).generate_state(batch, np.uint64)
         with torch.no_grad():
             classes = model.class_conditioning(cond.classes if cond is not None else None)
-        self.class_cond = (_np(classes).reshape(batch, 1, n_layers, -1) if classes is not None
+        self.class_cond = (as_numpy(classes).reshape(batch, 1, n_layers, -1) if classes is not None
                            else np.zeros((batch, 1, n_layers, 2 * self.c_dil), np.float32))
         self._c_model = _Model(batch, n_layers, self.k, c.input_kernel_size, cr, cd, cs, chead, self.q, qp,
                                *(a.ctypes.data for a in (
@@ -246,7 +172,7 @@ class FusedStepper:
         check_prime(self, tokens)
         primed = prime_rings(self.model, tokens, self.cond, logits)
         for off, (slots, values) in zip(self.offs, primed.rings, strict=True):
-            self.buf[:, off + slots.numpy(), : values.shape[2]] = _np(values).transpose(1, 0, 2)
+            self.buf[:, off + slots.numpy(), : values.shape[2]] = as_numpy(values).transpose(1, 0, 2)
         self.tokens[:, 1:] = primed.input_tokens.numpy()
         self.prev[:] = tokens[:, -1].numpy()
         self.t = tokens.shape[1]
@@ -268,12 +194,6 @@ class FusedStepper:
         tokens, _ = self._kernel(n, temperature, top_k, observed, keep_logits=False)
         return torch.from_numpy(tokens)
 
-    def _threads(self) -> int:
-        """Cores for the next call: the request, else all that other fused calls here leave free."""
-        if self.threads is not None:
-            return self.threads
-        return 1 if self.batch == 1 else max(1, _CORES - FusedStepper._running)
-
     def _kernel(self, n: int, temperature: float, top_k: int | None, observed: tuple[np.ndarray, np.ndarray] | None,
                 keep_logits: bool) -> tuple[np.ndarray, np.ndarray]:
         """Run n steps -> (tokens int64 (B, n), logits float32 (B, n or 0, Q))."""
@@ -284,17 +204,11 @@ class FusedStepper:
         out = np.empty((b, n), np.int64)
         logits = np.empty((b, n if keep_logits else 0, self.q), np.float32)
         cond = self._cond_chunk(n)
-        with FusedStepper._lock:
-            threads = self._threads()
-            FusedStepper._running += 1
-        try:
+        with cores_for(b, self.threads) as threads:
             run = _Run(n, self.t, cond.shape[1], cond.ctypes.data, mask.ctypes.data, values.ctypes.data,
                        float(temperature), int(top_k or 0), out.ctypes.data,
                        logits.ctypes.data if keep_logits else None, threads)
             self._lib.fused_run(ctypes.byref(self._c_model), ctypes.byref(run))  # ctypes releases the GIL
-        finally:
-            with FusedStepper._lock:
-                FusedStepper._running -= 1
         self.t += n
         return out, logits
 
@@ -305,13 +219,13 @@ class FusedStepper:
             with torch.no_grad():
                 local = self.model.upsample_local(self.cond.local, n, self.t)  # (B, C_local, n)
                 g = self.model.local_proj(local).transpose(1, 2)  # (B, n, L*2C)
-            total = _np(g).reshape(self.batch, n, len(self.dils), -1) + total
-        return _gate_order(total, self.c_dil, self.c_dil_pad)
+            total = as_numpy(g).reshape(self.batch, n, len(self.dils), -1) + total
+        return gate_order(total, self.c_dil, self.c_dil_pad)
 
 
 def warm_up() -> None:
     """Build (or load from the disk cache) the kernel before a user's first request; quiet if impossible."""
     try:
         _library()
-    except FusedUnavailable:
+    except KernelUnavailable:
         pass

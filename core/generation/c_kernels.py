@@ -1,0 +1,137 @@
+"""The C kernels of core/generation: compiled on first use, cached on disk, and the weight packing they read.
+
+Each kernel is one C file here (`fused_kernel.c` for the WaveNet, `pixelcnn_kernel.c` for the
+PixelCNN) that includes `kernel_common.h`. `load(source, name)` compiles it with the system's C
+compiler (`$CC`, else `cc`) the first time it is needed and keeps the library in $STUDIO_CACHE
+(default ~/.cache/autoregressive-studio) as `NAME-HASH.so`, HASH covering the source, the header
+and the flags; a later process loads it without compiling. Without a compiler, with an unwritable
+cache or on a CPU without AVX2/FMA it raises KernelUnavailable, and generation falls back to the
+PyTorch steppers.
+
+Packing (numpy, float32): every channel count is zero-padded to a multiple of PANEL = 16, and a
+(K, N) matrix is stored as N/16 panels of (K, 16) (`panels`); a gate's 2C pre-activations go in
+blocks of 16, each tanh block followed by its sigmoid block (`gate_order`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).parent
+HEADER = HERE / "kernel_common.h"
+FLAGS = ["-O3", "-mavx2", "-mfma", "-fPIC", "-shared", "-pthread"]
+PANEL = 16
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class KernelUnavailable(RuntimeError):
+    """A kernel cannot run here: no C compiler, a failed build, or a CPU without AVX2/FMA."""
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: $STUDIO_CACHE, else ~/.cache/autoregressive-studio."""
+    root = os.environ.get("STUDIO_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "autoregressive-studio"
+
+
+def _build(source: Path, target: Path) -> None:
+    """Compile `source` into `target` atomically (concurrent processes may race to build it)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError as e:
+        raise KernelUnavailable(f"cannot write the compiled kernel to {target.parent}: {e}") from e
+    os.close(fd)
+    cmd = [os.environ.get("CC", "cc"), *FLAGS, str(source), "-o", tmp, "-lm"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        os.unlink(tmp)
+        raise KernelUnavailable(f"cannot run the C compiler {cmd[0]!r}: {e}") from e
+    if done.returncode != 0:
+        os.unlink(tmp)
+        raise KernelUnavailable(f"compiling {source.name} failed:\n{done.stderr.strip()}")
+    os.replace(tmp, target)
+
+
+@functools.cache
+def load(source: Path, name: str) -> ctypes.CDLL:
+    """The compiled `source`, built on first use and cached on disk as `name`-HASH.so; it must export
+    `int NAME_cpu_ok(void)`. KernelUnavailable if it cannot be built, loaded or run on this CPU."""
+    key = hashlib.sha256(source.read_bytes() + HEADER.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    target = cache_dir() / f"{name}-{key}.so"
+    if not target.exists():
+        _build(source, target)
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as e:
+        raise KernelUnavailable(f"cannot load {target}: {e}") from e
+    if not getattr(lib, f"{name}_cpu_ok")():
+        raise KernelUnavailable(f"this CPU lacks AVX2/FMA, which the {name} kernel needs")
+    return lib
+
+
+_running = 0  # kernel calls in flight in this process, so concurrent users don't oversubscribe the cores
+_running_lock = threading.Lock()
+
+
+@contextmanager
+def cores_for(batch: int, requested: int | None) -> Iterator[int]:
+    """The threads one kernel call gets: `requested`, else 1 at batch 1, else every core that the
+    other calls in flight (of either kernel) leave free; the call counts as in flight inside the block."""
+    global _running
+    with _running_lock:
+        threads = requested if requested is not None else (1 if batch == 1 else max(1, CORES - _running))
+        _running += 1
+    try:
+        yield threads
+    finally:
+        with _running_lock:
+            _running -= 1
+
+
+def pointer_fields(*names: str) -> list[tuple[str, type]]:
+    """ctypes.Structure fields: one void pointer per name."""
+    return [(n, ctypes.c_void_p) for n in names]
+
+
+def pad(n: int) -> int:
+    """n rounded up to a multiple of PANEL."""
+    return -(-n // PANEL) * PANEL
+
+
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a float32 numpy array (a copy off the CPU or from another dtype)."""
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+def zero_padded(x: np.ndarray, *shape: int) -> np.ndarray:
+    """x zero-padded at the end of each axis to `shape`."""
+    out = np.zeros(shape, np.float32)
+    out[tuple(slice(0, s) for s in x.shape)] = x
+    return out
+
+
+def panels(w: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(K, N) -> padded to (rows, cols) and stored as cols/16 panels of (rows, 16), flattened."""
+    w = zero_padded(w, rows, cols)
+    return np.ascontiguousarray(w.reshape(rows, cols // PANEL, PANEL).transpose(1, 0, 2)).reshape(-1)
+
+
+def gate_order(x: np.ndarray, c: int, c_pad: int) -> np.ndarray:
+    """(..., 2C) [tanh | sigmoid] -> (..., 2 C_pad) in the kernels' blocks: tanh 16, sigmoid 16, ..."""
+    lead = x.shape[:-1]
+    halves = zero_padded(x.reshape(*lead, 2, c), *lead, 2, c_pad).reshape(*lead, 2, c_pad // PANEL, PANEL)
+    return np.ascontiguousarray(np.swapaxes(halves, -3, -2)).reshape(*lead, 2 * c_pad)
