@@ -2,7 +2,7 @@
 
     python scripts/wayback_experiment.py [--datasets melodies tones] [--phase all|train|report]
 
-Two layouts of one recurrent model (3 GRU layers of 128 units, chunks of 4 samples, the same
+Two layouts of one recurrent model (3 GRU layers of 64 units, chunks of 4 samples, the same
 input/output nets: the same parameters, so the same count) trained by truncated backprop on the same
 data for the same number of training samples:
 
@@ -39,14 +39,14 @@ BATCH = 16
 
 DATASETS = {
     "melodies": {"data": {"kind": "audio_folder", "root": "data/melodies8k", "seed": 0},
-                 "sampling_frequency": 8000, "samples": 4_000_000,
+                 "sampling_frequency": 8000, "samples": 1_500_000,
                  "about": "Bach chorale melodies rendered at 8 kHz (data/melodies8k, scripts/render_chorales.py)"},
     "tones": {"data": {"kind": "tones", "clips": 256, "seconds": 2.0, "seed": 0},
-              "sampling_frequency": 16000, "samples": 2_000_000,
+              "sampling_frequency": 16000, "samples": 750_000,
               "about": "256 seeded synthetic 2 s clips at 16 kHz: sines, chords, chirps (core.data.tones)"},
 }
 SHARED = {"model_type": "wayback", "bit_depth": 8, "cell": "gru", "activation": "elu", "use_bn": False,
-          "vskip": True, "chunk_size": 4, "layer_sizes": [128, 128, 128], "io_sizes": [128], "carry": True}
+          "vskip": True, "chunk_size": 4, "layer_sizes": [64, 64, 64], "io_sizes": [64], "carry": True}
 LAYOUTS = {
     "wayback": ({"layout": "wayback", "periods": [1, 4, 4], "boundaries": [16, 16, 16]}, True),
     "stack": ({"layout": "stack", "boundaries": [64, 64, 64]}, False),
@@ -117,11 +117,12 @@ def train(dataset: str, layout: str) -> Path:
     run = RUNS / f"{dataset}-{layout}"
     config_path = RUNS / f"{dataset}-{layout}.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(experiment_config(dataset, layout), indent=1))
+    config = experiment_config(dataset, layout)
+    config_path.write_text(json.dumps(config, indent=1))
     command = [sys.executable, "-m", "core.train", "--config", str(config_path), "--run-dir", str(run),
                "--no-progress"]
-    if (run / "latest").exists():
-        command.append("--resume")
+    if (run / "latest").exists():  # the run's own config, with this budget (raised budgets go on from there)
+        command += ["--resume", *[f"--set=train.{key}={config['train'][key]}" for key in ("max_steps", "valid_every")]]
     subprocess.run(command, check=True, cwd=ROOT)
     return run
 
@@ -154,6 +155,7 @@ def report_cell(dataset: str, layout: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS))
     parser.add_argument("--phase", choices=["all", "train", "report"], default="all")
     parser.add_argument("--measure-step", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,7 +164,7 @@ def main() -> None:
         return
     if args.phase in ("all", "train"):
         for dataset in args.datasets:
-            for layout in LAYOUTS:
+            for layout in args.layouts:
                 train(dataset, layout)
     if args.phase in ("all", "report"):
         from pages.recurrence_experiment import table_markdown
@@ -170,7 +172,7 @@ def main() -> None:
         rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
         old = {(r["dataset"], r["layout"]): r for r in rows}
         for dataset in args.datasets:
-            for layout in LAYOUTS:
+            for layout in args.layouts:
                 old[dataset, layout] = report_cell(dataset, layout)
         rows = [old[key] for key in sorted(old)]
         RESULTS.write_text(json.dumps({"datasets": {k: v["about"] for k, v in DATASETS.items()}, "rows": rows},
