@@ -32,6 +32,7 @@ from core.models.latent_rnn import (
     LatentRNN,
     LatentRNNConfig,
     State,
+    affine,
     glorot_,
     glorot_fused_,
     init_lstm_,
@@ -93,7 +94,8 @@ class VRNN(LatentRNN):
         gates_in = F.linear(self.data_enc(self.inputs(x, lengths)), w_input, rnn.bias_ih + rnn.bias_hh)
         steps = torch.cat([gates_in, self.proposal_ctx(encoded_x)], dim=-1)
         recurrent = torch.cat([w_latent, rnn.weight_hh], dim=1).t()
-        return {"x": x, SHARED + "recurrent": recurrent, **split_steps("step", steps)}
+        return {"x": x, SHARED + "recurrent": recurrent, **self.shared_step_layers(from_h=self.from_h),
+                **split_steps("step", steps)}
 
     def zero_state(self, batch: int) -> State:
         """LSTM (h, c) (batch, H), enc_z (batch, H) the encoded previous latent (zeros), z (batch, L)."""
@@ -112,13 +114,11 @@ class VRNN(LatentRNN):
                                                                self.config.latent_size], dim=-1)
         recurrent = torch.cat([state["enc_z"], state["h"]], dim=-1)
         h, c = lstm_cell(torch.addmm(gates_in, recurrent, context[SHARED + "recurrent"]), state["c"])
-        a_prior, a_prop, a_emit = self.from_h(h).chunk(3, dim=-1)
-        mu_p, sd_p = normal_params(self.prior_out(F.relu(a_prior)))
-        z, log_ratio = propose(mu_p, sd_p, self.proposal_out(F.relu(a_prop + c_term)), eps)
-        enc_z = self.latent_enc(z)
-        emitted = self.emission(F.relu(a_emit + self.emission_z(enc_z)))
-        log_w = self.emission.log_prob(context["x"][:, t], emitted) + log_ratio
-        return {"h": h, "c": c, "enc_z": enc_z, "z": z}, log_w
+        a_prior, a_prop, a_emit = affine(h, context, "from_h").chunk(3, dim=-1)
+        mu_p, sd_p = normal_params(affine(F.relu(a_prior), context, "prior"), 0.0)  # the 0.5s are in the biases
+        z, log_ratio = propose(mu_p, sd_p, affine(F.relu(a_prop + c_term), context, "proposal"), eps, 0.0)
+        enc_z = self.encode_latent(z, context)
+        return {"h": h, "c": c, "enc_z": enc_z, "z": z}, self.weigh(context, t, a_emit, enc_z) + log_ratio
 
     def start_sampling(self, state: State, prefix: torch.Tensor) -> State:
         """The filter's state after `prefix` (B, P, D) -> the state `prior_step` continues from (the same)."""
