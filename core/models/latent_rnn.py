@@ -16,7 +16,9 @@ the latent, the LSTM and every MLP (one hidden layer, ReLU). The conventions:
 
 A first layer over a concatenation [a, b] is written as a @ W_a + b @ W_b: the terms known for
 the whole sequence before filtering (the encoded target, the reverse LSTM's output, the SRNN's
-h_t) are computed once in `encode`; per step only the terms that depend on a particle are.
+h_t) are computed once in `encode`; per step only the terms that depend on a particle are. `encode`
+also hands the step its layers once per run (`step_layers`: weights transposed, constant offsets
+folded into the biases), so each per-step layer is one addmm node in the autograd graph.
 
 Context layout: the targets are one tensor x (B, T, D); every step input that carries gradient
 is stored one key per step (`step_key(name, t)`, each (B, K)). Slicing a (R, T, K) tensor at
