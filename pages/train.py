@@ -141,7 +141,10 @@ def build(store: ModelStore) -> None:
                 log_every = gr.Number(first[13], precision=0, label="log every")
             overrides = gr.Textbox(first[14], label="more settings", lines=2,
                                    placeholder="one section.key=value per line, e.g. train.weight_decay=1e-5",
-                                   info="any config key (see core/training/config.py); values are JSON")
+                                   info="any config key (see core/training/config.py); values are JSON. "
+                                        "Sequence models: data.name=nottingham (jsb, nottingham, musedata, "
+                                        "piano-midi), objective.bound=iwae (elbo, iwae, fivo), "
+                                        "objective.particles=16")
             with gr.Row():
                 device = gr.Dropdown(device_choices(), value="auto", label="device")
                 most = max(1, min(max_processes(None), jobs.limits.processes))
@@ -164,7 +167,7 @@ def build(store: ModelStore) -> None:
                                   allow_custom_value=True)
                 refresh = gr.Button("↻", scale=0, min_width=40)
             progress = gr.HTML(progress_html(None))
-            curves = gr.Plot(label="NLL and learning rate")
+            curves = gr.Plot(label="training curves (NLL in bits, or a bound in nats) and learning rate")
             error = gr.Textbox(label="error", lines=8, max_lines=20, visible=False)
             log = gr.Textbox(label="log (last lines)", lines=8, max_lines=12, autoscroll=True)
             with gr.Row():

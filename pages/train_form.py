@@ -25,6 +25,7 @@ from core.jobs import READ_ONLY
 from core.models import model_class
 from core.training import config as train_config
 from core.training.config import OptimConfig
+from core.training.objectives import objective_config_from_dict
 from pages.uploads import save_uploads
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets: every configs/*.json
@@ -67,8 +68,12 @@ def preset_values(config: dict) -> list:
     extra = [f"data.{k}={json.dumps(v)}" for k, v in data.items()
              if k not in FORM_KINDS.get(data["kind"], ()) and k != "kind" and v != data_defaults.get(k)]
     objective = config.get("objective") or {}
-    extra += [f"objective.{k}={json.dumps(v)}" for k, v in objective.items()
-              if objective.get("name") != model_class(model["model_type"]).default_objective]
+    if objective.get("name") != model_class(model["model_type"]).default_objective:
+        extra += [f"objective.{k}={json.dumps(v)}" for k, v in objective.items()]
+    else:  # the family's own objective: the settings the config changes (an ELBO preset's bound, say)
+        defaults = asdict(objective_config_from_dict({"name": objective["name"]}, objective["name"]))
+        extra += [f"objective.{k}={json.dumps(v)}" for k, v in objective.items()
+                  if k != "name" and v != defaults.get(k)]
     extra += [f"train.{k}={json.dumps(v)}" for k, v in opt.items()
               if k not in TRAIN_FIELDS and v != asdict(OptimConfig()).get(k)]
     form = {**shown, "root": None, **{k: v for k, v in data.items() if k in FORM_KINDS.get(data["kind"], ())}}

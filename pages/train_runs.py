@@ -5,12 +5,13 @@ and the stop, resume and delete buttons. Plain handlers over a core.jobs.JobMana
     run_status(jobs, run)                (status dict, curves, progress bar, log, error) of a run
     stop_run / resume_run / delete_run   the buttons
     runs_table(jobs), run_names(jobs)    the runs list
-    curves_figure(status), progress_html(status), sample_page(config)
+    curves_figure(status), curve_values(config), progress_html(status), sample_page(config)
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from urllib.parse import quote
 
 import gradio as gr
@@ -104,14 +105,15 @@ def run_names(jobs: JobManager) -> list[str]:
 
 
 def curves_figure(status: dict) -> go.Figure:
-    """Train and valid NLL (bits per sample, or per dim for non-audio models) and the learning rate, vs step."""
+    """The train and valid curves and the learning rate, vs step: bits per sample (audio) or per dim for the
+    autoregressive families; for a bound run (VRNN, SRNN, GHMM) the bound it trains, in nats per timestep."""
     rows = status["metrics"]
-    config = (status.get("config") or {}).get("model", {})
-    unit = "bits per sample" if config.get("sample_rate") else "bits per dim"
+    config = status.get("config") or {}
+    value, unit, name = curve_values(config)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
     for split, colour in (("train", "#1f77b4"), ("valid", "#ff7f0e")):
-        part = [r for r in rows if r.get("split") == split and "bits" in r]
-        fig.add_trace(go.Scatter(x=[r["step"] for r in part], y=[r["bits"] for r in part], name=f"{split} NLL",
+        part = [(r["step"], value(r)) for r in rows if r.get("split") == split and value(r) is not None]
+        fig.add_trace(go.Scatter(x=[step for step, _ in part], y=[v for _, v in part], name=f"{split} {name}",
                                  mode="lines+markers" if split == "valid" else "lines", line_color=colour), 1, 1)
     lr = [r for r in rows if r.get("split") == "train" and "lr" in r]
     fig.add_trace(go.Scatter(x=[r["step"] for r in lr], y=[r["lr"] for r in lr], name="learning rate",
@@ -122,6 +124,28 @@ def curves_figure(status: dict) -> go.Figure:
     fig.update_layout(height=420, margin=dict(l=60, r=20, t=30, b=40), legend=dict(orientation="h", y=1.08),
                       title=dict(text=status["name"], x=0.01, y=0.99, font_size=13))
     return fig
+
+
+def curve_values(config: dict) -> tuple[Callable[[dict], float | None], str, str]:
+    """(a metrics row -> its plotted value or None, the axis title, the curves' name) for a run's config.
+
+    A bound run plots its bound ("fivo_nats" in its rows; a train row written before the rows named it
+    has only "nll_nats", minus the bound); the others their NLL in bits.
+    """
+    objective = config.get("objective") or {}
+    if objective.get("name") == "bound":
+        bound = objective.get("bound", "fivo")
+        key = f"{bound}_nats"
+
+        def bound_value(row: dict) -> float | None:
+            if key in row:
+                return row[key]
+            return -row["nll_nats"] if row.get("split") == "train" and "nll_nats" in row else None
+
+        return bound_value, f"{bound.upper()} bound, nats per timestep", bound.upper()
+    model = config.get("model") or {}
+    audio = model.get("sample_rate") or model.get("sampling_frequency")
+    return (lambda row: row.get("bits")), "bits per sample" if audio else "bits per dim", "NLL"
 
 
 def sample_page(config: dict) -> tuple[str, str] | None:

@@ -25,6 +25,7 @@ from core.models.latent_rnn import (
     reverse_lstm,
     reverse_padded,
 )
+from core.models.sequential import tile
 from core.models.srnn import SRNN, SRNNConfig
 from core.models.vrnn import VRNN, VRNNConfig
 
@@ -144,7 +145,7 @@ def check_particle_folded_rows_are_independent_particles(cls: type, config_cls: 
     n, b, t_len = 3, 2, 5
     x, lengths = sparse_rolls(b, t_len), torch.tensor([t_len, 3])
     context = model.encode(x, lengths)
-    tiled = {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in context.items()}
+    tiled = tile(context, n)
     eps = torch.randn(t_len, n * b, 8)
     state = model.zero_state(n * b)
     weights = []

@@ -57,8 +57,12 @@ class SplitDataset(Dataset):
     def loader(self, batch_size: int, *, world: int = 1, rank: int = 0, seed: int = 0, epoch: int = 0,
                train: bool = True) -> DataLoader:
         """This rank's batches of one epoch: shuffled with `seed` and `epoch` and only whole batches for
-        training; in order and every item (the last batch may be short) for evaluation."""
+        training; in order and every item once over all ranks (items rank, rank + world, ...; the last
+        batch may be short) for evaluation."""
         self.set_epoch(epoch)
-        sampler = DistributedSampler(self, world, rank, shuffle=train, seed=seed, drop_last=train)
-        sampler.set_epoch(epoch)
+        if train:
+            sampler = DistributedSampler(self, world, rank, shuffle=True, seed=seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        else:  # not DistributedSampler: it pads the ranks to equal shares by repeating items
+            sampler = range(rank, len(self), world)
         return DataLoader(self, batch_size=batch_size, sampler=sampler, drop_last=train, collate_fn=self.collate)

@@ -123,8 +123,15 @@ class StreamSplit(SplitDataset):
 
     def loader(self, batch_size: int, *, world: int = 1, rank: int = 0, seed: int = 0, epoch: int = 0,
                train: bool = True) -> list[Batch]:
-        """This rank's share of the sequences as B streams; every segment once, in stream order."""
-        streams = SegmentStreams(self.sequences[rank::world], batch_size, self.segment_length, seed=self.seed,
+        """This rank's B of the world x B streams the sequences are dealt to; every segment once, in stream order.
+
+        Every rank deals all the sequences alike and keeps its own rows, so every rank has as many batches
+        (the longest stream's segments): under DDP the ranks step together to the epoch's end. Near it a
+        rank's rows may all be past their streams' ends (lengths 0: nothing scored, zero gradient).
+        """
+        streams = SegmentStreams(self.sequences, batch_size * world, self.segment_length, seed=self.seed,
                                  shuffle=self.shuffle and train)
         streams.set_epoch(epoch)
-        return [Batch(s.x, lengths=s.lengths, reset=s.reset) for s in (streams[k] for k in range(len(streams)))]
+        rows = slice(rank * batch_size, (rank + 1) * batch_size)
+        return [Batch(s.x[rows], lengths=s.lengths[rows], reset=s.reset[rows])
+                for s in (streams[k] for k in range(len(streams)))]

@@ -90,8 +90,11 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
         seed = int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
-    steps = int(lengths.max())
+    steps, shortest = int(lengths.max()), int(lengths.min())
     active = (torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)).unbind(0)  # steps x (B,)
+    # On the CPU, asking whether any filter resamples costs nothing and saves re-indexing the state when none
+    # does; on an accelerator the question would stall the queue, so the state is always re-indexed there.
+    ask = device.type == "cpu"
     identity = torch.arange(n, device=device).unsqueeze(1).expand(n, b)  # (N, B)
     latent_key = getattr(model, "latent_key", None) if trace else None
 
@@ -103,24 +106,34 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
     weights, resampled, ancestry, latents = [], [], [], []  # per step: (N, B), (B,), (N, B), (B, N, ...)
     for t in range(steps):
         state, increment = model.propose_and_weight(state, context, t)
-        log_w = log_w + torch.where(active[t], increment.view(n, b), zero)
+        increment = increment.view(n, b)
+        log_w = log_w + (increment if t < shortest else torch.where(active[t], increment, zero))
         weights.append(log_w)
         if latent_key is not None:
             z = state[latent_key].detach()
             latents.append(z.reshape(n, b, *z.shape[1:]).transpose(0, 1))
         if criterion is None:
             continue
-        resample = criterion(log_w, t) & active[t]
+        resample = criterion(log_w, t)
+        if t >= shortest:
+            resample = resample & active[t]
+        # Every step draws its resampling noise, used or not, so the stream never depends on the decisions.
         if relaxed:
             blend = relaxed_blend_weights(log_w, temperature, generator)
+        else:
+            drawn = ANCESTOR_SAMPLERS[resampling](log_w, generator)
+        resampled.append(resample)
+        if ask and not bool(resample.any()):
+            ancestry.append(identity)
+            continue
+        if relaxed:
             eye = torch.eye(n, dtype=blend.dtype, device=device).unsqueeze(1)  # (N, 1, N)
             blend = torch.where(resample.view(1, b, 1), blend, eye)
             state = _resample(state, blend)
             ancestors = blend.detach().argmax(dim=-1)
         else:
-            ancestors = torch.where(resample, ANCESTOR_SAMPLERS[resampling](log_w, generator), identity)
+            ancestors = torch.where(resample, drawn, identity)
             state = _resample(state, ancestor_rows(ancestors))
-        resampled.append(resample)
         ancestry.append(ancestors)
         log_w = torch.where(resample, zero, log_w)
 

@@ -16,7 +16,9 @@ the latent, the LSTM and every MLP (one hidden layer, ReLU). The conventions:
 
 A first layer over a concatenation [a, b] is written as a @ W_a + b @ W_b: the terms known for
 the whole sequence before filtering (the encoded target, the reverse LSTM's output, the SRNN's
-h_t) are computed once in `encode`; per step only the terms that depend on a particle are.
+h_t) are computed once in `encode`; per step only the terms that depend on a particle are. `encode`
+also hands the step its layers once per run (`step_layers`: weights transposed, constant offsets
+folded into the biases), so each per-step layer is one addmm node in the autograd graph.
 
 Context layout: the targets are one tensor x (B, T, D); every step input that carries gradient
 is stored one key per step (`step_key(name, t)`, each (B, K)). Slicing a (R, T, K) tensor at
@@ -35,6 +37,7 @@ from torch import nn
 
 from core.data.sequences import shifted_inputs
 from core.errors import ConfigError
+from core.models.sequential import SHARED
 from core.validation import is_int, is_number, need
 
 EMISSIONS = ("bernoulli", "gaussian")
@@ -138,10 +141,13 @@ def init_lstm_(weights_ih: torch.Tensor, weights_hh: torch.Tensor, biases: list[
         biases[0][hidden:2 * hidden] = 1.0
 
 
-def normal_params(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """raw (..., 2K) -> mean (..., K), standard deviation softplus(raw_sd + 0.5) (..., K)."""
+def normal_params(raw: torch.Tensor, offset: float = SIGMA_BIAS) -> tuple[torch.Tensor, torch.Tensor]:
+    """raw (..., 2K) -> mean (..., K), standard deviation softplus(raw_sd + 0.5) (..., K).
+
+    offset=0 when the 0.5 is already in raw (folded into a layer's bias by `step_layers`).
+    """
     mu, raw_sd = raw.chunk(2, dim=-1)
-    return mu, F.softplus(raw_sd + SIGMA_BIAS)
+    return mu, F.softplus(raw_sd + offset if offset else raw_sd)
 
 
 def normal_log_prob(x: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
@@ -149,16 +155,16 @@ def normal_log_prob(x: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor) -> torc
     return (-0.5 * ((x - mu) / sd) ** 2 - sd.log()).sum(-1) - HALF_LOG_2PI * x.shape[-1]
 
 
-def propose(mu_p: torch.Tensor, sd_p: torch.Tensor, raw_q: torch.Tensor,
-            eps: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def propose(mu_p: torch.Tensor, sd_p: torch.Tensor, raw_q: torch.Tensor, eps: torch.Tensor | None,
+            sigma_bias: float = SIGMA_BIAS) -> tuple[torch.Tensor, torch.Tensor]:
     """Reparameterised z ~ q = N(mu_p + offset, sd_q), (offset, raw sd) = raw_q (R, 2L):
-    -> (z (R, L), log p(z) - log q(z) (R,)) under the prior N(mu_p, sd_p).
+    -> (z (R, L), log p(z) - log q(z) (R,)) under the prior N(mu_p, sd_p). sigma_bias as normal_params' offset.
 
     With z = mu_q + sd_q * eps, log q(z) = log N(eps; 0, 1) - sum log sd_q: the same function of
     the parameters as the density at z, written without recomputing (z - mu_q) / sd_q; the
     Gaussians' normalising constants cancel in the difference.
     """
-    offset, sd_q = normal_params(raw_q)
+    offset, sd_q = normal_params(raw_q, sigma_bias)
     if eps is None:
         eps = torch.randn_like(mu_p)
     step = torch.addcmul(offset, sd_q, eps)  # z - mu_p
@@ -226,6 +232,27 @@ def reverse_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch
     return reverse_padded(out, lengths)
 
 
+def step_layers(layers: dict[str, nn.Linear], offsets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The layers a filtering step calls, once per run, as SHARED context entries (core.models.sequential):
+    "shared/NAME/w" the weight transposed (in, out), "shared/NAME/b" the bias plus offsets[NAME] if given.
+
+    A step then calls `affine`: one addmm, with no transpose node and no separate add for the constant
+    offsets (the standard deviations' 0.5, the Bernoulli emission's logit(mean)) in its autograd graph.
+    """
+    out = {}
+    for name, layer in layers.items():
+        out[f"{SHARED}{name}/w"] = layer.weight.t()
+        if layer.bias is not None:
+            out[f"{SHARED}{name}/b"] = layer.bias + offsets[name] if name in offsets else layer.bias
+    return out
+
+
+def affine(x: torch.Tensor, context: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """x (R, in) through the step layer NAME of `step_layers` -> (R, out)."""
+    weight, bias = context[f"{SHARED}{name}/w"], context.get(f"{SHARED}{name}/b")
+    return torch.mm(x, weight) if bias is None else torch.addmm(bias, x, weight)
+
+
 class LatentRNN(nn.Module):
     """The pieces common to VRNN and SRNN: data and latent encoders, emission, input centring."""
 
@@ -253,6 +280,28 @@ class LatentRNN(nn.Module):
     def inputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, D) -> inputs (B, T, D): input_t = x_{t-1} - train_mean, input_0 = 0, 0 past the length."""
         return shifted_inputs(x, self.input_mean, lengths)
+
+    def shared_step_layers(self, **more: nn.Linear) -> dict[str, torch.Tensor]:
+        """`step_layers` of the layers both families call per step (prior and proposal outputs with the 0.5 of
+        their standard deviations folded in, the latent encoder, the emission's enc(z) part and its output layer
+        with logit(mean) folded in) and `more`."""
+        latent = self.config.latent_size
+        sigma = torch.cat([self.prior_out.bias.new_zeros(latent), self.prior_out.bias.new_full((latent,), SIGMA_BIAS)])
+        offsets = {"prior": sigma, "proposal": sigma}
+        if self.emission.bernoulli:
+            offsets["emission"] = self.emission.logit_bias
+        return step_layers({"prior": self.prior_out, "proposal": self.proposal_out, "enc_in": self.latent_enc[0],
+                            "enc_out": self.latent_enc[2], "emission_z": self.emission_z,
+                            "emission": self.emission.out, **more}, offsets)
+
+    def weigh(self, context: State, t: int, hidden: torch.Tensor, enc_z: torch.Tensor) -> torch.Tensor:
+        """log p(x_t | z_t, h_t) (R,) from the emission's first-layer term of h_t, hidden (R, H), and enc(z_t)."""
+        params = affine(F.relu(hidden + affine(enc_z, context, "emission_z")), context, "emission")
+        return self.emission.log_prob(context["x"][:, t], params)
+
+    def encode_latent(self, z: torch.Tensor, context: State) -> torch.Tensor:
+        """enc(z) (R, H) of z (R, L) through the step layers: latent_enc's MLP."""
+        return affine(F.relu(affine(z, context, "enc_in")), context, "enc_out")
 
     def centre(self, x: torch.Tensor) -> torch.Tensor:
         """One observed or sampled frame (R, D) -> the next step's input (R, D)."""

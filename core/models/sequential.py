@@ -7,7 +7,8 @@ particles, the resampling and the bound; the model only proposes and weighs.
 Particles are folded into the batch: the engine tiles every per-sequence tensor N times,
 particle-major, so row n * B + b is particle n of sequence b, and one call runs all of them.
 
-    context = model.encode(batch_x, lengths)        # per-sequence tensors, (B, T, ...) or (B, ...)
+    context = model.encode(batch_x, lengths)        # per-sequence tensors, (B, T, ...) or (B, ...), and
+                                                    # SHARED ones (weights combined once per run), untiled
     state = model.zero_state(N * B)                 # flat mapping of tensors, each (N * B, ...)
     for t in range(T):
         state, log_w = model.propose_and_weight(state, tiled_context, t)   # log_w (N * B,)
@@ -51,6 +52,10 @@ class LatentStepModel(Protocol):
         ...
 
 
+SHARED = "shared/"  # a context key with this prefix holds a tensor every row uses alike (weights combined once)
+
+
 def tile(tensors: State, n: int) -> State:
-    """Every tensor (B, ...) -> (n * B, ...), particle-major: row k * B + b is a copy of row b."""
-    return {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in tensors.items()}
+    """Every tensor (B, ...) -> (n * B, ...), particle-major: row k * B + b is a copy of row b; the SHARED ones
+    are passed as they are."""
+    return {k: v if k.startswith(SHARED) else v.repeat(n, *([1] * (v.dim() - 1))) for k, v in tensors.items()}

@@ -29,6 +29,7 @@ from core.models.latent_rnn import (
     LatentRNN,
     LatentRNNConfig,
     State,
+    affine,
     glorot_,
     glorot_fused_,
     lstm_layer,
@@ -77,7 +78,7 @@ class SRNN(LatentRNN):
             c = reverse_lstm(self.reverse_rnn, torch.cat([h, c], dim=-1), lengths)
         prior, emit = self.from_h(h).chunk(2, dim=-1)
         seq = torch.cat([prior, self.proposal_seq(torch.cat([h, c], dim=-1)), emit], dim=-1)
-        return {"x": x, **split_steps("seq", seq)}
+        return {"x": x, **self.shared_step_layers(from_z_prev=self.from_z_prev), **split_steps("seq", seq)}
 
     def zero_state(self, batch: int) -> State:
         """enc_z (batch, H) the encoded previous latent (zeros), z (batch, L)."""
@@ -88,13 +89,11 @@ class SRNN(LatentRNN):
                            eps: torch.Tensor | None = None) -> tuple[State, torch.Tensor]:
         """Draw z_t ~ q and weigh it: -> (new state, log_w (R,)). eps (R, L) fixes the noise (else randn)."""
         s_prior, s_prop, s_emit = context[step_key("seq", t)].chunk(3, dim=-1)
-        g_prior, g_prop = self.from_z_prev(state["enc_z"]).chunk(2, dim=-1)
-        mu_p, sd_p = normal_params(self.prior_out(F.relu(s_prior + g_prior)))
-        z, log_ratio = propose(mu_p, sd_p, self.proposal_out(F.relu(s_prop + g_prop)), eps)
-        enc_z = self.latent_enc(z)
-        emitted = self.emission(F.relu(s_emit + self.emission_z(enc_z)))
-        log_w = self.emission.log_prob(context["x"][:, t], emitted) + log_ratio
-        return {"enc_z": enc_z, "z": z}, log_w
+        g_prior, g_prop = affine(state["enc_z"], context, "from_z_prev").chunk(2, dim=-1)
+        mu_p, sd_p = normal_params(affine(F.relu(s_prior + g_prior), context, "prior"), 0.0)  # 0.5s in the biases
+        z, log_ratio = propose(mu_p, sd_p, affine(F.relu(s_prop + g_prop), context, "proposal"), eps, 0.0)
+        enc_z = self.encode_latent(z, context)
+        return {"enc_z": enc_z, "z": z}, self.weigh(context, t, s_emit, enc_z) + log_ratio
 
     def start_sampling(self, state: State, prefix: torch.Tensor) -> State:
         """The filter's state (R = N * B rows) after `prefix` (B, P, D) -> it plus the forward LSTM's (h, c)."""

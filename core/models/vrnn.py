@@ -12,8 +12,11 @@ latent path feeds the backbone and nothing but the first input can be computed a
     emission   p(x_t | z_t, h_t)      = MLP([latent_enc(z_t), h_t]) (+ logit(mean) for Bernoulli)
     log_w      = log p(x_t | z_t, h_t) + log p(z_t | h_t) - log q(z_t | h_t, c_t)
 
-The three first layers that read h_t (prior, proposal, emission) are one (H, 3H) matmul;
-`encode` precomputes data_enc(input_t) and the proposal's c_t projection for every t at once.
+The three first layers that read h_t (prior, proposal, emission) are one (H, 3H) matmul.
+`encode` precomputes, for every t at once and per sequence (not per particle), the LSTM gates' term
+that reads data_enc(input_t) (with both biases) and the proposal's c_t projection; a step adds the
+gates' term that reads [enc(z_{t-1}), h_{t-1}] through one matmul with the LSTM's other weight
+columns, joined once per run, and applies the LSTM cell's nonlinearities itself.
 R = N * B rows: particles folded into the batch, particle-major (row n * B + b).
 """
 
@@ -29,6 +32,7 @@ from core.models.latent_rnn import (
     LatentRNN,
     LatentRNNConfig,
     State,
+    affine,
     glorot_,
     glorot_fused_,
     init_lstm_,
@@ -40,6 +44,15 @@ from core.models.latent_rnn import (
     step_key,
 )
 from core.models.registry import register
+from core.models.sequential import SHARED
+
+
+def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM cell's nonlinearities (nn.LSTMCell's, gates in PyTorch's order i, f, g, o): gates (R, 4H), the
+    previous cell c (R, H) -> (h, c) (R, H) each."""
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), torch.tanh(g))
+    return torch.sigmoid(o) * torch.tanh(c), c
 
 
 @dataclass
@@ -68,14 +81,21 @@ class VRNN(LatentRNN):
             self.reverse_rnn = lstm_layer(h, h)
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
-        """x (B, T, D) targets, lengths (B,) -> context: x, and per step "step/t" (B, 2H) = [data_enc(input_t) |
-        the proposal's first-layer term reading c_t]."""
+        """x (B, T, D) targets, lengths (B,) -> context: x; per step "step/t" (B, 5H) = [the LSTM gates' term
+        reading data_enc(input_t), biases included (4H) | the proposal's first-layer term reading c_t (H)];
+        and "shared/recurrent" (2H, 4H), the gates' weights for [enc(z_{t-1}), h_{t-1}], transposed."""
         self.check_x(x, lengths)
+        h = self.config.latent_size
         encoded_x = self.data_enc(x)
         if self.config.proposal == "smoothing":
             encoded_x = reverse_lstm(self.reverse_rnn, encoded_x, lengths)
-        steps = torch.cat([self.data_enc(self.inputs(x, lengths)), self.proposal_ctx(encoded_x)], dim=-1)
-        return {"x": x, **split_steps("step", steps)}
+        rnn = self.rnn
+        w_input, w_latent = rnn.weight_ih.split(h, dim=1)
+        gates_in = F.linear(self.data_enc(self.inputs(x, lengths)), w_input, rnn.bias_ih + rnn.bias_hh)
+        steps = torch.cat([gates_in, self.proposal_ctx(encoded_x)], dim=-1)
+        recurrent = torch.cat([w_latent, rnn.weight_hh], dim=1).t()
+        return {"x": x, SHARED + "recurrent": recurrent, **self.shared_step_layers(from_h=self.from_h),
+                **split_steps("step", steps)}
 
     def zero_state(self, batch: int) -> State:
         """LSTM (h, c) (batch, H), enc_z (batch, H) the encoded previous latent (zeros), z (batch, L)."""
@@ -90,14 +110,15 @@ class VRNN(LatentRNN):
     def propose_and_weight(self, state: State, context: State, t: int,
                            eps: torch.Tensor | None = None) -> tuple[State, torch.Tensor]:
         """Draw z_t ~ q and weigh it: -> (new state, log_w (R,)). eps (R, L) fixes the noise (else randn)."""
-        enc_input, c_term = context[step_key("step", t)].chunk(2, dim=-1)
-        h, c, (a_prior, a_prop, a_emit) = self._backbone(state, enc_input)
-        mu_p, sd_p = normal_params(self.prior_out(F.relu(a_prior)))
-        z, log_ratio = propose(mu_p, sd_p, self.proposal_out(F.relu(a_prop + c_term)), eps)
-        enc_z = self.latent_enc(z)
-        emitted = self.emission(F.relu(a_emit + self.emission_z(enc_z)))
-        log_w = self.emission.log_prob(context["x"][:, t], emitted) + log_ratio
-        return {"h": h, "c": c, "enc_z": enc_z, "z": z}, log_w
+        gates_in, c_term = context[step_key("step", t)].split([4 * self.config.latent_size,
+                                                               self.config.latent_size], dim=-1)
+        recurrent = torch.cat([state["enc_z"], state["h"]], dim=-1)
+        h, c = lstm_cell(torch.addmm(gates_in, recurrent, context[SHARED + "recurrent"]), state["c"])
+        a_prior, a_prop, a_emit = affine(h, context, "from_h").chunk(3, dim=-1)
+        mu_p, sd_p = normal_params(affine(F.relu(a_prior), context, "prior"), 0.0)  # the 0.5s are in the biases
+        z, log_ratio = propose(mu_p, sd_p, affine(F.relu(a_prop + c_term), context, "proposal"), eps, 0.0)
+        enc_z = self.encode_latent(z, context)
+        return {"h": h, "c": c, "enc_z": enc_z, "z": z}, self.weigh(context, t, a_emit, enc_z) + log_ratio
 
     def start_sampling(self, state: State, prefix: torch.Tensor) -> State:
         """The filter's state after `prefix` (B, P, D) -> the state `prior_step` continues from (the same)."""

@@ -3,8 +3,11 @@
 Training maximises the chosen bound per timestep (core.inference.bounds.bound_loss: minus the summed
 log p-hat over the summed lengths); evaluation estimates all three bounds at once (FIVO resampling
 multinomially, as the reference evaluates) and reports each as a sum for pooling, so a run's
-validation rows and `python -m core.evaluate` give ELBO, IWAE and FIVO in nats per timestep.
-"nll_nats" is minus the bound the run trains with.
+validation rows and `python -m core.evaluate` give ELBO, IWAE and FIVO in nats per timestep, and its
+train rows the bound it trains with ("fivo_nats", say). "nll_nats" is minus the bound the run trains with.
+
+Under torchrun each process filters its own sequences with `particles` particles each (the particles
+are tiled per process) and DDP averages the processes' gradients, so the loss is their mean.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from core.data.batch import Batch
 from core.errors import ConfigError
 from core.inference.bounds import BOUNDS, bound_loss, evaluate_bounds
 from core.inference.resampling import ANCESTOR_SAMPLERS
-from core.training.objectives import ObjectiveOutput, register_objective
+from core.training.objectives import ObjectiveOutput, register_objective, through
 from core.validation import check_int, is_number, need
 
 
@@ -49,9 +52,11 @@ class BoundObjective:
 
     def build(self, model: torch.nn.Module, seed: int, training: bool = True) -> Callable[..., ObjectiveOutput]:
         def train(net: torch.nn.Module, batch: Batch, state: object = None) -> ObjectiveOutput:
-            loss, log_p_hat, timesteps = bound_loss(net, batch.x, batch.lengths, self.bound, self.particles,
-                                                    self.resampling, self.threshold, self.relaxed)
-            return ObjectiveOutput(loss, {"nll_nats": -float(log_p_hat.detach().sum())}, float(timesteps))
+            loss, log_p_hat, timesteps = through(net, lambda model: bound_loss(
+                model, batch.x, batch.lengths, self.bound, self.particles, self.resampling, self.threshold,
+                self.relaxed))
+            total = float(log_p_hat.detach().sum())
+            return ObjectiveOutput(loss, {"nll_nats": -total, f"{self.bound}_nats": total}, float(timesteps))
 
         def evaluate(net: torch.nn.Module, batch: Batch, state: object = None) -> ObjectiveOutput:
             bounds = evaluate_bounds(net, batch.x, batch.lengths, self.particles, self.threshold)

@@ -16,7 +16,8 @@ A run folder holds:
                       metrics.json, optimizer.safetensors, trainer_state.json)
     latest            the name of the newest complete checkpoint folder (replaced atomically)
 
-Under torchrun every rank trains on its own shard (DDP, gloo on CPU, nccl on CUDA); only rank 0
+Under torchrun every rank trains on its own shard (DDP, gloo on CPU, nccl on CUDA) and draws its own
+noise (a bound's proposals and resampling); the train rows pool every rank's steps; only rank 0
 writes the run folder.
 """
 
@@ -42,7 +43,7 @@ from core.models import build_model
 from core.run_files import METRICS, metrics_rows
 from core.training.config import TrainConfig
 from core.training.evaluation import evaluate
-from core.training.objectives import LN2
+from core.training.objectives import LN2, Through
 
 
 class Trainer:
@@ -69,7 +70,12 @@ class Trainer:
                 f"train.batch_size={opt.batch_size} x {self.world} process(es) is larger than the "
                 f"{len(self.train_set)} training windows; lower the batch size or add data"
             )
+        if len(self.valid_set) < self.world:
+            raise ConfigError(f"{self.world} processes need at least as many validation items, the split has "
+                              f"{len(self.valid_set)}; use fewer processes")
         cfg.objective.check(self.model, self.train_set, self.world)
+        if self.rank:  # the same initial weights on every rank, then each rank's own noise
+            torch.manual_seed(opt.seed + self.rank)
         self.objective = cfg.objective.build(self.model, opt.seed, training=True)
         self.eval_objective = cfg.objective.build(self.model, opt.seed, training=False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
@@ -88,7 +94,7 @@ class Trainer:
         opt = self.cfg.train
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        net = DistributedDataParallel(self.model) if self.world > 1 else self.model
+        net = DistributedDataParallel(Through(self.model)) if self.world > 1 else self.model
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic.write_json(self.run_dir / "config.json", self.cfg.to_dict())
@@ -108,8 +114,8 @@ class Trainer:
                     bar.update(1)
                     if self.step % opt.log_every == 0 or self.step == opt.max_steps:
                         now = time.perf_counter()
-                        row = window.mean()
-                        row["samples_per_s"] = row.pop("targets") * self.world / (now - tick)
+                        row = window.mean(self.device if self.world > 1 else None)
+                        row["samples_per_s"] = row.pop("targets") / (now - tick)
                         row["lr"] = self.optimizer.param_groups[0]["lr"]
                         row["bits"] = row["nll_nats"] / LN2
                         self._log("train", row)
@@ -142,7 +148,7 @@ class Trainer:
         if opt.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), opt.clip_norm)
         self.optimizer.step()
-        return {**{k: v / out.count for k, v in out.sums.items()}, "targets": out.count}, out.state
+        return {**out.sums, "targets": out.count}, out.state
 
     def evaluate(self, dataset) -> dict:
         """The objective's statistics per scored unit over a split (nll_nats, bits, acc...), pooled across ranks."""
@@ -246,19 +252,24 @@ class Trainer:
 
 
 class _Mean:
-    """Running means of the per-step stats ("targets" is summed)."""
+    """The steps' additive stats pooled and divided by their pooled count ("targets"), as evaluation pools them."""
 
     def __init__(self):
         self.sums: dict[str, float] = {}
-        self.n = 0
 
     def add(self, stats: dict) -> None:
-        self.n += 1
         for k, v in stats.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
 
-    def mean(self) -> dict:
-        return {k: (v if k == "targets" else v / self.n) for k, v in self.sums.items()}
+    def mean(self, device: torch.device | None = None) -> dict:
+        """Per scored unit, plus "targets" (the count); with a device, pooled over every rank first."""
+        keys = sorted(self.sums)
+        if device is not None:
+            totals = torch.tensor([self.sums[k] for k in keys], dtype=torch.float64, device=device)
+            dist.all_reduce(totals)
+            self.sums = dict(zip(keys, totals.tolist(), strict=True))
+        count = max(self.sums["targets"], 1.0)
+        return {k: (v if k == "targets" else v / count) for k, v in self.sums.items()}
 
 
 def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

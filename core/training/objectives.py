@@ -15,6 +15,11 @@ config, `{"name": "unroll", "steps": 8, ...}`) whose `build(model, seed, trainin
 callable (for training, or for evaluation, which may score differently: unrolling is a training
 device, evaluated by teacher forcing), and whose `check(model, dataset, world)` refuses a run it
 cannot serve before training starts.
+
+An objective reaches the model through `through(net, fn)`: under torchrun `net` is a
+DistributedDataParallel of `Through(model)`, and DDP synchronises the gradients of work done inside
+the forward of the module it wraps only. The SMC engine (encode, propose_and_weight) and truncated
+backprop (nll, zero_state) call a model's other methods, so that work runs as `Through`'s forward.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from core.config_dicts import dataclass_from_dict
 from core.data.batch import Batch
@@ -48,6 +55,22 @@ class ObjectiveOutput(NamedTuple):
 register_objective = registrar(OBJECTIVES, "name", "objective")  # @register_objective("name") on a config class
 
 
+class Through(nn.Module):
+    """The module DDP wraps under torchrun: its forward runs fn(model), whatever methods of the model fn calls."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, fn: Callable[[nn.Module], object]) -> object:
+        return fn(self.model)
+
+
+def through(net: nn.Module, fn: Callable[[nn.Module], object]) -> object:
+    """fn(model): inside DDP's forward when `net` is a DistributedDataParallel of a Through, else fn(net)."""
+    return net(fn) if isinstance(net, DistributedDataParallel) else fn(net)
+
+
 def teacher_forced(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, float], float]:
     """Cross-entropy of logits (B, Q, T) against batch.x (B, T) from batch.score_from on:
     (mean loss, {"nll_nats": sum, "acc": correct count}, scored tokens)."""
@@ -61,7 +84,7 @@ def teacher_forced(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, di
 
 
 def _teacher_forcing(net: torch.nn.Module, batch: Batch, state: object = None) -> ObjectiveOutput:
-    loss, sums, count = teacher_forced(net(batch.x, batch.cond), batch)
+    loss, sums, count = teacher_forced(through(net, lambda model: model(batch.x, batch.cond)), batch)
     return ObjectiveOutput(loss, sums, count)
 
 

@@ -19,7 +19,7 @@ import torch
 from core.data.batch import Batch
 from core.errors import ConfigError
 from core.models.wayback import RecurrentState, Wayback
-from core.training.objectives import ObjectiveOutput, register_objective
+from core.training.objectives import ObjectiveOutput, register_objective, through
 from core.validation import need
 
 
@@ -62,7 +62,8 @@ def tbptt_objective(model: Wayback, x: torch.Tensor, state: RecurrentState | Non
 @dataclass
 class TbpttObjective:
     """Truncated backprop through time: each batch continues the streams of the one before, the state
-    carried on (core.data.segments); the model cuts each layer's gradient after its own boundary."""
+    carried on (core.data.segments); the model cuts each layer's gradient after its own boundary.
+    Under torchrun each process carries the state of its own streams (rows) only."""
 
     checkpointed: bool | None = None  # recompute bottom-layer blocks in the backward; None = on an accelerator
 
@@ -73,13 +74,12 @@ class TbpttObjective:
     def check(self, model: torch.nn.Module, dataset, world: int) -> None:
         if model.model_type != "wayback":
             raise ConfigError(f"the tbptt objective trains wayback models, not {model.model_type!r}")
-        if world > 1:
-            raise ConfigError("the tbptt objective runs in one process: its streams are not yet sharded over ranks")
 
     def build(self, model: torch.nn.Module, seed: int, training: bool = True) -> Callable[..., ObjectiveOutput]:
         def objective(net: torch.nn.Module, batch: Batch, state: object = None) -> ObjectiveOutput:
-            out = tbptt_objective(net, batch.x, state, batch.lengths, batch.reset,
-                                  self.checkpointed if training else False)
+            checkpointed = self.checkpointed if training else False
+            out = through(net, lambda model: tbptt_objective(model, batch.x, state, batch.lengths, batch.reset,
+                                                             checkpointed))
             sums = {"nll_nats": out.sums["nll_nats"], "acc": out.sums["correct"]}
             return ObjectiveOutput(out.loss, sums, out.count, out.state)
 
