@@ -22,6 +22,14 @@ array (B, sum_l S_l, C_res). Sampling is inverse-CDF on softmax(logits / T) with
 SplitMix64 generator whose state lives in the stepper, so concurrent generators never share
 random state; it draws from the same distribution as core.generation.sampling, not the same numbers.
 
+Precision: the "fused" method streams float32 weights (AVX2/FMA). "fused-bf16" packs them as
+bfloat16 and "fused-int8" as int8 with a scale per output column; their products run on AVX-512
+(`vdpbf16ps`, VNNI `vpdpbusd`) with float32 sums, and each needs the CPU to have it
+(`precisions()`; STUDIO_FUSED_ISA=avx2 hides the AVX-512 paths, to test the fallback). Halving or
+quartering the weights matters because a batch-1 step streams all of them: 2.5 MB at float32 on
+the reference config, more than a core's L2. `nll()` teacher-forces a sequence through the same
+arithmetic, to measure what a precision costs.
+
 The C file is compiled with the system's C compiler (`$CC`, else `cc`) the first time it is
 needed and the library is kept in $STUDIO_CACHE (default ~/.cache/autoregressive-studio), named
 by the hash of the source and flags; `warm_up()` pays that at app start-up. Without a compiler
@@ -50,6 +58,8 @@ from core.models.wavenet import WaveNet
 SOURCE = Path(__file__).with_name("fused_kernel.c")
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fPIC", "-shared", "-pthread"]
 PANEL = 16
+PRECISIONS = ("fp32", "bf16", "int8")  # Model.precision 0, 1, 2 in the kernel
+_GROUP = {"fp32": 1, "bf16": 2, "int8": 4}  # rows of a panel one 32-bit input word covers
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -69,9 +79,10 @@ def _pointer_fields(*names: str) -> list[tuple[str, type]]:
 
 class _Model(ctypes.Structure):
     _fields_ = ([(n, ctypes.c_int64) for n in ("batch", "n_layers", "kernel", "k_in", "c_res", "c_dil", "c_skip",
-                                               "c_head", "q", "q_pad")]
+                                               "c_head", "q", "q_pad", "precision")]
                 + _pointer_fields("in_tab", "in_b", "w_z", "b_z", "w_out", "b_res", "b_skip", "w1", "b1", "w2", "b2",
-                                  "offs", "sizes", "dils", "buf", "scratch", "tokens", "prev", "rng"))
+                                  "offs", "sizes", "dils", "buf", "scratch", "tokens", "prev", "rng",
+                                  "s_z", "c_z", "s_out", "c_out", "s1", "c1", "s2", "c2"))
 
 
 class _Run(ctypes.Structure):
@@ -116,6 +127,7 @@ def _library() -> ctypes.CDLL:
         raise FusedUnavailable("this CPU lacks AVX2/FMA, which the fused kernel needs")
     lib.fused_run.argtypes = [ctypes.POINTER(_Model), ctypes.POINTER(_Run)]
     lib.fused_run.restype = None
+    lib.fused_cpu_features.restype = ctypes.c_int
     return lib
 
 
@@ -126,6 +138,15 @@ def available() -> bool:
     except FusedUnavailable:
         return False
     return True
+
+
+def precisions() -> tuple[str, ...]:
+    """The weight precisions the kernel runs on this CPU: fp32 wherever it is available, bf16 with
+    AVX-512 BF16, int8 with AVX-512 VNNI; only fp32 under STUDIO_FUSED_ISA=avx2."""
+    if not available():
+        return ()
+    features = 0 if os.environ.get("STUDIO_FUSED_ISA", "").lower() == "avx2" else _library().fused_cpu_features()
+    return ("fp32", *(("bf16",) if features & 1 else ()), *(("int8",) if features & 2 else ()))
 
 
 def supports(model: torch.nn.Module) -> bool:
@@ -150,10 +171,33 @@ def _padded(x: np.ndarray, *shape: int) -> np.ndarray:
     return out
 
 
-def _panels(w: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """(K, N) -> padded to (rows, cols) and stored as cols/16 panels of (rows, 16), flattened."""
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> the bits of the nearest bfloat16 (ties to even), uint16, as the kernel rounds its inputs."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, N) float32 -> (int8 (K, N), scale float32 (N,)) with w ~ q * scale, |q| <= 127 per column."""
+    scale = np.abs(w).max(0) / 127
+    scale[scale == 0] = 1
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+
+
+def _panels(w: np.ndarray, rows: int, cols: int, precision: str = "fp32") -> tuple[np.ndarray, ...]:
+    """(K, N) -> padded to (rows, cols) and stored as cols/16 panels, flattened, with the columns'
+    scales and int8 sums (ones and zeros but for int8). A panel is (rows/g, 16, g) for g rows per
+    32-bit input word: float32 g = 1, bfloat16 g = 2, int8 g = 4 (fused_kernel.c's layouts)."""
     w = _padded(w, rows, cols)
-    return np.ascontiguousarray(w.reshape(rows, cols // PANEL, PANEL).transpose(1, 0, 2)).reshape(-1)
+    scale, colsum = np.ones(cols, np.float32), np.zeros(cols, np.float32)
+    if precision == "bf16":
+        w = bf16_bits(w)
+    elif precision == "int8":
+        w, scale = int8_columns(w)
+        colsum = w.sum(0, dtype=np.int64).astype(np.float32)
+    g = _GROUP[precision]
+    panels = w.reshape(rows // g, g, cols // PANEL, PANEL).transpose(2, 0, 3, 1)
+    return np.ascontiguousarray(panels).reshape(-1), scale, colsum
 
 
 def _gate_order(x: np.ndarray, c_dil: int, c_pad: int) -> np.ndarray:
@@ -165,7 +209,8 @@ def _gate_order(x: np.ndarray, c_dil: int, c_pad: int) -> np.ndarray:
 
 @register_stepper("wavenet", "fused")
 class FusedStepper:
-    """The cached stepper's protocol (prime, step) plus `sample(n, ...)`: n steps in one kernel call.
+    """The cached stepper's protocol (prime, step) plus `sample(n, ...)`: n steps in one kernel call,
+    with float32 weights; the subclasses below stream bfloat16 or int8 ones.
 
     threads: how many cores one call uses. By default a batch is split by rows over the cores
     that other fused calls in this process leave free, and batch 1 runs on one core: splitting
@@ -178,12 +223,16 @@ class FusedStepper:
     _lock = threading.Lock()
 
     rank = 2
+    precision = "fp32"
 
-    @staticmethod
-    def unusable(model: torch.nn.Module) -> str | None:
-        if supports(model):
-            return None
-        return "the fused kernel runs float32 WaveNets on the CPU only, where it is available"
+    @classmethod
+    def unusable(cls, model: torch.nn.Module) -> str | None:
+        if not supports(model):
+            return "the fused kernel runs float32 WaveNets on the CPU only, where it is available"
+        if cls.precision not in precisions():
+            need = {"bf16": "AVX-512 BF16", "int8": "AVX-512 VNNI"}[cls.precision]
+            return f"the fused kernel's {cls.precision} weights need a CPU with {need}; use method 'fused'"
+        return None
 
     def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None,
                  threads: int | None = None):
@@ -207,20 +256,22 @@ class FusedStepper:
             w = _np(layer.conv.weight)  # (2C, C_res, K): tap K-1 is "now", tap K-1-j reads t - j d
             taps = [_padded(w[:, :, self.k - 1 - j].T, cr, 2 * self.c_dil) for j in range(1, self.k)]
             stacked = np.concatenate([*taps, _padded(w[:, :, -1].T, cr, 2 * self.c_dil)])  # (K C_res, 2C)
-            w_z.append(_panels(_gate_order(stacked, self.c_dil, cd), self.k * cr, 2 * cd))
+            w_z.append(_panels(_gate_order(stacked, self.c_dil, cd), self.k * cr, 2 * cd, self.precision))
             wo, bo, r = _np(layer.out.weight)[:, :, 0].T, _np(layer.out.bias), layer.residual_channels
             full = np.zeros((cd, cr + cs), np.float32)  # [residual | skip]; no residual = zero columns
             full[: self.c_dil, :r] = wo[:, :r]
             full[: self.c_dil, cr : cr + c.skip_channels] = wo[:, r:]
-            w_out.append(_panels(full, cd, cr + cs))
+            w_out.append(_panels(full, cd, cr + cs, self.precision))
             b_res[i, :r] = bo[:r]
-        self.w_z, self.w_out, self.b_res = np.stack(w_z), np.stack(w_out), b_res
+        (self.w_z, self.s_z, self.c_z), (self.w_out, self.s_out, self.c_out) = (
+            tuple(np.stack(parts) for parts in zip(*packed, strict=True)) for packed in (w_z, w_out))
+        self.b_res = b_res
         self.b_z = _gate_order(np.stack([_np(layer.conv.bias) for layer in model.layers]), self.c_dil, cd)
         self.b_skip = _padded(sum(_np(layer.out.bias)[layer.residual_channels:] for layer in model.layers), cs)
         head = [m for m in model.head if isinstance(m, torch.nn.Conv1d)]
-        self.w1 = _panels(_np(head[0].weight)[:, :, 0].T, cs, chead)
+        self.w1, self.s1, self.c1 = _panels(_np(head[0].weight)[:, :, 0].T, cs, chead, self.precision)
         self.b1 = _padded(_np(head[0].bias), chead)
-        self.w2 = _panels(_np(head[1].weight)[:, :, 0].T, chead, qp)
+        self.w2, self.s2, self.c2 = _panels(_np(head[1].weight)[:, :, 0].T, chead, qp, self.precision)
         self.b2 = _padded(_np(head[1].bias), qp)
         self.dils = np.array(c.dilations, np.int64)
         self.sizes = (self.k - 1) * self.dils
@@ -235,10 +286,12 @@ class FusedStepper:
         self.class_cond = (_np(classes).reshape(batch, 1, n_layers, -1) if classes is not None
                            else np.zeros((batch, 1, n_layers, 2 * self.c_dil), np.float32))
         self._c_model = _Model(batch, n_layers, self.k, c.input_kernel_size, cr, cd, cs, chead, self.q, qp,
+                               PRECISIONS.index(self.precision),
                                *(a.ctypes.data for a in (
                                    self.in_tab, self.in_b, self.w_z, self.b_z, self.w_out, self.b_res, self.b_skip,
                                    self.w1, self.b1, self.w2, self.b2, self.offs, self.sizes, self.dils, self.buf,
-                                   self.scratch, self.tokens, self.prev, self.rng)))
+                                   self.scratch, self.tokens, self.prev, self.rng, self.s_z, self.c_z, self.s_out,
+                                   self.c_out, self.s1, self.c1, self.s2, self.c2)))
 
     def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
         """tokens (B, P): one conv forward fills the rings -> logits (B, Q, P); without `logits`
@@ -267,6 +320,21 @@ class FusedStepper:
             observed = (observed[0].cpu().numpy(), observed[1].cpu().numpy())
         tokens, _ = self._kernel(n, temperature, top_k, observed, keep_logits=False)
         return torch.from_numpy(tokens)
+
+    def nll(self, tokens: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+        """-ln p(x_t | x_<t) in nats, float64 (B, n), of tokens (B, n) after what the stepper has seen:
+        every token is forced (teacher forcing) and scored by the logits of this kernel's arithmetic."""
+        if tokens.dim() != 2 or tokens.shape[0] != self.batch:
+            raise ValueError(f"tokens must be (B={self.batch}, n), got {tuple(tokens.shape)}")
+        x = tokens.cpu().numpy()
+        out = []
+        for i in range(0, x.shape[1], chunk):
+            values = x[:, i : i + chunk]
+            _, logits = self._kernel(values.shape[1], 1.0, None, (np.ones(values.shape, bool), values),
+                                     keep_logits=True)
+            logp = torch.log_softmax(torch.from_numpy(logits).double(), dim=-1)  # (B, m, Q)
+            out.append(-logp.gather(2, torch.from_numpy(values).unsqueeze(2))[:, :, 0])
+        return torch.cat(out, 1) if out else torch.zeros(self.batch, 0, dtype=torch.float64)
 
     def _threads(self) -> int:
         """Cores for the next call: the request, else all that other fused calls here leave free."""
@@ -315,3 +383,23 @@ def warm_up() -> None:
         _library()
     except FusedUnavailable:
         pass
+
+
+@register_stepper("wavenet", "fused-bf16")
+class FusedBf16Stepper(FusedStepper):
+    """The fused kernel with bfloat16 weights and product inputs, float32 sums (AVX-512 BF16).
+    The default where the CPU has it: it changes the bundled audio models' test NLL by under 0.01
+    bits per sample (bench/precision.py) at about twice the speed of float32 at batch 1."""
+
+    rank = 2.5
+    precision = "bf16"
+
+
+@register_stepper("wavenet", "fused-int8")
+class FusedInt8Stepper(FusedStepper):
+    """The fused kernel with int8 weights (a scale per output column) and uint8 product inputs (a
+    scale and offset per vector), int32 sums (AVX-512 VNNI). Opt-in only (rank below every other
+    method): what it costs in NLL is in bench/precision.py and the README."""
+
+    rank = -1
+    precision = "int8"
