@@ -4,7 +4,8 @@
     sampling.py   logits -> samples (temperature, greedy, top-k, Gumbel-max)
     naive.py      WaveNet, full forward per step (the reference)
     cached.py     WaveNet, ring buffers (Paine et al. 2016); `prime_rings` for every WaveNet stepper
-    fused.py      WaveNet, the cached step and the sampling in one C kernel (fused_kernel.c)
+    fused_pack.py the fused kernel's weight layouts (float32, bfloat16, int8 panels)
+    fused.py      WaveNet, the cached step and the sampling in one C kernel (fused_kernel.c), at 3 precisions
     cuda_graph.py WaveNet, the cached step replayed from a CUDA graph
     recurrent.py  the multi-scale recurrent nets (wayback): the state carried one sample at a time
     factory.py    the top: `make_stepper` by family and method, `generate` in chunks

@@ -13,9 +13,9 @@ preallocated buffers and no allocation per step:
         logits = head(skip)                                            (B, Q)
         x_t = sample(logits / temperature, top-k) or the observed value
 
-Weights are packed here into 16-column panels, zero-padded to multiples of 16 channels, so
-the C micro-kernel keeps its accumulators in AVX2 registers and streams each weight once per
-step. Rows run on separate threads; at batch 1 the threads split every product's columns.
+Weights are packed (core/generation/fused_pack.py) into 16-column panels, zero-padded to
+multiples of 16 channels, so the C micro-kernel keeps its accumulators in registers and streams
+each weight once per step. Rows run on separate threads; at batch 1 the threads split every product's columns.
 
 The ring-buffer layout is the one of `CachedStepper` (slot = t mod (K-1) d_l), packed into one
 array (B, sum_l S_l, C_res). Sampling is inverse-CDF on softmax(logits / T) with a per-row
@@ -52,14 +52,12 @@ import torch
 
 from core.conditioning import Cond
 from core.generation.cached import prime_rings
+from core.generation.fused_pack import PRECISIONS, as_np, gate_order, pad, padded, panels
 from core.generation.stepper import check_prime, register_stepper
 from core.models.wavenet import WaveNet
 
 SOURCE = Path(__file__).with_name("fused_kernel.c")
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fPIC", "-shared", "-pthread"]
-PANEL = 16
-PRECISIONS = ("fp32", "bf16", "int8")  # Model.precision 0, 1, 2 in the kernel
-_GROUP = {"fp32": 1, "bf16": 2, "int8": 4}  # rows of a panel one 32-bit input word covers
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -156,57 +154,6 @@ def supports(model: torch.nn.Module) -> bool:
             and available())
 
 
-def _pad(n: int) -> int:
-    return -(-n // PANEL) * PANEL
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.float32)
-
-
-def _padded(x: np.ndarray, *shape: int) -> np.ndarray:
-    """x zero-padded at the end of each axis to `shape`."""
-    out = np.zeros(shape, np.float32)
-    out[tuple(slice(0, s) for s in x.shape)] = x
-    return out
-
-
-def bf16_bits(x: np.ndarray) -> np.ndarray:
-    """float32 -> the bits of the nearest bfloat16 (ties to even), uint16, as the kernel rounds its inputs."""
-    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(K, N) float32 -> (int8 (K, N), scale float32 (N,)) with w ~ q * scale, |q| <= 127 per column."""
-    scale = np.abs(w).max(0) / 127
-    scale[scale == 0] = 1
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
-
-
-def _panels(w: np.ndarray, rows: int, cols: int, precision: str = "fp32") -> tuple[np.ndarray, ...]:
-    """(K, N) -> padded to (rows, cols) and stored as cols/16 panels, flattened, with the columns'
-    scales and int8 sums (ones and zeros but for int8). A panel is (rows/g, 16, g) for g rows per
-    32-bit input word: float32 g = 1, bfloat16 g = 2, int8 g = 4 (fused_kernel.c's layouts)."""
-    w = _padded(w, rows, cols)
-    scale, colsum = np.ones(cols, np.float32), np.zeros(cols, np.float32)
-    if precision == "bf16":
-        w = bf16_bits(w)
-    elif precision == "int8":
-        w, scale = int8_columns(w)
-        colsum = w.sum(0, dtype=np.int64).astype(np.float32)
-    g = _GROUP[precision]
-    panels = w.reshape(rows // g, g, cols // PANEL, PANEL).transpose(2, 0, 3, 1)
-    return np.ascontiguousarray(panels).reshape(-1), scale, colsum
-
-
-def _gate_order(x: np.ndarray, c_dil: int, c_pad: int) -> np.ndarray:
-    """(..., 2 C_dil) [tanh | sigmoid] -> (..., 2 C_pad) in the kernel's blocks: tanh 16, sigmoid 16, ..."""
-    lead = x.shape[:-1]
-    halves = _padded(x.reshape(*lead, 2, c_dil), *lead, 2, c_pad).reshape(*lead, 2, c_pad // PANEL, PANEL)
-    return np.ascontiguousarray(np.swapaxes(halves, -3, -2)).reshape(*lead, 2 * c_pad)
-
-
 @register_stepper("wavenet", "fused")
 class FusedStepper:
     """The cached stepper's protocol (prime, step) plus `sample(n, ...)`: n steps in one kernel call,
@@ -244,35 +191,35 @@ class FusedStepper:
         self.model, self.batch, self.cond, self.t, self.threads = model, batch, cond, 0, threads
         self.q, self.k = c.quantization_levels, c.kernel_size
         n_layers = len(c.dilations)
-        cr, cd, cs, chead = (_pad(n) for n in (c.residual_channels, c.dilation_channels, c.skip_channels,
+        cr, cd, cs, chead = (pad(n) for n in (c.residual_channels, c.dilation_channels, c.skip_channels,
                                                 c.head_channels))
-        qp = _pad(self.q)
+        qp = pad(self.q)
         self.c_dil, self.c_dil_pad = c.dilation_channels, cd
-        self.in_tab = _padded(np.stack([_np(model.input_table(k)) for k in range(c.input_kernel_size)]),
+        self.in_tab = padded(np.stack([as_np(model.input_table(k)) for k in range(c.input_kernel_size)]),
                               c.input_kernel_size, self.q + 2, cr)
-        self.in_b = _padded(_np(model.input_conv.bias), cr)
+        self.in_b = padded(as_np(model.input_conv.bias), cr)
         w_z, w_out, b_res = [], [], np.zeros((n_layers, cr), np.float32)
         for i, layer in enumerate(model.layers):
-            w = _np(layer.conv.weight)  # (2C, C_res, K): tap K-1 is "now", tap K-1-j reads t - j d
-            taps = [_padded(w[:, :, self.k - 1 - j].T, cr, 2 * self.c_dil) for j in range(1, self.k)]
-            stacked = np.concatenate([*taps, _padded(w[:, :, -1].T, cr, 2 * self.c_dil)])  # (K C_res, 2C)
-            w_z.append(_panels(_gate_order(stacked, self.c_dil, cd), self.k * cr, 2 * cd, self.precision))
-            wo, bo, r = _np(layer.out.weight)[:, :, 0].T, _np(layer.out.bias), layer.residual_channels
+            w = as_np(layer.conv.weight)  # (2C, C_res, K): tap K-1 is "now", tap K-1-j reads t - j d
+            taps = [padded(w[:, :, self.k - 1 - j].T, cr, 2 * self.c_dil) for j in range(1, self.k)]
+            stacked = np.concatenate([*taps, padded(w[:, :, -1].T, cr, 2 * self.c_dil)])  # (K C_res, 2C)
+            w_z.append(panels(gate_order(stacked, self.c_dil, cd), self.k * cr, 2 * cd, self.precision))
+            wo, bo, r = as_np(layer.out.weight)[:, :, 0].T, as_np(layer.out.bias), layer.residual_channels
             full = np.zeros((cd, cr + cs), np.float32)  # [residual | skip]; no residual = zero columns
             full[: self.c_dil, :r] = wo[:, :r]
             full[: self.c_dil, cr : cr + c.skip_channels] = wo[:, r:]
-            w_out.append(_panels(full, cd, cr + cs, self.precision))
+            w_out.append(panels(full, cd, cr + cs, self.precision))
             b_res[i, :r] = bo[:r]
         (self.w_z, self.s_z, self.c_z), (self.w_out, self.s_out, self.c_out) = (
             tuple(np.stack(parts) for parts in zip(*packed, strict=True)) for packed in (w_z, w_out))
         self.b_res = b_res
-        self.b_z = _gate_order(np.stack([_np(layer.conv.bias) for layer in model.layers]), self.c_dil, cd)
-        self.b_skip = _padded(sum(_np(layer.out.bias)[layer.residual_channels:] for layer in model.layers), cs)
+        self.b_z = gate_order(np.stack([as_np(layer.conv.bias) for layer in model.layers]), self.c_dil, cd)
+        self.b_skip = padded(sum(as_np(layer.out.bias)[layer.residual_channels:] for layer in model.layers), cs)
         head = [m for m in model.head if isinstance(m, torch.nn.Conv1d)]
-        self.w1, self.s1, self.c1 = _panels(_np(head[0].weight)[:, :, 0].T, cs, chead, self.precision)
-        self.b1 = _padded(_np(head[0].bias), chead)
-        self.w2, self.s2, self.c2 = _panels(_np(head[1].weight)[:, :, 0].T, chead, qp, self.precision)
-        self.b2 = _padded(_np(head[1].bias), qp)
+        self.w1, self.s1, self.c1 = panels(as_np(head[0].weight)[:, :, 0].T, cs, chead, self.precision)
+        self.b1 = padded(as_np(head[0].bias), chead)
+        self.w2, self.s2, self.c2 = panels(as_np(head[1].weight)[:, :, 0].T, chead, qp, self.precision)
+        self.b2 = padded(as_np(head[1].bias), qp)
         self.dils = np.array(c.dilations, np.int64)
         self.sizes = (self.k - 1) * self.dils
         self.offs = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
@@ -283,7 +230,7 @@ class FusedStepper:
         self.rng = np.random.SeedSequence(seed).generate_state(batch, np.uint64)
         with torch.no_grad():
             classes = model.class_conditioning(cond.classes if cond is not None else None)
-        self.class_cond = (_np(classes).reshape(batch, 1, n_layers, -1) if classes is not None
+        self.class_cond = (as_np(classes).reshape(batch, 1, n_layers, -1) if classes is not None
                            else np.zeros((batch, 1, n_layers, 2 * self.c_dil), np.float32))
         self._c_model = _Model(batch, n_layers, self.k, c.input_kernel_size, cr, cd, cs, chead, self.q, qp,
                                PRECISIONS.index(self.precision),
@@ -299,7 +246,7 @@ class FusedStepper:
         check_prime(self, tokens)
         primed = prime_rings(self.model, tokens, self.cond, logits)
         for off, (slots, values) in zip(self.offs, primed.rings, strict=True):
-            self.buf[:, off + slots.numpy(), : values.shape[2]] = _np(values).transpose(1, 0, 2)
+            self.buf[:, off + slots.numpy(), : values.shape[2]] = as_np(values).transpose(1, 0, 2)
         self.tokens[:, 1:] = primed.input_tokens.numpy()
         self.prev[:] = tokens[:, -1].numpy()
         self.t = tokens.shape[1]
@@ -373,8 +320,8 @@ class FusedStepper:
             with torch.no_grad():
                 local = self.model.upsample_local(self.cond.local, n, self.t)  # (B, C_local, n)
                 g = self.model.local_proj(local).transpose(1, 2)  # (B, n, L*2C)
-            total = _np(g).reshape(self.batch, n, len(self.dils), -1) + total
-        return _gate_order(total, self.c_dil, self.c_dil_pad)
+            total = as_np(g).reshape(self.batch, n, len(self.dils), -1) + total
+        return gate_order(total, self.c_dil, self.c_dil_pad)
 
 
 def warm_up() -> None:
