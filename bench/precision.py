@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     for checkpoint in args.checkpoints:
         start = time.perf_counter()
         row = checkpoint_precision_cost(checkpoint, methods, batch_size=args.batch_size, max_batches=args.max_batches)
-        row["audio"] = Path(checkpoint).name in AUDIO
+        row["checkpoint"], row["audio"] = Path(checkpoint).name, Path(checkpoint).name in AUDIO
         row["seconds"] = round(time.perf_counter() - start, 1)
         print(" ".join(f"{k}={v:.5f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), file=sys.stderr)
         results.append(row)
