@@ -1,6 +1,8 @@
 """The fused kernel's bfloat16 and int8 paths: close to the float32 cached step at every step,
 picked only where the CPU runs them, and what they cost in teacher-forced NLL."""
 
+import copy
+import types
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,67 @@ def test_each_precision_agrees_with_the_float32_cached_step_within_its_tolerance
     assert err < TOLERANCE[method], f"{method}: logits differ by {err}"
     if method != "fused":
         assert err > 1e-5, f"{method} gave float32 logits: the reduced-precision products did not run"
+
+
+def to_bf16(x: torch.Tensor) -> torch.Tensor:
+    return x.bfloat16().float()
+
+
+def fake_uint8(v: torch.Tensor) -> torch.Tensor:
+    """(B, N, T): each vector v[b, :, t] rounded to 256 even steps of its own [min, max], as the kernel does."""
+    lo, hi = v.amin(1, keepdim=True), v.amax(1, keepdim=True)
+    step = torch.where(hi > lo, (hi - lo) / 255, torch.ones_like(hi))
+    return lo + step * torch.round((v - lo) * (1 / step))
+
+
+def int8_conv(conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """conv(x) as the int8 kernel computes it: x (B, C, T + (K-1) d), already padded by the layer, seen
+    per output step as one vector of all K taps, quantised; weights rounded per output channel."""
+    k, d = conv.kernel_size[0], conv.dilation[0]
+    t = x.shape[2] - (k - 1) * d
+    taps = torch.cat([x[:, :, j * d : j * d + t] for j in range(k)], 1)  # (B, K C, T): tap j is weight[:, :, j]
+    w = conv.weight.permute(0, 2, 1).reshape(conv.weight.shape[0], -1)  # (O, K C)
+    q, scale = int8_columns(w.t().numpy())
+    return torch.einsum("ok,bkt->bot", torch.from_numpy(q * scale).t(), fake_uint8(taps)) + conv.bias[:, None]
+
+
+def with_kernel_rounding(model, method: str):
+    """A copy of the model whose products round as the kernel's `method` does: every conv of the layers and
+    the head (not the input table, not the conditioning) takes bfloat16 weights and inputs, or int8 ones."""
+    model = copy.deepcopy(model)
+    convs = [c for layer in model.layers for c in (layer.conv, layer.out)]
+    convs += [c for c in model.head if isinstance(c, torch.nn.Conv1d)]
+    with torch.no_grad():
+        for conv in convs:
+            if method == "fused-bf16":
+                conv.weight.copy_(to_bf16(conv.weight))
+                conv.register_forward_pre_hook(lambda module, args: (to_bf16(args[0]),))
+            else:
+                conv.forward = types.MethodType(int8_conv, conv)
+    return model
+
+
+@pytest.mark.parametrize("method", [pytest.param(m, marks=needs(m)) for m in ("fused-bf16", "fused-int8")])
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("cfg", [dict(kernel_size=3), dict(kernel_size=2, n_classes=2, local_channels=2, local_hop=1)])
+def test_each_reduced_precision_equals_pytorch_with_the_same_rounding_at_every_step(cfg, batch, method):
+    """Tight: the kernel's logits are those of the model with the kernel's rounding (channel counts are
+    multiples of 16, so the kernel's vectors have no padding); a layout or scale mistake would show here.
+    The two sum in different orders, so an input within float32 noise of a rounding boundary now and
+    then rounds the other way, moving later logits by up to about 1e-3: most steps agree to 1e-5."""
+    model = small_model(residual_channels=16, dilation_channels=16, skip_channels=32, head_channels=16, **cfg)
+    length = 2 * model.receptive_field + 5
+    x = torch.randint(0, 16, (batch, length))
+    cond = conditioning(model, batch, length)
+    stepper, prev, errors = make_stepper(method, model, batch, cond), None, []
+    with torch.no_grad():
+        expected = with_kernel_rounding(model, method)(x, cond)  # (B, Q, T)
+        for t in range(length):
+            errors.append((stepper.step(prev) - expected[:, :, t]).abs().max().item())
+            prev = x[:, t]
+    errors = np.array(errors)
+    assert errors.max() < 2e-3, f"step {errors.argmax()}: {method} logits differ from the emulation by {errors.max()}"
+    assert np.mean(errors < 1e-5) > 0.9, f"{method}: only {np.mean(errors < 1e-5):.0%} of steps agree to 1e-5"
 
 
 @pytest.mark.parametrize("method", [pytest.param(m, marks=needs(m)) for m in ("fused-bf16", "fused-int8")])
