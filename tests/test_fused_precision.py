@@ -2,6 +2,9 @@
 picked only where the CPU runs them, and what they cost in teacher-forced NLL."""
 
 import copy
+import os
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -154,6 +157,22 @@ def test_on_an_avx2_only_cpu_auto_takes_float32_and_reduced_precision_is_refused
     for method, need in (("fused-bf16", "AVX-512 BF16"), ("fused-int8", "AVX-512 VNNI")):
         with pytest.raises(ValueError, match=need):
             make_stepper(method, model, 1)
+
+
+def test_a_compiler_without_avx512_targets_still_builds_the_float32_kernel(tmp_path):
+    """A `cc` that rejects the AVX-512 BF16/VNNI targets (as gcc < 9 does) gets the -DFUSED_NO_AVX512 build."""
+    cc = tmp_path / "old-cc"
+    cc.write_text('#!/bin/sh\ncase "$*" in *FUSED_NO_AVX512*) exec cc "$@";; esac\n'
+                  'echo "error: attribute(target(\"avx512bf16\")) is unknown" >&2; exit 1\n')
+    cc.chmod(0o755)
+    code = ("from core.generation.fused import available, precisions; from core.generation import default_method;"
+            "from tests.test_wavenet import small_model; m = small_model();"
+            "print(available(), ','.join(precisions()), default_method(m))")
+    env = {**os.environ, "STUDIO_CACHE": str(tmp_path / "cache"), "CC": str(cc)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "fp32", "fused"]
 
 
 def test_bf16_bits_round_to_nearest_even_as_torch_does():

@@ -90,7 +90,7 @@ class _Run(ctypes.Structure):
                 + _pointer_fields("out", "logits_out") + [("threads", ctypes.c_int64)])
 
 
-def _build(target: Path) -> None:
+def _build(target: Path, flags: list[str]) -> None:
     """Compile the kernel into `target` atomically (concurrent processes may race to build it)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def _build(target: Path) -> None:
     except OSError as e:
         raise FusedUnavailable(f"cannot write the compiled kernel to {target.parent}: {e}") from e
     os.close(fd)
-    cmd = [os.environ.get("CC", "cc"), *FLAGS, str(SOURCE), "-o", tmp, "-lm"]
+    cmd = [os.environ.get("CC", "cc"), *flags, str(SOURCE), "-o", tmp, "-lm"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -112,11 +112,20 @@ def _build(target: Path) -> None:
 
 @functools.cache
 def _library() -> ctypes.CDLL:
-    """The compiled kernel, built on first use and cached on disk; FusedUnavailable if impossible."""
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = cache_dir() / f"fused-{key}.so"
-    if not target.exists():
-        _build(target)
+    """The compiled kernel, built on first use and cached on disk; FusedUnavailable if impossible.
+    A compiler that cannot target AVX-512 BF16 and VNNI builds it float32 only (-DFUSED_NO_AVX512)."""
+    errors = []
+    for flags in (FLAGS, [*FLAGS, "-DFUSED_NO_AVX512"]):
+        key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
+        target = cache_dir() / f"fused-{key}.so"
+        try:
+            if not target.exists():
+                _build(target, flags)
+            break
+        except FusedUnavailable as e:
+            errors.append(e)
+    else:
+        raise errors[0]
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as e:

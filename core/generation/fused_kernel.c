@@ -189,6 +189,8 @@ static void matmul_f32(int64_t rows, int64_t k, const float *const *x, const flo
 
 /* ---------------------------------------------------------------- reduced-precision products (AVX-512) */
 
+/* A compiler too old for these targets builds the file with -DFUSED_NO_AVX512: float32 only. */
+#ifndef FUSED_NO_AVX512
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni")))
 
 /* Panel layouts: bfloat16 panels are (k/2, 16 columns, 2 rows), so one 64-byte load holds
@@ -324,6 +326,8 @@ AVX512 static void matmul_i8(int64_t rows, int64_t k, const float *const *x, con
     }
 }
 
+#endif
+
 /* One weight matrix of the model: panels at `w` (element type by Model.precision) and, for
  * int8, its columns' scales and sums. */
 typedef struct {
@@ -342,9 +346,11 @@ static inline Mat mat(const Model *m, const void *w, const float *scale, const f
 static void matmul(const Model *m, int64_t rows, int64_t k, const float *const *x, Mat w, int64_t p0, int64_t p1,
                    float *const *y, uint32_t *q) {
     if (p0 >= p1) return;
-    if (m->precision == 1) matmul_bf16(rows, k, x, w.w, p0, p1, y, q);
-    else if (m->precision == 2) matmul_i8(rows, k, x, w.w, w.scale, w.colsum, p0, p1, y, q);
-    else matmul_f32(rows, k, x, w.w, p0, p1, y);
+#ifndef FUSED_NO_AVX512
+    if (m->precision == 1) { matmul_bf16(rows, k, x, w.w, p0, p1, y, q); return; }
+    if (m->precision == 2) { matmul_i8(rows, k, x, w.w, w.scale, w.colsum, p0, p1, y, q); return; }
+#endif
+    matmul_f32(rows, k, x, w.w, p0, p1, y);
 }
 
 /* ---------------------------------------------------------------- sampling */
@@ -591,7 +597,11 @@ int fused_cpu_ok(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_
 
 /* Which reduced-precision products this CPU runs: 1 = bfloat16 (AVX-512 BF16), 2 = int8 (AVX-512 VNNI). */
 int fused_cpu_features(void) {
+#ifdef FUSED_NO_AVX512
+    return 0;
+#else
     const int base = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
                      && __builtin_cpu_supports("avx512vl");
     return (base && __builtin_cpu_supports("avx512bf16") ? 1 : 0) | (base && __builtin_cpu_supports("avx512vnni") ? 2 : 0);
+#endif
 }
