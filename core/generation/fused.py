@@ -15,7 +15,8 @@ preallocated buffers and no allocation per step:
 
 Weights are packed (core/generation/fused_pack.py) into 16-column panels, zero-padded to
 multiples of 16 channels, so the C micro-kernel keeps its accumulators in registers and streams
-each weight once per step. Rows run on separate threads; at batch 1 the threads split every product's columns.
+each weight once per step. Rows run on separate threads; at batch 1 the threads split every
+product's columns.
 
 The ring-buffer layout is the one of `CachedStepper` (slot = t mod (K-1) d_l), packed into one
 array (B, sum_l S_l, C_res). Sampling is inverse-CDF on softmax(logits / T) with a per-row
@@ -201,11 +202,11 @@ class FusedStepper:
         self.q, self.k = c.quantization_levels, c.kernel_size
         n_layers = len(c.dilations)
         cr, cd, cs, chead = (pad(n) for n in (c.residual_channels, c.dilation_channels, c.skip_channels,
-                                                c.head_channels))
+                                               c.head_channels))
         qp = pad(self.q)
         self.c_dil, self.c_dil_pad = c.dilation_channels, cd
         self.in_tab = padded(np.stack([as_np(model.input_table(k)) for k in range(c.input_kernel_size)]),
-                              c.input_kernel_size, self.q + 2, cr)
+                             c.input_kernel_size, self.q + 2, cr)
         self.in_b = padded(as_np(model.input_conv.bias), cr)
         w_z, w_out, b_res = [], [], np.zeros((n_layers, cr), np.float32)
         for i, layer in enumerate(model.layers):
@@ -219,6 +220,7 @@ class FusedStepper:
             full[: self.c_dil, cr : cr + c.skip_channels] = wo[:, r:]
             w_out.append(panels(full, cd, cr + cs, self.precision))
             b_res[i, :r] = bo[:r]
+        # Each layer gave (panels, column scales, column sums): stack each over the layers.
         (self.w_z, self.s_z, self.c_z), (self.w_out, self.s_out, self.c_out) = (
             tuple(np.stack(parts) for parts in zip(*packed, strict=True)) for packed in (w_z, w_out))
         self.b_res = b_res
@@ -347,7 +349,7 @@ class FusedBf16Stepper(FusedStepper):
     The default where the CPU has it: it changes the bundled audio models' test NLL by under 0.01
     bits per sample (bench/precision.py) at about twice the speed of float32 at batch 1."""
 
-    rank = 2.5
+    rank = 2.5  # above float32 "fused": it passed the rule above, so `method="auto"` takes it where it runs
     precision = "bf16"
 
 
