@@ -31,6 +31,7 @@ from core.continuation import check_audio_model, continue_audio, heard
 from core.devices import pick_device
 from core.errors import StudioError
 from core.generation import METHODS, default_method
+from core.generation.factory import family_steppers
 from core.primer import Primer, prepare_primer, read_seconds
 from core.sequence_samples import sample_sequences
 
@@ -98,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         check_audio_model(model)
         method = default_method(model) if args.method == "auto" else args.method
+        steppers = family_steppers(model)
+        reason = steppers[method].unusable(model) if method in steppers else f"choose one of {sorted(steppers)}"
+        if reason is not None:
+            raise StudioError(f"--method {method} cannot run this model here: {reason}")
         print(f"generating with the {method} method", file=sys.stderr)
         args.method = method
     except StudioError as e:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from core import sample
 from core.data.batch import Batch
 from core.generation import default_method, make_stepper
 from core.generation.fused import available, precisions
@@ -215,3 +216,14 @@ def test_reduced_precision_moves_a_small_model_nll_by_less_than_the_default_rule
     bits = teacher_forced_bits(model, small_batches(model, 2, 300, 20), ["fused", method])
     change = bits[method] - bits["fused"]
     assert 0 < abs(change) < DEFAULT_MAX_CHANGE, f"{method} moved the NLL by {change} bits"
+
+
+@pytest.mark.skipif(not available(), reason="the fused kernel cannot be built here")
+def test_the_sample_cli_refuses_a_precision_the_cpu_lacks_saying_what_to_use(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("STUDIO_FUSED_ISA", "avx2")
+    checkpoint = Path(__file__).resolve().parents[1] / "checkpoints" / "tones-wavenet"
+    code = sample.main(["--checkpoint", str(checkpoint), "--method", "fused-bf16", "--out", str(tmp_path),
+                        "--seconds", "0.01", "--no-progress"])
+    assert code == 2
+    assert "AVX-512 BF16; use method 'fused'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir()), "nothing is written"
