@@ -273,7 +273,9 @@ AVX512 static void to_u8(const float *x, int64_t k, uint32_t *out, float *scale,
         mn = _mm512_min_ps(mn, v);
         mx = _mm512_max_ps(mx, v);
     }
-    const float a = _mm512_reduce_min_ps(mn), b = _mm512_reduce_max_ps(mx), s = b > a ? (b - a) / 255.0f : 1.0f;
+    /* A range under 1e-30 counts as constant (every u = 0): 1/s must stay finite. */
+    const float a = _mm512_reduce_min_ps(mn), b = _mm512_reduce_max_ps(mx);
+    const float s = b - a > 1e-30f ? (b - a) / 255.0f : 1.0f;
     const __m512 inv = _mm512_set1_ps(1.0f / s), a16 = _mm512_set1_ps(a);
     for (int64_t i = 0; i < k; i += 16) {
         const __m512i u = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), a16), inv));
@@ -522,8 +524,8 @@ static void *steps(void *arg) {
                            cr * sizeof(float));
                 memcpy(xz[i] + (K - 1) * cr, hs[i], cr * sizeof(float));
             }
-            matmul(m, rows, K * cr, (const float *const *)xz, mat(m, m->w_z, m->s_z, m->c_z, l, K * cr, 2 * cd), 2 * zp0,
-                   2 * zp1, z, q);
+            matmul(m, rows, K * cr, (const float *const *)xz, mat(m, m->w_z, m->s_z, m->c_z, l, K * cr, 2 * cd),
+                   2 * zp0, 2 * zp1, z, q);
             for (int64_t i = 0; i < rows; i++) gate(z[i], zp0, zp1, g[i]);
             barrier_wait(w->bar, nt, &sense);  /* every gate is known and every ring read is done */
             for (int64_t i = 0; i < rows; i++) {
@@ -533,7 +535,8 @@ static void *steps(void *arg) {
                 const float *br = m->b_res + l * cr;
                 for (int64_t c = c0; c < c1; c++) hs[i][c] += br[c];
             }
-            matmul(m, rows, cd, (const float *const *)g, mat(m, m->w_out, m->s_out, m->c_out, l, cd, hs_len), op0, op1, hs, q);
+            matmul(m, rows, cd, (const float *const *)g, mat(m, m->w_out, m->s_out, m->c_out, l, cd, hs_len), op0, op1,
+                   hs, q);
             barrier_wait(w->bar, nt, &sense);  /* h and skip are whole again */
         }
         for (int64_t i = 0; i < rows; i++) {  /* the head: relu, 1x1, relu, 1x1 */
@@ -602,6 +605,7 @@ int fused_cpu_features(void) {
 #else
     const int base = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
                      && __builtin_cpu_supports("avx512vl");
-    return (base && __builtin_cpu_supports("avx512bf16") ? 1 : 0) | (base && __builtin_cpu_supports("avx512vnni") ? 2 : 0);
+    return (base && __builtin_cpu_supports("avx512bf16") ? 1 : 0)
+           | (base && __builtin_cpu_supports("avx512vnni") ? 2 : 0);
 #endif
 }
