@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.generation import METHODS, generate  # noqa: E402
+from core.generation.c_kernels import cores_for  # noqa: E402
 from core.generation.factory import family_steppers  # noqa: E402
 from core.generation.fused import FusedStepper  # noqa: E402
 from core.models import build_model  # noqa: E402
@@ -59,6 +60,12 @@ def samples_per_s(model: torch.nn.Module, method: str, batch: int, steps: int) -
     for _ in generate(model, steps, batch=batch, method=method, seed=0, chunk_size=steps):
         pass
     return steps * batch / (time.perf_counter() - start)
+
+
+def kernel_threads(batch: int) -> int:
+    """The cores a fused-kernel call takes at this batch when it is the only one in flight (its own rule)."""
+    with cores_for(batch, None) as threads:
+        return threads
 
 
 def split_samples_per_s(model: WaveNet, threads: int, steps: int) -> float:
@@ -107,12 +114,12 @@ def main(argv: list[str] | None = None) -> dict:
                 if method == "naive" and i > 0:
                     continue
                 steps = args.naive_steps if method == "naive" else args.steps
-                threads = FusedStepper(model, batch)._threads() if method.startswith("fused") else None  # its rule
+                threads = kernel_threads(batch) if method.startswith("fused") else None
                 runs.setdefault((method, threads), []).append(samples_per_s(model, method, batch, steps))
                 if method == "fused" and batch == 1 and cores > 1 and not on_cuda:
                     runs.setdefault((method, cores), []).append(split_samples_per_s(model, cores, steps))
         row = {key: statistics.median(rates) for key, rates in runs.items()}
-        own = FusedStepper(model, batch)._threads() if "fused" in methods else None
+        own = kernel_threads(batch) if "fused" in methods else None
         for (method, threads), rate in row.items():
             ratio = rate / row["cached", None] if ("cached", None) in row else None
             base = row.get(("fused", own))  # today's float32 fused path, with its own thread count
