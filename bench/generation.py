@@ -1,14 +1,21 @@
 """Generation speed of each method on the reference WaveNet, side by side in one run.
 
-    python bench/generation.py [--steps 2000] [--naive-steps 100] [--batches 1 16] [--device cuda]
+    python bench/generation.py [--steps 2000] [--naive-steps 100] [--batches 1 16] [--repeats 1] [--device cuda]
 
 Reference config: Q=256, dilations 1..512 twice (20 layers), K=2, residual = dilation = 64,
 skip = 128, head = 128 (random weights: speed does not depend on them). The last line printed
 is one JSON object: {"config", "receptive_field", "results": [{"method", "batch", "threads",
-"samples_per_s", "ratio_to_cached"}, ...]}. `threads` is the fused kernel's core count (rows
+"samples_per_s", "ratio_to_cached", "ratio_to_fused"}, ...]}. `threads` is the fused kernel's core count (rows
 split at batch > 1); at batch 1 it also reports the opt-in split of each product over all cores
 (`FusedStepper(threads=N)`), which is fast or slow by how the host places the two vCPUs.
 With `--device cuda` the methods are cached and graph (the cached step replayed from a CUDA graph).
+
+The fused kernel's reduced-precision methods (fused-bf16, fused-int8: bfloat16 or int8 weights on
+AVX-512) run where the CPU has them, beside float32 "fused"; `ratio_to_fused` is each row's speed
+over that float32 fused row of the same batch. `--repeats N` measures every method but naive N
+times, interleaved (fused, fused-bf16, fused-int8, fused, ...), and keeps the median: on a shared
+machine a neighbour's load then falls on all methods alike. For batch 1 on one core, run it under
+`taskset -c 0` with OMP_NUM_THREADS=1.
 
 The report's "recurrent" rows time the wayback family's stepper on the CPU presets
 (configs/wayback_small.json, configs/stack_small.json, random weights) at each batch size: the
@@ -22,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -33,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.generation import METHODS, generate  # noqa: E402
+from core.generation.c_kernels import cores_for  # noqa: E402
 from core.generation.factory import family_steppers  # noqa: E402
 from core.generation.fused import FusedStepper  # noqa: E402
 from core.models import build_model  # noqa: E402
@@ -51,6 +60,12 @@ def samples_per_s(model: torch.nn.Module, method: str, batch: int, steps: int) -
     for _ in generate(model, steps, batch=batch, method=method, seed=0, chunk_size=steps):
         pass
     return steps * batch / (time.perf_counter() - start)
+
+
+def kernel_threads(batch: int) -> int:
+    """The cores a fused-kernel call takes at this batch when it is the only one in flight (its own rule)."""
+    with cores_for(batch, None) as threads:
+        return threads
 
 
 def split_samples_per_s(model: WaveNet, threads: int, steps: int) -> float:
@@ -82,27 +97,37 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     p.add_argument("--methods", nargs="+", choices=list(METHODS),
                    help="default: naive, cached and fused on the CPU; cached and graph on CUDA")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved measurements per method; the median is kept")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args(argv)
     on_cuda = torch.device(args.device).type == "cuda"
     torch.manual_seed(0)
     model = WaveNet(REFERENCE).eval().to(args.device)
-    methods = args.methods or (["cached", "graph"] if on_cuda else [m for m in family_steppers(model) if m != "graph"])
+    usable = [m for m, cls in family_steppers(model).items() if cls.unusable(model) is None]
+    methods = args.methods or (["cached", "graph"] if on_cuda else [m for m in usable if m != "graph"])
     results = []
     cores = len(os.sched_getaffinity(0))
     for batch in args.batches:
-        row = {}
-        for method in methods:
-            steps = args.naive_steps if method == "naive" else args.steps
-            threads = FusedStepper(model, batch)._threads() if method == "fused" else None  # the stepper's own rule
-            row[(method, threads)] = samples_per_s(model, method, batch, steps)
-            if method == "fused" and batch == 1 and cores > 1 and not on_cuda:
-                row[(method, cores)] = split_samples_per_s(model, cores, steps)
+        runs: dict[tuple[str, int | None], list[float]] = {}
+        for i in range(max(1, args.repeats)):
+            for method in methods:
+                if method == "naive" and i > 0:
+                    continue
+                steps = args.naive_steps if method == "naive" else args.steps
+                threads = kernel_threads(batch) if method.startswith("fused") else None
+                runs.setdefault((method, threads), []).append(samples_per_s(model, method, batch, steps))
+                if method == "fused" and batch == 1 and cores > 1 and not on_cuda:
+                    runs.setdefault((method, cores), []).append(split_samples_per_s(model, cores, steps))
+        row = {key: statistics.median(rates) for key, rates in runs.items()}
+        own = kernel_threads(batch) if "fused" in methods else None
         for (method, threads), rate in row.items():
             ratio = rate / row["cached", None] if ("cached", None) in row else None
-            print(f"{method:>8} batch {batch:>3} threads {threads or '-'}: {rate:10.1f} samples/s", file=sys.stderr)
+            base = row.get(("fused", own))  # today's float32 fused path, with its own thread count
+            print(f"{method:>10} batch {batch:>3} threads {threads or '-'}: {rate:10.1f} samples/s", file=sys.stderr)
             results.append({"method": method, "batch": batch, "threads": threads, "samples_per_s": round(rate, 1),
-                            "ratio_to_cached": None if ratio is None else round(ratio, 3)})
+                            "ratio_to_cached": None if ratio is None else round(ratio, 3),
+                            "ratio_to_fused": None if base is None or not method.startswith("fused")
+                            else round(rate / base, 3)})
     report = {
         "config": asdict(REFERENCE),
         "receptive_field": REFERENCE.receptive_field,

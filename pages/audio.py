@@ -73,7 +73,7 @@ class Take:
     continuation: np.ndarray  # (B, n) float32, generated so far
     total: int  # samples to generate per variation
     elapsed: float  # seconds of generation so far
-    method: str  # the generation path that ran: "fused" (compiled CPU kernel) or "cached" (PyTorch)
+    method: str  # the generation path that ran: "fused" or "fused-bf16" (compiled CPU kernel) or "cached"
 
     @property
     def done(self) -> int:

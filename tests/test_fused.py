@@ -12,7 +12,7 @@ import torch
 from scipy.stats import chisquare
 
 from core.generation import default_method, generate_all
-from core.generation.fused import FusedStepper
+from core.generation.fused import FusedBf16Stepper, FusedInt8Stepper, FusedStepper, precisions
 from tests.test_wavenet import CACHED_CASES, assert_steps_match_cached, conditioning, small_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +51,12 @@ def test_fused_sampling_is_seed_reproducible_and_respects_observed_values():
     assert torch.all(a[:, 100:120] == 3)
 
 
+@pytest.mark.parametrize("stepper", [FusedStepper, *(
+    pytest.param(cls, marks=pytest.mark.skipif(cls.precision not in precisions(), reason=f"no {cls.precision} here"))
+    for cls in (FusedBf16Stepper, FusedInt8Stepper))])
 @pytest.mark.parametrize("temperature, top_k", [(1.0, None), (0.7, None), (1.3, 5)])
-def test_fused_draws_from_softmax_of_logits_over_temperature_chi_square(temperature, top_k):
+def test_fused_draws_from_softmax_of_logits_over_temperature_chi_square(temperature, top_k, stepper):
+    """At every precision: the expected counts come from the float32 PyTorch logits."""
     model = small_model(quantization_levels=8)
     with torch.no_grad():
         logits = model(torch.zeros(1, 1, dtype=torch.long))[0, :, 0].double()  # x_0 | start symbol
@@ -60,7 +64,7 @@ def test_fused_draws_from_softmax_of_logits_over_temperature_chi_square(temperat
     if top_k is not None:
         scaled[scaled < scaled.topk(top_k).values[-1]] = -float("inf")
     probs = torch.softmax(scaled, 0).numpy()
-    draws = FusedStepper(model, 20000, seed=0).sample(1, temperature, top_k)[:, 0].numpy()
+    draws = stepper(model, 20000, seed=0).sample(1, temperature, top_k)[:, 0].numpy()
     counts = np.bincount(draws, minlength=8)
     assert np.all(counts[probs == 0] == 0), "top-k: no draw outside the k most likely levels"
     keep = probs > 0
@@ -84,9 +88,9 @@ def test_two_threads_with_the_fused_kernel_match_sequential_runs():
     assert torch.equal(results[0], sequential[0]) and torch.equal(results[1], sequential[1])
 
 
-def test_auto_picks_fused_for_float32_cpu_wavenets_and_cached_otherwise():
+def test_auto_picks_the_fused_kernel_for_float32_cpu_wavenets_and_cached_otherwise():
     model = small_model()
-    assert default_method(model) == "fused"
+    assert default_method(model) == ("fused-bf16" if "bf16" in precisions() else "fused")
     assert default_method(model.double()) == "cached"
 
 

@@ -5,7 +5,8 @@
     naive.py      WaveNet, full forward per step (the reference)
     cached.py     WaveNet, ring buffers (Paine et al. 2016); `prime_rings` for every WaveNet stepper
     c_kernels.py  compiling the C kernels on first use (cached on disk), and packing weights for them
-    fused.py      WaveNet, the cached step and the sampling in one C kernel (fused_kernel.c)
+    fused_pack.py the WaveNet kernel's reduced-precision weight panels (bfloat16, int8)
+    fused.py      WaveNet, the cached step and the sampling in one C kernel (fused_kernel.c), at 3 precisions
     cuda_graph.py WaveNet, the cached step replayed from a CUDA graph
     recurrent.py  the multi-scale recurrent nets (wayback): the state carried one sample at a time
     pixelcnn_rows.py    Gated PixelCNN, row by row through the model's own row passes (the reference)

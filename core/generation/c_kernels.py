@@ -4,12 +4,13 @@ Each kernel is one C file here (`fused_kernel.c` for the WaveNet, `pixelcnn_kern
 PixelCNN) that includes `kernel_common.h`. `load(source, name)` compiles it with the system's C
 compiler (`$CC`, else `cc`) the first time it is needed and keeps the library in $STUDIO_CACHE
 (default ~/.cache/autoregressive-studio) as `NAME-HASH.so`, HASH covering the source, the header
-and the flags; a later process loads it without compiling. Without a compiler, with an unwritable
-cache or on a CPU without AVX2/FMA it raises KernelUnavailable, and generation falls back to the
-PyTorch steppers.
+and the flags; a later process loads it without compiling. A kernel with paths for a newer target
+(the WaveNet's AVX-512 bfloat16 and int8 products) names the flags of a build without them, tried
+when the compiler refuses the first. Without a compiler, with an unwritable cache or on a CPU
+without AVX2/FMA it raises KernelUnavailable, and generation falls back to the PyTorch steppers.
 
 Packing (numpy, float32): every channel count is zero-padded to a multiple of PANEL = 16, and a
-(K, N) matrix is stored as N/16 panels of (K, 16) (`panels`); a gate's 2C pre-activations go in
+(K, N) matrix is stored as N/16 panels of (K, 16) (`panels`, `panel_layout`); a gate's 2C pre-activations go in
 blocks of 16, each tanh block followed by its sigmoid block (`gate_order`).
 """
 
@@ -46,7 +47,7 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "autoregressive-studio"
 
 
-def _build(source: Path, target: Path) -> None:
+def _build(source: Path, target: Path, flags: list[str]) -> None:
     """Compile `source` into `target` atomically (concurrent processes may race to build it)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ def _build(source: Path, target: Path) -> None:
     except OSError as e:
         raise KernelUnavailable(f"cannot write the compiled kernel to {target.parent}: {e}") from e
     os.close(fd)
-    cmd = [os.environ.get("CC", "cc"), *FLAGS, str(source), "-o", tmp, "-lm"]
+    cmd = [os.environ.get("CC", "cc"), *flags, str(source), "-o", tmp, "-lm"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -67,13 +68,22 @@ def _build(source: Path, target: Path) -> None:
 
 
 @functools.cache
-def load(source: Path, name: str) -> ctypes.CDLL:
+def load(source: Path, name: str, fallback: tuple[str, ...] = ()) -> ctypes.CDLL:
     """The compiled `source`, built on first use and cached on disk as `name`-HASH.so; it must export
-    `int NAME_cpu_ok(void)`. KernelUnavailable if it cannot be built, loaded or run on this CPU."""
-    key = hashlib.sha256(source.read_bytes() + HEADER.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = cache_dir() / f"{name}-{key}.so"
-    if not target.exists():
-        _build(source, target)
+    `int NAME_cpu_ok(void)`. With `fallback` flags, a source the compiler refuses is built again with
+    FLAGS + fallback (e.g. -DFUSED_NO_AVX512). KernelUnavailable if it cannot be built, loaded or run here."""
+    errors = []
+    for flags in (FLAGS, [*FLAGS, *fallback]) if fallback else (FLAGS,):
+        key = hashlib.sha256(source.read_bytes() + HEADER.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
+        target = cache_dir() / f"{name}-{key}.so"
+        try:
+            if not target.exists():
+                _build(source, target, flags)
+            break
+        except KernelUnavailable as e:
+            errors.append(e)
+    else:
+        raise errors[0]
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as e:
@@ -124,10 +134,17 @@ def zero_padded(x: np.ndarray, *shape: int) -> np.ndarray:
     return out
 
 
+def panel_layout(w: np.ndarray, group: int = 1) -> np.ndarray:
+    """(rows, cols) of any dtype, cols a multiple of 16 and rows of `group` -> cols/16 panels of
+    (rows/group, 16, group), flattened: `group` consecutive rows of a column side by side, the rows
+    one 32-bit input word covers in a reduced-precision product (bfloat16 2, int8 4; float32 1)."""
+    rows, cols = w.shape
+    return np.ascontiguousarray(w.reshape(rows // group, group, cols // PANEL, PANEL).transpose(2, 0, 3, 1)).reshape(-1)
+
+
 def panels(w: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """(K, N) -> padded to (rows, cols) and stored as cols/16 panels of (rows, 16), flattened."""
-    w = zero_padded(w, rows, cols)
-    return np.ascontiguousarray(w.reshape(rows, cols // PANEL, PANEL).transpose(1, 0, 2)).reshape(-1)
+    """(K, N) float32 -> padded to (rows, cols) and stored as cols/16 panels of (rows, 16), flattened."""
+    return panel_layout(zero_padded(w, rows, cols))
 
 
 def gate_order(x: np.ndarray, c: int, c_pad: int) -> np.ndarray:

@@ -41,9 +41,11 @@ def family_steppers(model: torch.nn.Module) -> dict[str, type]:
 def default_method(model: torch.nn.Module) -> str:
     """The fastest usable method for this model (highest `rank`). For a WaveNet: on CUDA the cached
     step replayed from a CUDA graph; on the CPU the fused C kernel for a float32 model where it builds
-    (bench/generation.py: over 20x the cached path at batch 1, about 8x at batch 16); else the
-    PyTorch cached path (MPS, other dtypes, no C compiler or no AVX2). A PixelCNN likewise: its fused
-    kernel on the CPU (bench/digits.py: about 25x the row-by-row path for 16 digits), else its cached path."""
+    (bench/generation.py: over 20x the cached path at batch 1, about 8x at batch 16), with bfloat16
+    weights ("fused-bf16") where the CPU has AVX-512 BF16; else the PyTorch cached path (MPS, other
+    dtypes, no C compiler or no AVX2). "fused-int8" is never the default: it costs NLL (README).
+    A PixelCNN likewise: its fused kernel (float32) on the CPU (bench/digits.py: about 25x the
+    row-by-row path for 16 digits), else its cached path."""
     usable = [(cls.rank, name) for name, cls in family_steppers(model).items() if cls.unusable(model) is None]
     return max(usable)[1]
 
@@ -85,8 +87,9 @@ def generate(
     observed: (mask, values), each (n,) or (B, n): where mask is True the token is forced to
               the value instead of sampled (infill); logits still condition on it.
     temperature 0 is greedy; seed makes a run bit-reproducible; progress(done, n) per chunk.
-    method: a registered method of the model's family (WaveNet: "naive", "cached", "fused", "graph"
-              on CUDA; PixelCNN: "rows", "cached", "fused"), or "auto" (`default_method`).
+    method: a registered method of the model's family (WaveNet: "naive", "cached", "fused",
+              "fused-bf16", "fused-int8", "graph" on CUDA; PixelCNN: "rows", "cached", "fused"),
+              or "auto" (`default_method`).
     """
     if not (isinstance(n, int) and n >= 0):
         raise ValueError(f"n must be an integer >= 0, got {n!r}")

@@ -13,23 +13,34 @@ preallocated buffers and no allocation per step:
         logits = head(skip)                                            (B, Q)
         x_t = sample(logits / temperature, top-k) or the observed value
 
-Weights are packed here into 16-column panels, zero-padded to multiples of 16 channels, so
-the C micro-kernel keeps its accumulators in AVX2 registers and streams each weight once per
-step. Rows run on separate threads; at batch 1 the threads split every product's columns.
+Weights are packed (core.generation.c_kernels; fused_pack.py at reduced precision) into
+16-column panels, zero-padded to multiples of 16 channels, so the C micro-kernel keeps its
+accumulators in registers and streams each weight once per step. Rows run on separate threads;
+at batch 1 the threads split every product's columns.
 
 The ring-buffer layout is the one of `CachedStepper` (slot = t mod (K-1) d_l), packed into one
 array (B, sum_l S_l, C_res). Sampling is inverse-CDF on softmax(logits / T) with a per-row
 SplitMix64 generator whose state lives in the stepper, so concurrent generators never share
 random state; it draws from the same distribution as core.generation.sampling, not the same numbers.
 
+Precision: the "fused" method streams float32 weights (AVX2/FMA). "fused-bf16" packs them as
+bfloat16 and "fused-int8" as int8 with a scale per output column; their products run on AVX-512
+(`vdpbf16ps`, VNNI `vpdpbusd`) with float32 sums, and each needs the CPU to have it
+(`precisions()`; STUDIO_FUSED_ISA=avx2 hides the AVX-512 paths, to test the fallback). Halving or
+quartering the weights matters because a batch-1 step streams all of them: 2.5 MB at float32 on
+the reference config, more than a core's L2. `nll()` teacher-forces a sequence through the same
+arithmetic, to measure what a precision costs.
+
 The C file (with kernel_common.h) is compiled by core.generation.c_kernels the first time it is
-needed and kept on disk; `warm_up()` pays that at app start-up. Without a compiler or without
+needed and kept on disk; `warm_up()` pays that at app start-up. A compiler that cannot target
+AVX-512 BF16/VNNI builds it float32 only (-DFUSED_NO_AVX512). Without a compiler or without
 AVX2/FMA, `available()` is False and generation falls back to the PyTorch path.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 
 import numpy as np
 import torch
@@ -43,11 +54,11 @@ from core.generation.c_kernels import (
     gate_order,
     load,
     pad,
-    panels,
     pointer_fields,
     zero_padded,
 )
 from core.generation.cached import prime_rings
+from core.generation.fused_pack import PRECISIONS, weight_panels
 from core.generation.stepper import check_prime, register_stepper
 from core.models.wavenet import WaveNet
 
@@ -56,9 +67,10 @@ SOURCE = HERE / "fused_kernel.c"
 
 class _Model(ctypes.Structure):
     _fields_ = ([(n, ctypes.c_int64) for n in ("batch", "n_layers", "kernel", "k_in", "c_res", "c_dil", "c_skip",
-                                               "c_head", "q", "q_pad")]
+                                               "c_head", "q", "q_pad", "precision")]
                 + pointer_fields("in_tab", "in_b", "w_z", "b_z", "w_out", "b_res", "b_skip", "w1", "b1", "w2", "b2",
-                                 "offs", "sizes", "dils", "buf", "scratch", "tokens", "prev", "rng"))
+                                 "offs", "sizes", "dils", "buf", "scratch", "tokens", "prev", "rng",
+                                 "s_z", "c_z", "s_out", "c_out", "s1", "c1", "s2", "c2"))
 
 
 class _Run(ctypes.Structure):
@@ -69,10 +81,12 @@ class _Run(ctypes.Structure):
 
 
 def _library() -> ctypes.CDLL:
-    """The compiled kernel, built on first use and cached on disk; KernelUnavailable if impossible."""
-    lib = load(SOURCE, "fused")
+    """The compiled kernel, built on first use and cached on disk; KernelUnavailable if impossible.
+    A compiler that cannot target AVX-512 BF16 and VNNI builds it float32 only (-DFUSED_NO_AVX512)."""
+    lib = load(SOURCE, "fused", ("-DFUSED_NO_AVX512",))
     lib.fused_run.argtypes = [ctypes.POINTER(_Model), ctypes.POINTER(_Run)]
     lib.fused_run.restype = None
+    lib.fused_cpu_features.restype = ctypes.c_int
     return lib
 
 
@@ -85,6 +99,15 @@ def available() -> bool:
     return True
 
 
+def precisions() -> tuple[str, ...]:
+    """The weight precisions the kernel runs on this CPU: fp32 wherever it is available, bf16 with
+    AVX-512 BF16, int8 with AVX-512 VNNI; only fp32 under STUDIO_FUSED_ISA=avx2."""
+    if not available():
+        return ()
+    features = 0 if os.environ.get("STUDIO_FUSED_ISA", "").lower() == "avx2" else _library().fused_cpu_features()
+    return ("fp32", *(("bf16",) if features & 1 else ()), *(("int8",) if features & 2 else ()))
+
+
 def supports(model: torch.nn.Module) -> bool:
     """Whether the fused kernel can run this model: a float32 WaveNet on the CPU, with the kernel available."""
     p = next(model.parameters())
@@ -94,7 +117,8 @@ def supports(model: torch.nn.Module) -> bool:
 
 @register_stepper("wavenet", "fused")
 class FusedStepper:
-    """The cached stepper's protocol (prime, step) plus `sample(n, ...)`: n steps in one kernel call.
+    """The cached stepper's protocol (prime, step) plus `sample(n, ...)`: n steps in one kernel call,
+    with float32 weights; the subclasses below stream bfloat16 or int8 ones.
 
     threads: how many cores one call uses. By default a batch is split by rows over the cores
     that other kernel calls in this process leave free (c_kernels.cores_for), and batch 1 runs on one core: splitting
@@ -104,12 +128,16 @@ class FusedStepper:
     """
 
     rank = 2
+    precision = "fp32"
 
-    @staticmethod
-    def unusable(model: torch.nn.Module) -> str | None:
-        if supports(model):
-            return None
-        return "the fused kernel runs float32 WaveNets on the CPU only, where it is available"
+    @classmethod
+    def unusable(cls, model: torch.nn.Module) -> str | None:
+        if not supports(model):
+            return "the fused kernel runs float32 WaveNets on the CPU only, where it is available"
+        if cls.precision not in precisions():
+            need = {"bf16": "AVX-512 BF16", "int8": "AVX-512 VNNI"}[cls.precision]
+            return f"the fused kernel's {cls.precision} weights need a CPU with {need}; use method 'fused'"
+        return None
 
     def __init__(self, model: WaveNet, batch: int, cond: Cond | None = None, seed: int | None = None,
                  threads: int | None = None):
@@ -122,31 +150,34 @@ class FusedStepper:
         self.q, self.k = c.quantization_levels, c.kernel_size
         n_layers = len(c.dilations)
         cr, cd, cs, chead = (pad(n) for n in (c.residual_channels, c.dilation_channels, c.skip_channels,
-                                                c.head_channels))
+                                               c.head_channels))
         qp = pad(self.q)
         self.c_dil, self.c_dil_pad = c.dilation_channels, cd
         self.in_tab = zero_padded(np.stack([as_numpy(model.input_table(k)) for k in range(c.input_kernel_size)]),
-                              c.input_kernel_size, self.q + 2, cr)
+                                  c.input_kernel_size, self.q + 2, cr)
         self.in_b = zero_padded(as_numpy(model.input_conv.bias), cr)
         w_z, w_out, b_res = [], [], np.zeros((n_layers, cr), np.float32)
         for i, layer in enumerate(model.layers):
             w = as_numpy(layer.conv.weight)  # (2C, C_res, K): tap K-1 is "now", tap K-1-j reads t - j d
             taps = [zero_padded(w[:, :, self.k - 1 - j].T, cr, 2 * self.c_dil) for j in range(1, self.k)]
             stacked = np.concatenate([*taps, zero_padded(w[:, :, -1].T, cr, 2 * self.c_dil)])  # (K C_res, 2C)
-            w_z.append(panels(gate_order(stacked, self.c_dil, cd), self.k * cr, 2 * cd))
+            w_z.append(weight_panels(gate_order(stacked, self.c_dil, cd), self.k * cr, 2 * cd, self.precision))
             wo, bo, r = as_numpy(layer.out.weight)[:, :, 0].T, as_numpy(layer.out.bias), layer.residual_channels
             full = np.zeros((cd, cr + cs), np.float32)  # [residual | skip]; no residual = zero columns
             full[: self.c_dil, :r] = wo[:, :r]
             full[: self.c_dil, cr : cr + c.skip_channels] = wo[:, r:]
-            w_out.append(panels(full, cd, cr + cs))
+            w_out.append(weight_panels(full, cd, cr + cs, self.precision))
             b_res[i, :r] = bo[:r]
-        self.w_z, self.w_out, self.b_res = np.stack(w_z), np.stack(w_out), b_res
+        # Each layer gave (panels, column scales, column sums): stack each over the layers.
+        (self.w_z, self.s_z, self.c_z), (self.w_out, self.s_out, self.c_out) = (
+            tuple(np.stack(parts) for parts in zip(*packed, strict=True)) for packed in (w_z, w_out))
+        self.b_res = b_res
         self.b_z = gate_order(np.stack([as_numpy(layer.conv.bias) for layer in model.layers]), self.c_dil, cd)
         self.b_skip = zero_padded(sum(as_numpy(layer.out.bias)[layer.residual_channels:] for layer in model.layers), cs)
         head = [m for m in model.head if isinstance(m, torch.nn.Conv1d)]
-        self.w1 = panels(as_numpy(head[0].weight)[:, :, 0].T, cs, chead)
+        self.w1, self.s1, self.c1 = weight_panels(as_numpy(head[0].weight)[:, :, 0].T, cs, chead, self.precision)
         self.b1 = zero_padded(as_numpy(head[0].bias), chead)
-        self.w2 = panels(as_numpy(head[1].weight)[:, :, 0].T, chead, qp)
+        self.w2, self.s2, self.c2 = weight_panels(as_numpy(head[1].weight)[:, :, 0].T, chead, qp, self.precision)
         self.b2 = zero_padded(as_numpy(head[1].bias), qp)
         self.dils = np.array(c.dilations, np.int64)
         self.sizes = (self.k - 1) * self.dils
@@ -161,10 +192,12 @@ class FusedStepper:
         self.class_cond = (as_numpy(classes).reshape(batch, 1, n_layers, -1) if classes is not None
                            else np.zeros((batch, 1, n_layers, 2 * self.c_dil), np.float32))
         self._c_model = _Model(batch, n_layers, self.k, c.input_kernel_size, cr, cd, cs, chead, self.q, qp,
+                               PRECISIONS.index(self.precision),
                                *(a.ctypes.data for a in (
                                    self.in_tab, self.in_b, self.w_z, self.b_z, self.w_out, self.b_res, self.b_skip,
                                    self.w1, self.b1, self.w2, self.b2, self.offs, self.sizes, self.dils, self.buf,
-                                   self.scratch, self.tokens, self.prev, self.rng)))
+                                   self.scratch, self.tokens, self.prev, self.rng, self.s_z, self.c_z, self.s_out,
+                                   self.c_out, self.s1, self.c1, self.s2, self.c2)))
 
     def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
         """tokens (B, P): one conv forward fills the rings -> logits (B, Q, P); without `logits`
@@ -193,6 +226,21 @@ class FusedStepper:
             observed = (observed[0].cpu().numpy(), observed[1].cpu().numpy())
         tokens, _ = self._kernel(n, temperature, top_k, observed, keep_logits=False)
         return torch.from_numpy(tokens)
+
+    def nll(self, tokens: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+        """-ln p(x_t | x_<t) in nats, float64 (B, n), of tokens (B, n) after what the stepper has seen:
+        every token is forced (teacher forcing) and scored by the logits of this kernel's arithmetic."""
+        if tokens.dim() != 2 or tokens.shape[0] != self.batch:
+            raise ValueError(f"tokens must be (B={self.batch}, n), got {tuple(tokens.shape)}")
+        x = tokens.cpu().numpy()
+        out = []
+        for i in range(0, x.shape[1], chunk):
+            values = x[:, i : i + chunk]
+            _, logits = self._kernel(values.shape[1], 1.0, None, (np.ones(values.shape, bool), values),
+                                     keep_logits=True)
+            logp = torch.log_softmax(torch.from_numpy(logits).double(), dim=-1)  # (B, m, Q)
+            out.append(-logp.gather(2, torch.from_numpy(values).unsqueeze(2))[:, :, 0])
+        return torch.cat(out, 1) if out else torch.zeros(self.batch, 0, dtype=torch.float64)
 
     def _kernel(self, n: int, temperature: float, top_k: int | None, observed: tuple[np.ndarray, np.ndarray] | None,
                 keep_logits: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -229,3 +277,23 @@ def warm_up() -> None:
         _library()
     except KernelUnavailable:
         pass
+
+
+@register_stepper("wavenet", "fused-bf16")
+class FusedBf16Stepper(FusedStepper):
+    """The fused kernel with bfloat16 weights and product inputs, float32 sums (AVX-512 BF16).
+    The default where the CPU has it: it changes the bundled audio models' test NLL by under 0.01
+    bits per sample (bench/precision.py) at about twice the speed of float32 at batch 1."""
+
+    rank = 2.5  # above float32 "fused": it passed the rule above, so `method="auto"` takes it where it runs
+    precision = "bf16"
+
+
+@register_stepper("wavenet", "fused-int8")
+class FusedInt8Stepper(FusedStepper):
+    """The fused kernel with int8 weights (a scale per output column) and uint8 product inputs (a
+    scale and offset per vector), int32 sums (AVX-512 VNNI). Opt-in only (rank below every other
+    method): what it costs in NLL is in bench/precision.py and the README."""
+
+    rank = -1
+    precision = "int8"

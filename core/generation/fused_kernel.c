@@ -1,10 +1,10 @@
 /* The fused WaveNet generation loop in C with AVX2/FMA: n cached steps, sampling included.
  *
  * core/generation/c_kernels.py compiles this file once per machine (gcc -O3 -mavx2 -mfma), with
- * kernel_common.h (the math, the products and the sampler it shares with the PixelCNN kernel),
- * caches the shared library on disk; core/generation/fused.py calls `fused_run` through ctypes.
- * Every array comes from numpy, packed and zero-padded by core/generation/fused.py so that every
- * channel count is a multiple of 16:
+ * kernel_common.h (the math, the float32 products and the sampler it shares with the PixelCNN
+ * kernel), caches the shared library on disk; core/generation/fused.py calls `fused_run` through
+ * ctypes. Every array comes from numpy, packed and zero-padded by core/generation/fused.py (with
+ * c_kernels.py and fused_pack.py) so that every channel count is a multiple of 16:
  *
  *   matrices are "panelled": a (K, N) matrix is stored as N/16 panels, each (K, 16) row-major,
  *   so the micro-kernel streams every weight exactly once per step, in order.
@@ -17,9 +17,17 @@
  * tanh(0) * sigmoid(0) = 0, and padded logits are never sampled.
  *
  * Threads: rows never interact, so at batch > 1 each thread runs its own rows with no
- * synchronisation. At batch 1 with several threads (opt-in from core/fused.py) the threads
+ * synchronisation. At batch 1 with several threads (opt-in from core/generation/fused.py) the threads
  * split each product's output panels and meet at a spin barrier twice per layer; that halves
  * the weights each core streams per sample.
+ *
+ * Precision (Model.precision): 0 = float32 weights, AVX2/FMA (every CPU the kernel runs on);
+ * 1 = bfloat16 weights and inputs, products summed in float32 by AVX-512 `vdpbf16ps`;
+ * 2 = int8 weights with a float32 scale per output column, each input vector quantised to
+ * uint8 with its own scale and offset, products summed exactly in int32 by AVX-512 VNNI
+ * `vpdpbusd`. Everything between products (biases, gates, residuals, head, sampling) stays
+ * float32. The AVX-512 functions are compiled for that target only (`AVX512` below) and run
+ * only where fused_cpu_features() reports it: core/generation/fused.py checks before it asks.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -32,21 +40,26 @@
 typedef struct {
     int64_t batch, n_layers, kernel, k_in;
     int64_t c_res, c_dil, c_skip, c_head, q, q_pad; /* padded, but q: the real level count */
+    int64_t precision;    /* 0 float32, 1 bfloat16, 2 int8: the element type of w_z, w_out, w1, w2 */
     const float *in_tab;  /* (k_in, q + 2, c_res) */
     const float *in_b;    /* (c_res) */
-    const float *w_z;     /* (L, panels of kernel*c_res x 16 covering 2 c_dil) */
+    const void *w_z;      /* (L, panels of kernel*c_res x 16 covering 2 c_dil) */
     const float *b_z;     /* (L, 2 c_dil) */
-    const float *w_out;   /* (L, panels of c_dil x 16 covering c_res + c_skip) */
+    const void *w_out;    /* (L, panels of c_dil x 16 covering c_res + c_skip) */
     const float *b_res;   /* (L, c_res) */
     const float *b_skip;  /* (c_skip): the skip biases of all layers, summed */
-    const float *w1, *b1; /* panels of c_skip x 16 covering c_head; (c_head) */
-    const float *w2, *b2; /* panels of c_head x 16 covering q_pad; (q_pad) */
+    const void *w1;       /* panels of c_skip x 16 covering c_head */
+    const float *b1;      /* (c_head) */
+    const void *w2;       /* panels of c_head x 16 covering q_pad */
+    const float *b2;      /* (q_pad) */
     const int64_t *offs, *sizes, *dils; /* (L): ring offset, ring size (kernel-1)*d, dilation */
     float *buf;           /* (batch, sum sizes, c_res): each layer's past inputs */
     float *scratch;       /* (batch, 2 c_dil + c_dil + c_res + c_skip + c_head + q_pad): z, g, [h | skip], hid, logits */
     int64_t *tokens;      /* (batch, k_in): the input conv's last k_in tokens */
     int64_t *prev;        /* (batch): the last token */
     uint64_t *rng;        /* (batch): SplitMix64 state per row */
+    /* int8 only, per output column of each matrix: the weight scale and the sum of the column's int8 weights */
+    const float *s_z, *c_z, *s_out, *c_out, *s1, *c1, *s2, *c2;  /* (L, 2 c_dil), (L, c_res + c_skip), ... */
 } Model;
 
 typedef struct {
@@ -61,6 +74,173 @@ typedef struct {
     int64_t threads;
 } Run;
 
+/* ---------------------------------------------------------------- reduced-precision products (AVX-512) */
+
+/* A compiler too old for these targets builds the file with -DFUSED_NO_AVX512: float32 only. */
+#ifndef FUSED_NO_AVX512
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni")))
+
+/* Panel layouts: bfloat16 panels are (k/2, 16 columns, 2 rows), so one 64-byte load holds
+ * rows 2i and 2i+1 of all 16 columns, the operand of vdpbf16ps; int8 panels are (k/4, 16
+ * columns, 4 rows) for vpdpbusd. An input vector is converted once per product into pairs of
+ * bfloat16 (or quads of uint8), each read as one 32-bit word and broadcast to every column. */
+
+/* y[m][16 (p + j) ..] += x[m] . W[:, panel p + j] for MR rows and NP panels, in bfloat16. */
+#define TILE_BF16(MR, NP)                                                                      \
+    AVX512 static inline void bf16_##MR##_##NP(int64_t pairs, const uint32_t *const *x, const uint16_t *w, \
+                                               int64_t stride, float *const *y, int64_t p) {  \
+        __m512 acc[MR * NP];                                                                   \
+        w += p * stride;                                                                       \
+        for (int m = 0; m < MR; m++)                                                           \
+            for (int j = 0; j < NP; j++) acc[m * NP + j] = _mm512_loadu_ps(y[m] + (p + j) * PANEL); \
+        for (int64_t i = 0; i < pairs; i++) {                                                  \
+            __m512bh wv[NP];                                                                   \
+            for (int j = 0; j < NP; j++) wv[j] = (__m512bh)_mm512_loadu_si512(w + j * stride + i * 2 * PANEL); \
+            for (int m = 0; m < MR; m++) {                                                     \
+                const __m512bh xv = (__m512bh)_mm512_set1_epi32((int)x[m][i]);                 \
+                for (int j = 0; j < NP; j++) acc[m * NP + j] = _mm512_dpbf16_ps(acc[m * NP + j], xv, wv[j]); \
+            }                                                                                  \
+        }                                                                                      \
+        for (int m = 0; m < MR; m++)                                                           \
+            for (int j = 0; j < NP; j++) _mm512_storeu_ps(y[m] + (p + j) * PANEL, acc[m * NP + j]); \
+    }
+
+/* The same in int8: int32 sums of uint8 inputs times int8 weights, then
+ * y += scale_col * (x_scale * sum + x_lo * colsum_col), since x = x_lo + x_scale * x_u8. */
+#define TILE_I8(MR, NP)                                                                        \
+    AVX512 static inline void i8_##MR##_##NP(int64_t quads, const uint32_t *const *x, const float *xs, \
+                                             const float *xlo, const int8_t *w, int64_t stride, \
+                                             const float *scale, const float *colsum, float *const *y, int64_t p) { \
+        __m512i acc[MR * NP];                                                                  \
+        w += p * stride;                                                                       \
+        for (int a = 0; a < MR * NP; a++) acc[a] = _mm512_setzero_si512();                     \
+        for (int64_t i = 0; i < quads; i++) {                                                  \
+            __m512i wv[NP];                                                                    \
+            for (int j = 0; j < NP; j++) wv[j] = _mm512_loadu_si512(w + j * stride + i * 4 * PANEL); \
+            for (int m = 0; m < MR; m++) {                                                     \
+                const __m512i xv = _mm512_set1_epi32((int)x[m][i]);                            \
+                for (int j = 0; j < NP; j++) acc[m * NP + j] = _mm512_dpbusd_epi32(acc[m * NP + j], xv, wv[j]); \
+            }                                                                                  \
+        }                                                                                      \
+        for (int j = 0; j < NP; j++) {                                                         \
+            const int64_t col = (p + j) * PANEL;                                               \
+            const __m512 sc = _mm512_loadu_ps(scale + col), cs = _mm512_loadu_ps(colsum + col); \
+            for (int m = 0; m < MR; m++) {                                                     \
+                __m512 v = _mm512_fmadd_ps(_mm512_set1_ps(xs[m]), _mm512_cvtepi32_ps(acc[m * NP + j]), \
+                                           _mm512_mul_ps(_mm512_set1_ps(xlo[m]), cs));          \
+                _mm512_storeu_ps(y[m] + col, _mm512_fmadd_ps(sc, v, _mm512_loadu_ps(y[m] + col))); \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+#define TILES(T, MR) T(MR, 1) T(MR, 2) T(MR, 4)
+TILES(TILE_BF16, 1) TILES(TILE_BF16, 2) TILES(TILE_BF16, 3) TILES(TILE_BF16, 4)
+TILES(TILE_I8, 1) TILES(TILE_I8, 2) TILES(TILE_I8, 3) TILES(TILE_I8, 4)
+
+/* Panels [p0, p1) for MR rows: four at a time, then two, then one. */
+#define PANELS(KIND, MR, ...)                                                                  \
+    do {                                                                                       \
+        int64_t p = p0;                                                                        \
+        for (; p + 4 <= p1; p += 4) KIND##_##MR##_4(__VA_ARGS__, p);                           \
+        for (; p + 2 <= p1; p += 2) KIND##_##MR##_2(__VA_ARGS__, p);                           \
+        for (; p < p1; p++) KIND##_##MR##_1(__VA_ARGS__, p);                                   \
+    } while (0)
+
+/* x[:k] -> k bfloat16 (round to nearest even), read as k/2 words; k is a multiple of 16. */
+AVX512 static void to_bf16(const float *x, int64_t k, uint32_t *out) {
+    for (int64_t i = 0; i < k; i += 16)
+        _mm256_storeu_si256((__m256i *)((uint16_t *)out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+}
+
+/* x[:k] -> k uint8 with x ~ lo + scale * u (read as k/4 words): the range [min, max] in 255 steps. */
+AVX512 static void to_u8(const float *x, int64_t k, uint32_t *out, float *scale, float *lo) {
+    __m512 mn = _mm512_loadu_ps(x), mx = mn;
+    for (int64_t i = 16; i < k; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        mn = _mm512_min_ps(mn, v);
+        mx = _mm512_max_ps(mx, v);
+    }
+    /* A range under 1e-30 counts as constant (every u = 0): 1/s must stay finite. */
+    const float a = _mm512_reduce_min_ps(mn), b = _mm512_reduce_max_ps(mx);
+    const float s = b - a > 1e-30f ? (b - a) / 255.0f : 1.0f;
+    const __m512 inv = _mm512_set1_ps(1.0f / s), a16 = _mm512_set1_ps(a);
+    for (int64_t i = 0; i < k; i += 16) {
+        const __m512i u = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), a16), inv));
+        _mm_storeu_si128((__m128i *)((uint8_t *)out + i), _mm512_cvtusepi32_epi8(u));
+    }
+    *scale = s;
+    *lo = a;
+}
+
+/* y[m] += x[m] . W over panels [p0, p1), W bfloat16; q: room for 4 converted rows of k/2 words. */
+AVX512 static void matmul_bf16(int64_t rows, int64_t k, const float *const *x, const uint16_t *w, int64_t p0,
+                               int64_t p1, float *const *y, uint32_t *q) {
+    const int64_t stride = k * PANEL, pairs = k / 2;
+    for (int64_t m = 0; m < rows; m += 4) {
+        const int64_t mr = rows - m < 4 ? rows - m : 4;
+        const uint32_t *xq[4];
+        for (int64_t r = 0; r < mr; r++) {
+            to_bf16(x[m + r], k, q + r * pairs);
+            xq[r] = q + r * pairs;
+        }
+        float *const *ym = y + m;
+        switch (mr) {
+            case 1: PANELS(bf16, 1, pairs, xq, w, stride, ym); break;
+            case 2: PANELS(bf16, 2, pairs, xq, w, stride, ym); break;
+            case 3: PANELS(bf16, 3, pairs, xq, w, stride, ym); break;
+            default: PANELS(bf16, 4, pairs, xq, w, stride, ym);
+        }
+    }
+}
+
+/* y[m] += x[m] . W over panels [p0, p1), W int8 with per-column scale and colsum. */
+AVX512 static void matmul_i8(int64_t rows, int64_t k, const float *const *x, const int8_t *w, const float *scale,
+                             const float *colsum, int64_t p0, int64_t p1, float *const *y, uint32_t *q) {
+    const int64_t stride = k * PANEL, quads = k / 4;
+    for (int64_t m = 0; m < rows; m += 4) {
+        const int64_t mr = rows - m < 4 ? rows - m : 4;
+        const uint32_t *xq[4];
+        float xs[4], xlo[4];
+        for (int64_t r = 0; r < mr; r++) {
+            to_u8(x[m + r], k, q + r * quads, xs + r, xlo + r);
+            xq[r] = q + r * quads;
+        }
+        float *const *ym = y + m;
+        switch (mr) {
+            case 1: PANELS(i8, 1, quads, xq, xs, xlo, w, stride, scale, colsum, ym); break;
+            case 2: PANELS(i8, 2, quads, xq, xs, xlo, w, stride, scale, colsum, ym); break;
+            case 3: PANELS(i8, 3, quads, xq, xs, xlo, w, stride, scale, colsum, ym); break;
+            default: PANELS(i8, 4, quads, xq, xs, xlo, w, stride, scale, colsum, ym);
+        }
+    }
+}
+
+#endif
+
+/* One weight matrix of the model: panels at `w` (element type by Model.precision) and, for
+ * int8, its columns' scales and sums. */
+typedef struct {
+    const void *w;
+    const float *scale, *colsum;
+} Mat;
+
+/* Matrix l of a stack of k x cols matrices (l = 0 for one alone). */
+static inline Mat mat(const Model *m, const void *w, const float *scale, const float *colsum, int64_t l, int64_t k,
+                      int64_t cols) {
+    static const int64_t bytes[] = {4, 2, 1};
+    return (Mat){(const char *)w + l * k * cols * bytes[m->precision], scale + l * cols, colsum + l * cols};
+}
+
+/* y[m] += x[m] . W over panels [p0, p1) at the model's precision; q: a thread's conversion room. */
+static void matmul(const Model *m, int64_t rows, int64_t k, const float *const *x, Mat w, int64_t p0, int64_t p1,
+                   float *const *y, uint32_t *q) {
+    if (p0 >= p1) return;
+#ifndef FUSED_NO_AVX512
+    if (m->precision == 1) { matmul_bf16(rows, k, x, w.w, p0, p1, y, q); return; }
+    if (m->precision == 2) { matmul_i8(rows, k, x, w.w, w.scale, w.colsum, p0, p1, y, q); return; }
+#endif
+    matmul_f32(rows, k, x, w.w, p0, p1, y);
+}
 
 /* ---------------------------------------------------------------- barrier */
 
@@ -119,6 +299,11 @@ static void *steps(void *arg) {
     /* Private: each row's conv input [past taps | now] and relu(skip), and a probability vector. */
     float *mine = malloc(((size_t)rows * (K * cr + cs) + qp) * sizeof(float));
     float *probs = mine + rows * (K * cr + cs);
+    int64_t widest = K * cr;  /* the longest input of any product, for its bfloat16 or uint8 copies */
+    if (cd > widest) widest = cd;
+    if (cs > widest) widest = cs;
+    if (ch > widest) widest = ch;
+    uint32_t *q = malloc(4 * widest * sizeof(uint32_t));
     for (int64_t i = 0; i < rows; i++) {
         float *s = m->scratch + (w->row0 + i) * per_row;
         z[i] = s; g[i] = s + 2 * cd; hs[i] = g[i] + cd; hid[i] = hs[i] + hs_len; lg[i] = hid[i] + ch;
@@ -162,7 +347,8 @@ static void *steps(void *arg) {
                            cr * sizeof(float));
                 memcpy(xz[i] + (K - 1) * cr, hs[i], cr * sizeof(float));
             }
-            matmul(rows, K * cr, (const float *const *)xz, m->w_z + l * K * cr * 2 * cd, 2 * zp0, 2 * zp1, z);
+            matmul(m, rows, K * cr, (const float *const *)xz, mat(m, m->w_z, m->s_z, m->c_z, l, K * cr, 2 * cd),
+                   2 * zp0, 2 * zp1, z, q);
             for (int64_t i = 0; i < rows; i++) gate(z[i], zp0, zp1, g[i]);
             barrier_wait(w->bar, nt, &sense);  /* every gate is known and every ring read is done */
             for (int64_t i = 0; i < rows; i++) {
@@ -172,20 +358,21 @@ static void *steps(void *arg) {
                 const float *br = m->b_res + l * cr;
                 for (int64_t c = c0; c < c1; c++) hs[i][c] += br[c];
             }
-            matmul(rows, cd, (const float *const *)g, m->w_out + l * cd * hs_len, op0, op1, hs);
+            matmul(m, rows, cd, (const float *const *)g, mat(m, m->w_out, m->s_out, m->c_out, l, cd, hs_len), op0, op1,
+                   hs, q);
             barrier_wait(w->bar, nt, &sense);  /* h and skip are whole again */
         }
         for (int64_t i = 0; i < rows; i++) {  /* the head: relu, 1x1, relu, 1x1 */
             for (int64_t c = 0; c < cs; c++) xs[i][c] = relu(hs[i][cr + c]);
             memcpy(hid[i] + hp0 * PANEL, m->b1 + hp0 * PANEL, (hp1 - hp0) * PANEL * sizeof(float));
         }
-        matmul(rows, cs, (const float *const *)xs, m->w1, hp0, hp1, hid);
+        matmul(m, rows, cs, (const float *const *)xs, mat(m, m->w1, m->s1, m->c1, 0, cs, ch), hp0, hp1, hid, q);
         for (int64_t i = 0; i < rows; i++)
             for (int64_t c = hp0 * PANEL; c < hp1 * PANEL; c++) hid[i][c] = relu(hid[i][c]);
         barrier_wait(w->bar, nt, &sense);
         for (int64_t i = 0; i < rows; i++)
             memcpy(lg[i] + lp0 * PANEL, m->b2 + lp0 * PANEL, (lp1 - lp0) * PANEL * sizeof(float));
-        matmul(rows, ch, (const float *const *)xh, m->w2, lp0, lp1, lg);
+        matmul(m, rows, ch, (const float *const *)xh, mat(m, m->w2, m->s2, m->c2, 0, ch, qp), lp0, lp1, lg, q);
         barrier_wait(w->bar, nt, &sense);
         if (tid == 0) {
             for (int64_t i = 0; i < rows; i++) {
@@ -198,6 +385,7 @@ static void *steps(void *arg) {
             }
         }
     }
+    free(q);
     free(mine);
     free(z);
     return NULL;
@@ -233,3 +421,15 @@ void fused_run(const Model *m, const Run *r) {
 }
 
 int fused_cpu_ok(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+/* Which reduced-precision products this CPU runs: 1 = bfloat16 (AVX-512 BF16), 2 = int8 (AVX-512 VNNI). */
+int fused_cpu_features(void) {
+#ifdef FUSED_NO_AVX512
+    return 0;
+#else
+    const int base = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                     && __builtin_cpu_supports("avx512vl");
+    return (base && __builtin_cpu_supports("avx512bf16") ? 1 : 0)
+           | (base && __builtin_cpu_supports("avx512vnni") ? 2 : 0);
+#endif
+}

@@ -1,4 +1,4 @@
-/* What the C kernels of core/generation share: AVX2 math, the panelled products and the sampler.
+/* What the C kernels of core/generation share: AVX2 math, the float32 panelled products and the sampler.
  *
  * Included by fused_kernel.c (WaveNet) and pixelcnn_kernel.c (PixelCNN); core/generation/c_kernels.py
  * hashes this file with each kernel's source, so a change here rebuilds both.
@@ -106,8 +106,8 @@ static inline void tile_4_1(int64_t k, const float *const *x, const float *w, fl
 }
 
 /* y[m] += x[m] . W over panels [p0, p1) for m < rows; W has k rows. */
-static void matmul(int64_t rows, int64_t k, const float *const *x, const float *w, int64_t p0, int64_t p1,
-                   float *const *y) {
+static void matmul_f32(int64_t rows, int64_t k, const float *const *x, const float *w, int64_t p0, int64_t p1,
+                       float *const *y) {
     const int64_t stride = k * PANEL;
     for (int64_t m = 0; m < rows; m += 4) {
         const int64_t mr = rows - m < 4 ? rows - m : 4;

@@ -103,10 +103,10 @@ static void vertical(const Model *m, int64_t b, int64_t R, float **v_pre, float 
         for (int64_t dy = 0; dy <= s; dy++) {  /* rows R - s + dy; negative ones are zero slots */
             const float *row = ring + ((R + 1 + dy) % (s + 1)) * span;
             for (int64_t j = 0; j < W; j++) x[j] = row + j * C;  /* columns j - s .. j + s */
-            matmul(W, k * C, (const float *const *)x, m->w_v + m->wv_off[l] + dy * k * C * 2 * C, 0, 2 * C / PANEL,
-                   v_pre);
+            matmul_f32(W, k * C, (const float *const *)x, m->w_v + m->wv_off[l] + dy * k * C * 2 * C, 0,
+                       2 * C / PANEL, v_pre);
         }
-        matmul(W, 2 * C, (const float *const *)v_pre, m->w_vh + l * 2 * C * 2 * C, 0, 2 * C / PANEL, fa);
+        matmul_f32(W, 2 * C, (const float *const *)v_pre, m->w_vh + l * 2 * C * 2 * C, 0, 2 * C / PANEL, fa);
         if (l + 1 < L) {  /* v_l into the next layer's ring, at row R */
             const int64_t s1 = m->pads[l + 1];
             float *next = rings + m->ring_off[l + 1] + (R % (s1 + 1)) * (W + 2 * s1) * C + s1 * C;
@@ -160,14 +160,14 @@ static void *pixels(void *arg) {
                 x[i] = buf + col * C;  /* columns col - s .. col - s + taps - 1 */
                 memcpy(z[i], m->from_above + ((b * m->width + col) * L + l) * 2 * C, 2 * C * sizeof(float));
             }
-            matmul(rows, k, (const float *const *)x, m->w_h + m->w_off[l], 0, 2 * C / PANEL, z);
+            matmul_f32(rows, k, (const float *const *)x, m->w_h + m->w_off[l], 0, 2 * C / PANEL, z);
             for (int64_t i = 0; i < rows; i++) {
                 gate(z[i], 0, C / PANEL, g[i]);
                 const float *br = m->b_res + l * C;
                 if (l) for (int64_t j = 0; j < C; j++) hs[i][j] += br[j];
                 else memcpy(hs[i], br, C * sizeof(float));  /* the first layer has no residual */
             }
-            matmul(rows, C, (const float *const *)g, m->w_out + l * C * (C + cs), 0, (C + cs) / PANEL, hs);
+            matmul_f32(rows, C, (const float *const *)g, m->w_out + l * C * (C + cs), 0, (C + cs) / PANEL, hs);
         }
         int64_t need = 0;  /* the rows whose logits are wanted, packed first */
         for (int64_t i = 0; i < rows; i++) {
@@ -179,10 +179,10 @@ static void *pixels(void *arg) {
                 hxs[need] = xs[i]; hhid[need] = hid[i]; hlg[need] = lg[i]; need++;
             }
         }
-        matmul(need, cs, (const float *const *)hxs, m->w1, 0, ch / PANEL, hhid);
+        matmul_f32(need, cs, (const float *const *)hxs, m->w1, 0, ch / PANEL, hhid);
         for (int64_t i = 0; i < need; i++)
             for (int64_t j = 0; j < ch; j++) hhid[i][j] = relu(hhid[i][j]);
-        matmul(need, ch, (const float *const *)hhid, m->w2, 0, qp / PANEL, hlg);
+        matmul_f32(need, ch, (const float *const *)hhid, m->w2, 0, qp / PANEL, hlg);
         for (int64_t i = 0; i < rows; i++) {
             const int64_t b = w->row0 + i, at = b * r->n + step;
             if (r->logits_out) memcpy(r->logits_out + at * m->q, lg[i], m->q * sizeof(float));
