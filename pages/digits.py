@@ -29,6 +29,7 @@ from core.generation import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from pages.checks import number_in, require, seed_or_none, whole_in
+from pages.examples import asset, run_after_example
 from pages.model_picker import metrics_text, model_picker
 
 SCALE, GAP, COLUMNS = 4, 4, 8  # pixels per digit pixel, pixels between tiles, tiles per grid row
@@ -37,6 +38,13 @@ CANVAS = 280  # drawing and painting canvases: 10 x 10 screen pixels per digit p
 SOURCES = ("test digit", "drawing")
 HIDDEN_TINT = np.array([120, 20, 20], np.uint8)  # the pixels the model re-draws, in the "observed" tile
 AUTO_CLASS = "its own: the test digit's label, or the likeliest class of a drawing"
+# (image in assets/digits, pixels the model observes, what it is): loaded onto the canvas as a drawing.
+EXAMPLES = [
+    ("test_0_7.png", "top half", "MNIST test digit 0 (a 7): complete its bottom half"),
+    ("test_1_2.png", "left half", "MNIST test digit 1 (a 2): complete its right half"),
+    ("test_3_0.png", "bottom half", "MNIST test digit 3 (a 0): complete its top half"),
+    ("drawn_4.png", "top half", "a drawn 4: complete its bottom half"),
+]
 
 
 def digit_models(store: ModelStore) -> list[dict]:
@@ -248,6 +256,10 @@ def build(store: ModelStore) -> None:
                                          canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False,
                                          sources=(), transforms=(),
                                          brush=gr.Brush(colors=["#ff3030"], default_size=20, color_mode="fixed"))
+                examples = gr.Examples(
+                    [[SOURCES[1], asset(f"digits/{name}"), observed] for name, observed, _ in EXAMPLES],
+                    [source, drawing, mask], example_labels=[label for _, _, label in EXAMPLES],
+                    label="examples: click one to complete it with the chosen model")
                 i_digit = gr.Dropdown([(AUTO_CLASS, "auto"), *[(str(d), str(d)) for d in range(dg.N_CLASSES)]],
                                       value="auto", label="class to complete it as")
                 i_count = gr.Slider(1, MAX_COUNT, value=4, step=1, label="completions")
@@ -273,6 +285,9 @@ def build(store: ModelStore) -> None:
     infill_button.click(partial(infill_digits, store),
                         [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
                         [completions, surprise, posterior, infill_status], api_name="infill_digits")
+    run_after_example(examples, partial(infill_digits, store),
+                      [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
+                      [completions, surprise, posterior, infill_status])
     shuffle.click(lambda: int(np.random.default_rng().integers(10_000)), None, index, api_visibility="private")
     for trigger in (index.change, source.change, drawing.change, infill_tab.select):
         trigger(show_on_canvas, [source, index, drawing], painted, api_visibility="private", show_progress="hidden")
@@ -295,11 +310,12 @@ def _original(source: str, index: float, drawing: dict | None) -> tuple[np.ndarr
 
 
 def _ink(drawing: dict | None) -> np.ndarray | None:
-    """uint8 (H, W) ink of a sketchpad value: its layers' alpha, else the composite's darkness."""
+    """uint8 (H, W) ink of a sketchpad value: its layers' alpha where anything is drawn on them, else the
+    composite's darkness (an image loaded as the background, such as an example: black on white)."""
     if not drawing:
         return None
     alpha = _layers_alpha(drawing)
-    if alpha is not None:
+    if alpha is not None and alpha.max() > 0:
         return alpha.astype(np.uint8)
     composite = drawing.get("composite")
     if composite is None:
