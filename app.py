@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from core.model_store import ModelStore
 
 DEFAULT_FOLDERS = ["checkpoints", "runs"]
+# Gradio's audio player draws its times and playback rate in a fixed --neutral-400 (1.9:1 on white):
+# the theme's subdued text colour instead, as everywhere else (see theme()).
+CSS = "#time, #duration, .playback { color: var(--body-text-color-subdued) !important; }"
 PUBLIC_HELP = ("serve a public demo: the Train page lists and watches runs but starts, resumes, stops and deletes "
                "none, and takes no uploads (its buttons are off and its handlers refuse API calls too); data "
                "folders are only the app's own; nothing is downloaded (no MNIST fetch, Hub models only from the "
@@ -81,9 +84,25 @@ def launch(
     """Serve `demo` with the app's upload limit; returns the local URL (at once when block is False)."""
     from pages.uploads import MAX_UPLOAD_BYTES
 
-    _, url, _ = demo.launch(server_name=host, server_port=port, share=share, auth=auth,
+    _, url, _ = demo.launch(server_name=host, server_port=port, share=share, auth=auth, theme=theme(), css=CSS,
                             max_file_size=MAX_UPLOAD_BYTES, prevent_thread_lock=not block, quiet=not block)
     return url
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default theme with text and buttons that meet WCAG AA contrast (4.5:1) on white.
+
+    The default's grey for secondary text (the navigation bar, control hints, slider ends: #bbbbc2,
+    1.9:1) and white on its orange and red buttons (2.8:1, 3.8:1) are too faint; these are one to two
+    shades darker. tests/test_browser_pages.py checks every page with axe-core.
+    """
+    import gradio as gr
+
+    return gr.themes.Default().set(
+        body_text_color_subdued="*neutral_600",
+        button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+        button_cancel_background_fill="#b91c1c", button_cancel_background_fill_hover="#991b1b",
+    )
 
 
 def parse_auth(value: str) -> tuple[str, str]:

@@ -46,7 +46,7 @@ from pages.uploads import MAX_UPLOAD_BYTES
 MAX_VARIATIONS = 4
 # (file in assets/, what it is): clips that end in sound, so the model has something to continue.
 EXAMPLES = [
-    ("audio/chorale_melody.wav", "a Bach melody the bundled model never heard (its test split, 8 kHz)"),
+    ("audio/chorale_melody.wav", "a Bach melody the bundled model never heard (8 kHz)"),
     ("audio/chord.wav", "a C major chord (16 kHz)"),
     ("audio/spoken.wav", "a spoken sentence (espeak-ng, 16 kHz)"),
 ]

@@ -239,7 +239,8 @@ def build(store: ModelStore) -> None:
                 seed = gr.Number(0, precision=0, minimum=0, label="seed", info="blank = random")
                 sample_button = gr.Button("Sample", variant="primary")
             with gr.Column(scale=2):
-                samples = gr.Image(label="samples", type="numpy", format="png", interactive=False)
+                samples = gr.Image(label="samples", type="numpy", format="png", interactive=False,
+                                   alt_text="the sampled digits, in a grid")
                 sample_status = gr.Markdown()
     with gr.Tab("Infill") as infill_tab:
         with gr.Row():
@@ -247,7 +248,7 @@ def build(store: ModelStore) -> None:
                 source = gr.Radio(list(SOURCES), value=SOURCES[0], label="digit to complete")
                 with gr.Row():
                     index = gr.Number(0, precision=0, minimum=0, maximum=9999, label="test digit index", scale=4)
-                    shuffle = gr.Button("🎲", scale=0, min_width=40)
+                    shuffle = gr.Button("🎲 Random", scale=0, min_width=110)
                 drawing = gr.Sketchpad(label="or draw a digit", type="numpy", image_mode="RGBA",
                                        canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False)
                 mask = gr.Radio(list(dg.MASKS), value="top half", label="pixels the model observes",
@@ -268,7 +269,8 @@ def build(store: ModelStore) -> None:
                 infill_button = gr.Button("Complete", variant="primary")
             with gr.Column(scale=2):
                 completions = gr.Image(label="original · observed (red: re-drawn) · completions", type="numpy",
-                                       format="png", interactive=False)
+                                       format="png", interactive=False,
+                                       alt_text="the digit, the pixels the model observed, and its completions")
                 infill_status = gr.Markdown()
                 with gr.Row():
                     surprise = gr.Plot(label="where the model is surprised")

@@ -25,7 +25,7 @@ def model_picker(store: ModelStore, usable: Lister, summary: Summary) -> gr.Drop
     with gr.Row():
         model = gr.Dropdown([(m["name"], m["path"]) for m in entries], value=first and first["path"], label="model",
                             scale=5, allow_custom_value=True)
-        refresh = gr.Button("↻", scale=0, min_width=40)
+        refresh = gr.Button("↻ Refresh", scale=0, min_width=110)
     info = gr.Markdown(summary(first))
 
     def refresh_models(current: str | None) -> gr.Dropdown:

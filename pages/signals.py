@@ -40,9 +40,9 @@ MAX_COMPARE_MODELS = 6
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 # Forecast presets: (held-out curve, observed points, points to forecast, trajectories, temperature, what it shows).
 PRESETS = [
-    (14, 250, 200, 16, 1.0, "curve 14, period 5.03 s: 5 s observed, about one whole cycle"),
-    (1, 250, 200, 16, 1.0, "curve 1, period 9.47 s: 5 s observed, half a cycle; watch the ±2σ band widen"),
-    (7, 100, 300, 32, 0.7, "curve 7, period 5.60 s: only 2 s observed, 32 trajectories at temperature 0.7"),
+    (14, 250, 200, 16, 1.0, "curve 14, period 5.03 s, 5 s observed: one whole cycle"),
+    (1, 250, 200, 16, 1.0, "curve 1, period 9.47 s, 5 s observed: half a cycle"),
+    (7, 100, 300, 32, 0.7, "curve 7, period 5.60 s, 2 s observed, temperature 0.7"),
 ]
 TRUTH, OBSERVED, BAND = "#7f7f7f", "#000000", "rgba(31, 119, 180, 0.2)"
 
@@ -233,7 +233,7 @@ def build(store: ModelStore) -> None:
                 with gr.Row():
                     curve = gr.Number(0, precision=0, minimum=0, maximum=HELD_OUT - 1, label="held-out curve",
                                       info=f"0 … {HELD_OUT - 1}", scale=4)
-                    shuffle = gr.Button("🎲", scale=0, min_width=40)
+                    shuffle = gr.Button("🎲 Random", scale=0, min_width=110)
                 observe = gr.Slider(1, CURVE_LENGTH - 1, value=250, step=1, label="observed points (N)")
                 horizon = gr.Slider(1, CURVE_LENGTH - 1, value=150, step=1, label="points to forecast",
                                     info="at most 500 − N: the held-out curves are 10 s long")
