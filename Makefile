@@ -46,6 +46,7 @@ audio-model: build-deps
 	$(PY) -m core.train --run-dir runs/melodies8k --resume --set train.batch_size=32 \
 		--set train.max_steps=$(AUDIO_STEPS)
 	$(PY) scripts/bundle.py export runs/melodies8k checkpoints/melodies-wavenet --test --step $(AUDIO_STEPS) \
+		--title "Bach melodies, 8 kHz" \
 		--data "the soprano lines of the first 160 Bach chorales of music21's corpus, rendered by fluidsynth \
 		(FluidR3_GM: organ, violin, strings, oboe, clarinet, flute, piano, trumpet) at 8 kHz, 3/4 tempo; \
 		128 train / 16 valid / 16 test chorales, 1.54 h of train audio (data/melodies8k/SOURCE.md)" \

@@ -18,6 +18,7 @@ import ipaddress
 import os
 import sys
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from core.model_store import ModelStore
 
 DEFAULT_FOLDERS = ["checkpoints", "runs"]
+SCREENSHOTS = Path(__file__).resolve().parent / "docs" / "screenshots"  # scripts/screenshots.py draws them
 # Gradio's audio player draws its times and playback rate in a fixed --neutral-400 (1.9:1 on white):
 # the theme's subdued text colour instead, as everywhere else (see theme()).
 CSS = "#time, #duration, .playback { color: var(--body-text-color-subdued) !important; }"
@@ -47,8 +49,17 @@ def build_app(store: ModelStore, max_concurrency: int = 2) -> gr.Blocks:
     if not (isinstance(max_concurrency, int) and max_concurrency >= 1):
         raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
     with gr.Blocks(title="Autoregressive Studio", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# Autoregressive Studio\nTrain, sample and look inside autoregressive models.\n\n"
-                    + "\n".join(f"- [{p.title}]({p.path})" for p in PAGES))
+        gr.Markdown("# Autoregressive Studio\nTrain, sample from and look inside autoregressive generative models. "
+                    "Every page has examples to click.")
+        for row in range(0, len(PAGES), 4):
+            with gr.Row(equal_height=True):
+                for page in PAGES[row : row + 4]:
+                    with gr.Column(min_width=200):
+                        gr.Markdown(f"### [{page.title}]({page.path})\n{page.line}")
+                        picture = SCREENSHOTS / f"{page.path}.png"
+                        if picture.is_file():
+                            gr.Image(str(picture), show_label=False, interactive=False, container=False, buttons=[],
+                                     alt_text=f"the {page.title} page")
         models = gr.Markdown()
         demo.load(partial(models_markdown, store), None, models, api_visibility="private")  # fresh on every visit
     for page in PAGES:
@@ -64,12 +75,12 @@ def models_markdown(store: ModelStore) -> str:
         folders = ", ".join(f"`{f}`" for f in store.folders)
         return f"No models found in {folders}. Train one (`python -m core.train`) or copy a checkpoint folder there."
     rows = [
-        f"| {m['name']} | {m['model_type']} | {m['config'].get('sample_rate') or '—'} "
+        f"| {m['title']} | `{m['name']}` | {m['model_type']} | {m['config'].get('sample_rate') or '—'} "
         f"| {m['receptive_field'] or '—'} | {m['parameters']:,} |"
         for m in models
     ]
-    return "\n".join(["## Models", "", "| model | type | sample rate | receptive field | parameters |",
-                      "|---|---|---|---|---|", *rows])
+    return "\n".join(["## Models", "", "| model | name | type | sample rate | receptive field | parameters |",
+                      "|---|---|---|---|---|---|", *rows])
 
 
 def launch(

@@ -102,8 +102,8 @@ def model_summary(entry: dict | None) -> str:
         return "No audio model chosen. Put checkpoint folders in the app's checkpoint folders and press ↻."
     c, a, rf = entry["config"], entry["audio"], entry["receptive_field"]
     lines = [
-        f"**{entry['name']}** — {a['sample_rate']:,} Hz, {a['quantization_levels']} levels ({a['codec']}), "
-        f"{entry['parameters']:,} parameters.",
+        f"**{entry['title']}** (`{entry['name']}`) — {a['sample_rate']:,} Hz, {a['quantization_levels']} levels "
+        f"({a['codec']}), {entry['parameters']:,} parameters.",
         f"The model hears the last **{rf:,} samples** ({1000 * rf / a['sample_rate']:.1f} ms) before each new one."
         if rf is not None else
         f"A recurrent model ({entry['model_type']}, {c.get('layout', '')} layout): it hears everything before each "

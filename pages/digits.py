@@ -66,8 +66,8 @@ def model_summary(entry: dict | None) -> str:
         return ("No digit model found. Train one on the Train page (MNIST) or with "
                 "`python -m core.train --config configs/digits_wavenet.json --run-dir runs/digits`, then press ↻.")
     kind = "Gated PixelCNN" if entry["model_type"] == "pixelcnn" else "scanline WaveNet"
-    text = f"**{entry['name']}** — {kind}, {entry['config']['quantization_levels']} grey levels, " \
-           f"{entry['parameters']:,} parameters."
+    text = (f"**{entry['title']}** (`{entry['name']}`) — {kind}, {entry['config']['quantization_levels']} grey "
+            f"levels, {entry['parameters']:,} parameters.")
     if entry["metrics"]:
         text += "\n\nMetrics: " + metrics_text(entry["metrics"])
     return text

@@ -67,8 +67,8 @@ def model_summary(entry: dict | None) -> str:
         return ("No Fourier-series model found. Train one on the Train page (data: Fourier series) or with "
                 "`python -m core.train --config configs/fourier_wavenet.json --run-dir runs/fourier`, then press ↻.")
     rf = entry["receptive_field"]
-    lines = [f"**{entry['name']}** — {entry['parameters']:,} parameters; it sees the last **{rf} samples** "
-             f"({rf / SAMPLE_RATE_HZ:.2f} s at {SAMPLE_RATE_HZ} Hz) of the curve."]
+    lines = [f"**{entry['title']}** (`{entry['name']}`) — {entry['parameters']:,} parameters; it sees the last "
+             f"**{rf} samples** ({rf / SAMPLE_RATE_HZ:.2f} s at {SAMPLE_RATE_HZ} Hz) of the curve."]
     if entry["metrics"]:
         lines.append("Metrics: " + metrics_text(entry["metrics"]))
     return "\n\n".join(lines)
