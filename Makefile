@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench setup build-deps clean audio-model
+.PHONY: demo test lint bench setup build-deps clean audio-model assets screenshots
 
 setup: $(STAMP)
 
@@ -30,6 +30,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/generation.py
+
+# The pages' example files (assets/audio, assets/digits; assets/SOURCE.md): needs data/melodies8k
+# (`make audio-model` renders it) and Debian's espeak-ng.
+assets: $(STAMP)
+	$(PY) scripts/make_assets.py
+
+# The README's pictures (docs/screenshots): every page with one example clicked, checked by axe-core.
+screenshots: $(STAMP)
+	$(PY) scripts/screenshots.py --axe
 
 # The bundled audio model, rebuilt from nothing: render the chorale melodies (needs Debian's
 # fluidsynth and fluid-soundfont-gm), train 4,751 steps at batch 8 (as the bundle was: 2 h on a

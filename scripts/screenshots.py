@@ -141,6 +141,7 @@ def take(browser, url: str, out: Path, names: list[str], axe: bool = False) -> l
             page.goto(url + stop.path)
             stop.show(page)
             page.evaluate("window.scrollTo(0, 0)")
+            page.mouse.move(0, VIEWPORT["height"] - 1)  # no hover highlight where the click was
             page.wait_for_function("() => !document.querySelector('.progress-text')")  # no event still running
             page.wait_for_timeout(300)  # let the last plot settle
             if axe:
