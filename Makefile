@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench setup build-deps clean audio-model
+.PHONY: demo test lint bench setup build-deps clean audio-model assets screenshots
 
 setup: $(STAMP)
 
@@ -31,6 +31,15 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/generation.py
 
+# The pages' example files (assets/audio, assets/digits; assets/SOURCE.md): needs data/melodies8k
+# (`make audio-model` renders it) and Debian's espeak-ng.
+assets: $(STAMP)
+	$(PY) scripts/make_assets.py
+
+# The README's pictures (docs/screenshots): every page with one example clicked, checked by axe-core.
+screenshots: $(STAMP)
+	$(PY) scripts/screenshots.py --axe
+
 # The bundled audio model, rebuilt from nothing: render the chorale melodies (needs Debian's
 # fluidsynth and fluid-soundfont-gm), train 4,751 steps at batch 8 (as the bundle was: 2 h on a
 # 2-core CPU), go on at batch 32 to AUDIO_STEPS (the bundle's 5,249 steps took 2.4 min on one H100;
@@ -46,6 +55,7 @@ audio-model: build-deps
 	$(PY) -m core.train --run-dir runs/melodies8k --resume --set train.batch_size=32 \
 		--set train.max_steps=$(AUDIO_STEPS)
 	$(PY) scripts/bundle.py export runs/melodies8k checkpoints/melodies-wavenet --test --step $(AUDIO_STEPS) \
+		--title "Bach melodies, 8 kHz" \
 		--data "the soprano lines of the first 160 Bach chorales of music21's corpus, rendered by fluidsynth \
 		(FluidR3_GM: organ, violin, strings, oboe, clarinet, flute, piano, trumpet) at 8 kHz, 3/4 tempo; \
 		128 train / 16 valid / 16 test chorales, 1.54 h of train audio (data/melodies8k/SOURCE.md)" \

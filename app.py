@@ -18,6 +18,7 @@ import ipaddress
 import os
 import sys
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,6 +31,10 @@ DEFAULT_FOLDERS = ["checkpoints", "runs"]
 # and kernel scratch), so Gradio's default of 40 made a busy app's memory climb until all 40 existed; a few
 # more than the events that can run at once (max_concurrency per event) is enough.
 WORKER_THREADS = 12
+SCREENSHOTS = Path(__file__).resolve().parent / "docs" / "screenshots"  # scripts/screenshots.py draws them
+# Gradio's audio player draws its times and playback rate in a fixed --neutral-400 (1.9:1 on white):
+# the theme's subdued text colour instead, as everywhere else (see theme()).
+CSS = "#time, #duration, .playback { color: var(--body-text-color-subdued) !important; }"
 PUBLIC_HELP = ("serve a public demo: the Train page lists and watches runs but starts, resumes, stops and deletes "
                "none, and takes no uploads (its buttons are off and its handlers refuse API calls too); data "
                "folders are only the app's own; nothing is downloaded (no MNIST fetch, Hub models only from the "
@@ -48,8 +53,17 @@ def build_app(store: ModelStore, max_concurrency: int = 2) -> gr.Blocks:
     if not (isinstance(max_concurrency, int) and max_concurrency >= 1):
         raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
     with gr.Blocks(title="Autoregressive Studio", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# Autoregressive Studio\nTrain, sample and look inside autoregressive models.\n\n"
-                    + "\n".join(f"- [{p.title}]({p.path})" for p in PAGES))
+        gr.Markdown("# Autoregressive Studio\nTrain, sample from and look inside autoregressive generative models. "
+                    "Every page has examples to click.")
+        for row in range(0, len(PAGES), 4):
+            with gr.Row(equal_height=True):
+                for page in PAGES[row : row + 4]:
+                    with gr.Column(min_width=200):
+                        gr.Markdown(f"### [{page.title}]({page.path})\n{page.line}")
+                        picture = SCREENSHOTS / f"{page.path}.png"
+                        if picture.is_file():
+                            gr.Image(str(picture), show_label=False, interactive=False, container=False, buttons=[],
+                                     alt_text=f"the {page.title} page")
         models = gr.Markdown()
         demo.load(partial(models_markdown, store), None, models, api_visibility="private")  # fresh on every visit
     for page in PAGES:
@@ -65,12 +79,12 @@ def models_markdown(store: ModelStore) -> str:
         folders = ", ".join(f"`{f}`" for f in store.folders)
         return f"No models found in {folders}. Train one (`python -m core.train`) or copy a checkpoint folder there."
     rows = [
-        f"| {m['name']} | {m['model_type']} | {m['config'].get('sample_rate') or '—'} "
+        f"| {m['title']} | `{m['name']}` | {m['model_type']} | {m['config'].get('sample_rate') or '—'} "
         f"| {m['receptive_field'] or '—'} | {m['parameters']:,} |"
         for m in models
     ]
-    return "\n".join(["## Models", "", "| model | type | sample rate | receptive field | parameters |",
-                      "|---|---|---|---|---|", *rows])
+    return "\n".join(["## Models", "", "| model | name | type | sample rate | receptive field | parameters |",
+                      "|---|---|---|---|---|---|", *rows])
 
 
 def launch(
@@ -86,9 +100,26 @@ def launch(
     is False)."""
     from pages.uploads import MAX_UPLOAD_BYTES
 
-    _, url, _ = demo.launch(server_name=host, server_port=port, share=share, auth=auth, max_threads=WORKER_THREADS,
+    _, url, _ = demo.launch(server_name=host, server_port=port, share=share, auth=auth, theme=theme(), css=CSS,
+                            max_threads=WORKER_THREADS,
                             max_file_size=MAX_UPLOAD_BYTES, prevent_thread_lock=not block, quiet=not block)
     return url
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default theme with text and buttons that meet WCAG AA contrast (4.5:1) on white.
+
+    The default's grey for secondary text (the navigation bar, control hints, slider ends: #bbbbc2,
+    1.9:1) and white on its orange and red buttons (2.8:1, 3.8:1) are too faint; these are one to two
+    shades darker. tests/test_browser_pages.py checks every page with axe-core.
+    """
+    import gradio as gr
+
+    return gr.themes.Default().set(
+        body_text_color_subdued="*neutral_600",
+        button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+        button_cancel_background_fill="#b91c1c", button_cancel_background_fill_hover="#991b1b",
+    )
 
 
 def parse_auth(value: str) -> tuple[str, str]:

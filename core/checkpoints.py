@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -138,16 +139,23 @@ def read_metrics(folder: str | os.PathLike) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def model_card(model: torch.nn.Module, metrics: dict | None = None, notes: str = "") -> str:
-    """A Hub model card: YAML front matter, what the model is, its config and metrics."""
+def model_card(model: torch.nn.Module, metrics: dict | None = None, notes: str = "", title: str = "") -> str:
+    """A Hub model card: YAML front matter, what the model is, its config and metrics.
+
+    `title` names the model by what it is ("Bach melodies, 8 kHz"): the app lists it by that name
+    (card_title reads it back from the front matter); without one the heading names the family.
+    """
+    if "\n" in title or '"' in title:
+        raise ValueError(f"title must be one line without double quotes, got {title!r}")
     cfg = config_dict(model)
     n_params = sum(p.numel() for p in model.parameters())
     lines = [
         "---",
         "library_name: autoregressive-studio",
         f"tags: [autoregressive-studio, {model.model_type}]",
+        *([f'title: "{title}"'] if title else []),
         "---",
-        f"# {model.model_type} checkpoint",
+        f"# {title or f'{model.model_type} checkpoint'}",
         "",
         f"Made with Autoregressive Studio. Parameters: {n_params:,}. {_field_sentence(model)}",
         "",
@@ -160,6 +168,22 @@ def model_card(model: torch.nn.Module, metrics: dict | None = None, notes: str =
         lines.append("")
     lines += ["## Config", "", "```json", json.dumps(cfg, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def card_title(folder: str | os.PathLike) -> str | None:
+    """The `title:` of a checkpoint's model card front matter (see model_card), or None."""
+    try:
+        with open(Path(folder) / CARD, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    front = _FRONT_MATTER_TITLE.search(head)
+    if front is None:
+        return None
+    return front.group(1).strip().strip('"').strip() or None
+
+
+_FRONT_MATTER_TITLE = re.compile(r'\A---\s*\n(?:(?!---).*\n)*?title:[ \t]*(.+?)[ \t]*\n')
 
 
 def _field_sentence(model: torch.nn.Module) -> str:

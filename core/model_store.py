@@ -25,6 +25,7 @@ import torch
 
 from core.checkpoints import (
     WEIGHTS,
+    card_title,
     config_dict,
     is_checkpoint,
     latest_checkpoint,
@@ -65,9 +66,11 @@ class ModelStore:
     def list_models(self) -> list[dict]:
         """One entry per checkpoint found, in folder order; unreadable folders are skipped.
 
-        Entry keys: name, path (str), model_type, config (dict), receptive_field (None for a recurrent
-        model), parameters, metrics, audio ({"sample_rate", "quantization_levels", "codec"} for a model
-        that generates audio, else None).
+        Entry keys: name (where it is: "checkpoints/melodies-wavenet", "runs/x (step_00000100)"), title
+        (what it is: its model card's title, else model_title's), label (how a chooser lists it: "title ·
+        name"), path (str), model_type, config (dict), receptive_field (None for a recurrent model),
+        parameters, metrics, audio ({"sample_rate", "quantization_levels", "codec"} for a model that
+        generates audio, else None).
         """
         entries, seen, labels = [], set(), self._labels
         for root in self.folders:
@@ -126,8 +129,11 @@ def _describe(name: str, folder: Path) -> dict | None:
         metrics = read_metrics(folder)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         metrics = {}
+    title = card_title(folder) or model_title(model, _data_kind(folder))
     return {
         "name": name,
+        "title": title,
+        "label": f"{title} · {name}",
         "path": str(folder),
         "model_type": model.model_type,
         "config": config_dict(model),
@@ -137,3 +143,40 @@ def _describe(name: str, folder: Path) -> dict | None:
         "audio": ({"sample_rate": model.config.sample_rate, "quantization_levels": model.config.quantization_levels,
                    "codec": model.config.codec} if generates_audio(model) else None),
     }
+
+
+FAMILY_NAMES = {"wavenet": "WaveNet", "pixelcnn": "Gated PixelCNN", "wayback": "wayback RNN", "vrnn": "VRNN",
+                "srnn": "SRNN", "ghmm": "Gaussian HMM"}
+DATA_NAMES = {"tones": "synthetic tones", "mnist": "MNIST digits", "fourier": "Fourier curves",
+              "speech_frames": "speech frames", "ghmm": "Gaussian HMM sequences"}
+
+
+def model_title(model: torch.nn.Module, data: dict | None = None) -> str:
+    """What a checkpoint without a card title is, from its family, its data section (kind and where from,
+    if known) and its rate: "WaveNet on audio from data/melodies8k, 8 kHz", "VRNN on jsb pianorolls"."""
+    family = FAMILY_NAMES.get(model.model_type, model.model_type)
+    kind = (data or {}).get("kind")
+    if kind == "audio_folder":
+        what = f"audio from {data.get('root') or 'a folder'}"
+    elif kind == "pianorolls":
+        what = f"{data.get('name') or 'the'} pianorolls"
+    else:
+        what = DATA_NAMES.get(kind, "")
+    rate = getattr(model.config, "sample_rate", 0) if generates_audio(model) else 0
+    if rate and not what:
+        what = "audio"
+    text = f"{family} on {what}" if what else family
+    return f"{text}, {rate / 1000:g} kHz" if rate else text
+
+
+def _data_kind(folder: Path) -> dict | None:
+    """The data section of the training config beside a checkpoint (a bundle's train_config.json, or its
+    run folder's config.json), or None."""
+    for candidate in (folder / "train_config.json", folder.parent.parent / "config.json"):
+        try:
+            data = json.loads(candidate.read_text()).get("data")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return None

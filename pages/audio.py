@@ -39,10 +39,17 @@ from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from core.primer import SILENCE_DBFS, TARGET_PEAK_DBFS, Primer, prepare_primer, read_seconds
 from pages.checks import is_whole, require
+from pages.examples import asset, run_after_example
 from pages.model_picker import metrics_text, model_picker
 from pages.uploads import MAX_UPLOAD_BYTES
 
 MAX_VARIATIONS = 4
+# (file in assets/, what it is): clips that end in sound, so the model has something to continue.
+EXAMPLES = [
+    ("audio/chorale_melody.wav", "a Bach melody the bundled model never heard (8 kHz)"),
+    ("audio/chord.wav", "a C major chord (16 kHz)"),
+    ("audio/spoken.wav", "a spoken sentence (espeak-ng, 16 kHz)"),
+]
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
 MAX_PRIME_SECONDS = 10.0
 UPDATE_EVERY = 0.5  # seconds between UI updates while generating
@@ -95,8 +102,8 @@ def model_summary(entry: dict | None) -> str:
         return "No audio model chosen. Put checkpoint folders in the app's checkpoint folders and press ↻."
     c, a, rf = entry["config"], entry["audio"], entry["receptive_field"]
     lines = [
-        f"**{entry['name']}** — {a['sample_rate']:,} Hz, {a['quantization_levels']} levels ({a['codec']}), "
-        f"{entry['parameters']:,} parameters.",
+        f"**{entry['title']}** (`{entry['name']}`) — {a['sample_rate']:,} Hz, {a['quantization_levels']} levels "
+        f"({a['codec']}), {entry['parameters']:,} parameters.",
         f"The model hears the last **{rf:,} samples** ({1000 * rf / a['sample_rate']:.1f} ms) before each new one."
         if rf is not None else
         f"A recurrent model ({entry['model_type']}, {c.get('layout', '')} layout): it hears everything before each "
@@ -291,6 +298,9 @@ def build(store: ModelStore) -> None:
         with gr.Column(scale=1):
             model = model_picker(store, audio_models, model_summary)
             upload = gr.Audio(sources=["upload", "microphone"], type="filepath", label="conditioning audio")
+            examples = gr.Examples([[asset(path)] for path, _ in EXAMPLES], [upload],
+                                   example_labels=[label for _, label in EXAMPLES],
+                                   label="examples: click one to continue it with the chosen model")
             prime_seconds = gr.Slider(0.1, MAX_PRIME_SECONDS, value=1.0, step=0.1, label="prime seconds",
                                       info="the last N seconds of the upload prime the model")
             trim = gr.Checkbox(True, label="trim trailing silence",
@@ -331,7 +341,9 @@ def build(store: ModelStore) -> None:
     inputs = [model, upload, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim, match_level]
     run = generate_button.click(partial(generate_audio, store), inputs, [status, *outputs], api_name="generate_audio",
                                 show_progress_on=status)  # the players stay uncovered while they grow
-    cancel.click(None, cancels=[run])
+    example_run = run_after_example(examples, partial(generate_audio, store), inputs, [status, *outputs],
+                                    show_progress_on=status)
+    cancel.click(None, cancels=[run, example_run])
     model.change(class_box, model, class_id, api_visibility="private")
     variations.change(lambda n: [gr.Column(visible=i < n) for i in range(MAX_VARIATIONS)], variations, slots,
                       api_visibility="private")

@@ -29,6 +29,7 @@ from core.generation import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from pages.checks import number_in, require, seed_or_none, whole_in
+from pages.examples import asset, run_after_example
 from pages.model_picker import metrics_text, model_picker
 
 SCALE, GAP, COLUMNS = 4, 4, 8  # pixels per digit pixel, pixels between tiles, tiles per grid row
@@ -37,6 +38,13 @@ CANVAS = 280  # drawing and painting canvases: 10 x 10 screen pixels per digit p
 SOURCES = ("test digit", "drawing")
 HIDDEN_TINT = np.array([120, 20, 20], np.uint8)  # the pixels the model re-draws, in the "observed" tile
 AUTO_CLASS = "its own: the test digit's label, or the likeliest class of a drawing"
+# (image in assets/digits, pixels the model observes, what it is): loaded onto the canvas as a drawing.
+EXAMPLES = [
+    ("test_0_7.png", "top half", "MNIST test digit 0 (a 7): complete its bottom half"),
+    ("test_1_2.png", "left half", "MNIST test digit 1 (a 2): complete its right half"),
+    ("test_3_0.png", "bottom half", "MNIST test digit 3 (a 0): complete its top half"),
+    ("drawn_4.png", "top half", "a drawn 4: complete its bottom half"),
+]
 
 
 def digit_models(store: ModelStore) -> list[dict]:
@@ -58,8 +66,8 @@ def model_summary(entry: dict | None) -> str:
         return ("No digit model found. Train one on the Train page (MNIST) or with "
                 "`python -m core.train --config configs/digits_wavenet.json --run-dir runs/digits`, then press ↻.")
     kind = "Gated PixelCNN" if entry["model_type"] == "pixelcnn" else "scanline WaveNet"
-    text = f"**{entry['name']}** — {kind}, {entry['config']['quantization_levels']} grey levels, " \
-           f"{entry['parameters']:,} parameters."
+    text = (f"**{entry['title']}** (`{entry['name']}`) — {kind}, {entry['config']['quantization_levels']} grey "
+            f"levels, {entry['parameters']:,} parameters.")
     if entry["metrics"]:
         text += "\n\nMetrics: " + metrics_text(entry["metrics"])
     return text
@@ -231,7 +239,8 @@ def build(store: ModelStore) -> None:
                 seed = gr.Number(0, precision=0, minimum=0, label="seed", info="blank = random")
                 sample_button = gr.Button("Sample", variant="primary")
             with gr.Column(scale=2):
-                samples = gr.Image(label="samples", type="numpy", format="png", interactive=False)
+                samples = gr.Image(label="samples", type="numpy", format="png", interactive=False,
+                                   alt_text="the sampled digits, in a grid")
                 sample_status = gr.Markdown()
     with gr.Tab("Infill") as infill_tab:
         with gr.Row():
@@ -239,7 +248,7 @@ def build(store: ModelStore) -> None:
                 source = gr.Radio(list(SOURCES), value=SOURCES[0], label="digit to complete")
                 with gr.Row():
                     index = gr.Number(0, precision=0, minimum=0, maximum=9999, label="test digit index", scale=4)
-                    shuffle = gr.Button("🎲", scale=0, min_width=40)
+                    shuffle = gr.Button("🎲 Random", scale=0, min_width=110)
                 drawing = gr.Sketchpad(label="or draw a digit", type="numpy", image_mode="RGBA",
                                        canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False)
                 mask = gr.Radio(list(dg.MASKS), value="top half", label="pixels the model observes",
@@ -248,6 +257,10 @@ def build(store: ModelStore) -> None:
                                          canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False,
                                          sources=(), transforms=(),
                                          brush=gr.Brush(colors=["#ff3030"], default_size=20, color_mode="fixed"))
+                examples = gr.Examples(
+                    [[SOURCES[1], asset(f"digits/{name}"), observed] for name, observed, _ in EXAMPLES],
+                    [source, drawing, mask], example_labels=[label for _, _, label in EXAMPLES],
+                    label="examples: click one to complete it with the chosen model")
                 i_digit = gr.Dropdown([(AUTO_CLASS, "auto"), *[(str(d), str(d)) for d in range(dg.N_CLASSES)]],
                                       value="auto", label="class to complete it as")
                 i_count = gr.Slider(1, MAX_COUNT, value=4, step=1, label="completions")
@@ -256,7 +269,8 @@ def build(store: ModelStore) -> None:
                 infill_button = gr.Button("Complete", variant="primary")
             with gr.Column(scale=2):
                 completions = gr.Image(label="original · observed (red: re-drawn) · completions", type="numpy",
-                                       format="png", interactive=False)
+                                       format="png", interactive=False,
+                                       alt_text="the digit, the pixels the model observed, and its completions")
                 infill_status = gr.Markdown()
                 with gr.Row():
                     surprise = gr.Plot(label="where the model is surprised")
@@ -273,6 +287,9 @@ def build(store: ModelStore) -> None:
     infill_button.click(partial(infill_digits, store),
                         [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
                         [completions, surprise, posterior, infill_status], api_name="infill_digits")
+    run_after_example(examples, partial(infill_digits, store),
+                      [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
+                      [completions, surprise, posterior, infill_status])
     shuffle.click(lambda: int(np.random.default_rng().integers(10_000)), None, index, api_visibility="private")
     for trigger in (index.change, source.change, drawing.change, infill_tab.select):
         trigger(show_on_canvas, [source, index, drawing], painted, api_visibility="private", show_progress="hidden")
@@ -295,11 +312,12 @@ def _original(source: str, index: float, drawing: dict | None) -> tuple[np.ndarr
 
 
 def _ink(drawing: dict | None) -> np.ndarray | None:
-    """uint8 (H, W) ink of a sketchpad value: its layers' alpha, else the composite's darkness."""
+    """uint8 (H, W) ink of a sketchpad value: its layers' alpha where anything is drawn on them, else the
+    composite's darkness (an image loaded as the background, such as an example: black on white)."""
     if not drawing:
         return None
     alpha = _layers_alpha(drawing)
-    if alpha is not None:
+    if alpha is not None and alpha.max() > 0:
         return alpha.astype(np.uint8)
     composite = drawing.get("composite")
     if composite is None:

@@ -23,9 +23,9 @@ def model_picker(store: ModelStore, usable: Lister, summary: Summary) -> gr.Drop
     entries = usable(store)
     first = entries[0] if entries else None
     with gr.Row():
-        model = gr.Dropdown([(m["name"], m["path"]) for m in entries], value=first and first["path"], label="model",
+        model = gr.Dropdown([(m["label"], m["path"]) for m in entries], value=first and first["path"], label="model",
                             scale=5, allow_custom_value=True)
-        refresh = gr.Button("↻", scale=0, min_width=40)
+        refresh = gr.Button("↻ Refresh", scale=0, min_width=110)
     info = gr.Markdown(summary(first))
 
     def refresh_models(current: str | None) -> gr.Dropdown:
@@ -48,7 +48,7 @@ def model_picker(store: ModelStore, usable: Lister, summary: Summary) -> gr.Drop
 def _dropdown(entries: list[dict], current: str | None) -> gr.Dropdown:
     """The chooser's update: these entries, keeping `current` if it is one of them, else the first."""
     paths = [m["path"] for m in entries]
-    return gr.Dropdown(choices=[(m["name"], m["path"]) for m in entries],
+    return gr.Dropdown(choices=[(m["label"], m["path"]) for m in entries],
                        value=current if current in paths else next(iter(paths), None))
 
 

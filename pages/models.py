@@ -2,7 +2,8 @@
 
 Plain functions, each testable without a browser:
 
-    table_rows(store)                          one row per checkpoint: name, type, rate, receptive field, size, metrics
+    table_rows(store)                          one row per checkpoint: what it is, where, type, rate, receptive
+                                               field, size, metrics
     model_details(store, path)                 its config (a dict, shown as JSON) and its model card (Markdown)
     load_hub_model(store, repo_id, revision)   pull a repo into the Hub cache, serve it, refresh the table
     push_to_hub(store, path, repo_id, token, private)   upload a listed checkpoint; the token is used once
@@ -25,7 +26,7 @@ from core.errors import CheckpointError, ConfigError, StudioError
 from core.model_store import ModelStore
 from pages.model_picker import metrics_text
 
-HEADERS = ["name", "type", "sample rate", "receptive field", "parameters", "metrics", "path"]
+HEADERS = ["model", "name", "type", "sample rate", "receptive field", "parameters", "metrics", "path"]
 MAX_CARD_BYTES = 200_000  # a model card bigger than this is shown truncated
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*(\n|\Z)", re.DOTALL)
 
@@ -34,6 +35,7 @@ def table_rows(store: ModelStore) -> list[list]:
     """One row per listed checkpoint, in the order of HEADERS (the path last, to select by)."""
     return [
         [
+            m["title"],
             m["name"],
             m["model_type"],
             m["config"].get("sample_rate") or "—",
@@ -53,7 +55,8 @@ def model_details(store: ModelStore, path: str | None) -> tuple[dict | None, str
     entry = _entry(store, path)
     if entry is None:
         return None, f"`{path}` is not listed any more; press ↻ Refresh."
-    summary = (f"**{entry['name']}**: {entry['model_type']}, {entry['parameters']:,} parameters, receptive field "
+    summary = (f"**{entry['title']}** (`{entry['name']}`): {entry['model_type']}, {entry['parameters']:,} "
+               f"parameters, receptive field "
                f"{entry['receptive_field'] or '—'} samples.")
     return entry["config"], f"{summary}\n\n---\n\n{read_card(Path(path))}"
 
@@ -172,4 +175,4 @@ def _entry(store: ModelStore, path: str) -> dict | None:
 
 
 def _choices(rows: list[list]) -> list[tuple[str, str]]:
-    return [(row[0], row[-1]) for row in rows]
+    return [(f"{row[0]} · {row[1]}", row[-1]) for row in rows]

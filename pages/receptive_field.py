@@ -30,6 +30,15 @@ from pages.receptive_field_measure import RANDOM, measure_receptive_field, waven
 from pages.receptive_field_plots import MAX_DIAGRAM_R, output_slider, receptive_field_diagram, training_window
 from pages.receptive_field_timing import generation_cost
 
+# (kernel size, stacks, layers per stack, dilation pattern, K_in, what it is)
+PRESETS = [
+    (2, 1, 10, "exponential", 1, "the talk's stack: K=2, dilations 1..512, R = 1,024"),
+    (2, 2, 9, "exponential", 1, "the bundled audio model: dilations 1..256 twice, R = 1,023"),
+    (2, 1, 10, "constant", 1, "no dilation: ten layers of K=2 see only 11 samples"),
+    (3, 2, 4, "linear", 2, "K=3, linear dilations 1..4 twice, K_in=2: R = 42"),
+    (2, 3, 10, "exponential", 1, "the WaveNet paper: 1..512 three times, R = 3,070"),
+]
+
 
 def build(store: ModelStore) -> None:
     """Lay out the receptive-field page inside the current Blocks context and wire its events."""
@@ -59,6 +68,9 @@ def build(store: ModelStore) -> None:
                                  info="whose cone to light up; below R − 1 the cone reaches the padding")
             cone_plot = gr.Plot(first_cone, label="dilated causal convolution graph (levels × time)")
     config_inputs = [kernel, stacks, layers, pattern, custom, k_in]
+    # Presets set no custom dilations: the textbox redraws on Enter or blur only, not when a preset fills it.
+    gr.Examples([list(p[:5]) for p in PRESETS], [kernel, stacks, layers, pattern, k_in],
+                example_labels=[p[5] for p in PRESETS], label="presets: click one to load its stack")
 
     gr.Markdown("### Parameters: dilated stack vs one plain causal convolution")
     channels = gr.Slider(1, 256, value=64, step=1, label="channels (C_res = C_dil)")
@@ -71,7 +83,7 @@ def build(store: ModelStore) -> None:
     choices = wavenet_choices(store)
     with gr.Row():
         model = gr.Dropdown(choices, value=RANDOM, label="model", scale=5, allow_custom_value=True)
-        refresh = gr.Button("↻", scale=0, min_width=40)
+        refresh = gr.Button("↻ Refresh", scale=0, min_width=110)
         measure = gr.Button("Measure", variant="primary", scale=1)
     measured_md = gr.Markdown("Measuring the random model…")
     measured_plot = gr.Plot(label="|d logits_t / d x_{t−j}| against j")

@@ -101,7 +101,7 @@ def build(store: ModelStore) -> None:
     with gr.Row():
         models = gr.Dropdown(choices, value=[p for _, p in choices[:2]], multiselect=True, allow_custom_value=True,
                              label="checkpoints", scale=5)
-        refresh = gr.Button("↻", scale=0, min_width=40)
+        refresh = gr.Button("↻ Refresh", scale=0, min_width=110)
     wrt = gr.Radio([(label, key) for key, label in WRT.items()], value="input", label="gradient with respect to")
     measure = gr.Button("Measure", variant="primary")
     measured_md = gr.Markdown("No wayback checkpoints in this app's folders yet." if not choices else "")

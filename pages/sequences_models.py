@@ -66,7 +66,8 @@ def music_models(store: ModelStore) -> list[dict]:
     Each entry has the store's keys (name, path, model_type, config, parameters, metrics); the untrained
     one has path UNTRAINED and no metrics.
     """
-    untrained = {"name": UNTRAINED_NAME, "path": UNTRAINED, "model_type": "vrnn", "receptive_field": None,
+    untrained = {"name": UNTRAINED_NAME, "title": UNTRAINED_NAME, "label": UNTRAINED_NAME, "path": UNTRAINED,
+                 "model_type": "vrnn", "receptive_field": None,
                  "config": {"model_type": "vrnn", "data_dim": KEYS, "latent_size": UNTRAINED_LATENT},
                  "parameters": _untrained_parameters(), "metrics": {}}
     return [m for m in store.list_models() if _plays_pianorolls(m)] + [untrained]

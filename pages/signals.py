@@ -27,6 +27,7 @@ from core.forecast import Forecast, forecast, horizon_error, sample_curves
 from core.generation import default_method
 from core.model_store import ModelStore
 from pages.checks import number_in, require, seed_or_none, whole_in
+from pages.examples import run_after_example
 from pages.model_picker import metrics_text, model_picker
 
 CURVE_LENGTH = 500  # samples (10 s) per held-out curve, as in training
@@ -37,6 +38,12 @@ MAX_TRAJECTORIES = 64
 MAX_COMPARE_CURVES = 64
 MAX_COMPARE_MODELS = 6
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+# Forecast presets: (held-out curve, observed points, points to forecast, trajectories, temperature, what it shows).
+PRESETS = [
+    (14, 250, 200, 16, 1.0, "curve 14, period 5.03 s, 5 s observed: one whole cycle"),
+    (1, 250, 200, 16, 1.0, "curve 1, period 9.47 s, 5 s observed: half a cycle"),
+    (7, 100, 300, 32, 0.7, "curve 7, period 5.60 s, 2 s observed, temperature 0.7"),
+]
 TRUTH, OBSERVED, BAND = "#7f7f7f", "#000000", "rgba(31, 119, 180, 0.2)"
 
 
@@ -60,8 +67,8 @@ def model_summary(entry: dict | None) -> str:
         return ("No Fourier-series model found. Train one on the Train page (data: Fourier series) or with "
                 "`python -m core.train --config configs/fourier_wavenet.json --run-dir runs/fourier`, then press ↻.")
     rf = entry["receptive_field"]
-    lines = [f"**{entry['name']}** — {entry['parameters']:,} parameters; it sees the last **{rf} samples** "
-             f"({rf / SAMPLE_RATE_HZ:.2f} s at {SAMPLE_RATE_HZ} Hz) of the curve."]
+    lines = [f"**{entry['title']}** (`{entry['name']}`) — {entry['parameters']:,} parameters; it sees the last "
+             f"**{rf} samples** ({rf / SAMPLE_RATE_HZ:.2f} s at {SAMPLE_RATE_HZ} Hz) of the curve."]
     if entry["metrics"]:
         lines.append("Metrics: " + metrics_text(entry["metrics"]))
     return "\n\n".join(lines)
@@ -226,7 +233,7 @@ def build(store: ModelStore) -> None:
                 with gr.Row():
                     curve = gr.Number(0, precision=0, minimum=0, maximum=HELD_OUT - 1, label="held-out curve",
                                       info=f"0 … {HELD_OUT - 1}", scale=4)
-                    shuffle = gr.Button("🎲", scale=0, min_width=40)
+                    shuffle = gr.Button("🎲 Random", scale=0, min_width=110)
                 observe = gr.Slider(1, CURVE_LENGTH - 1, value=250, step=1, label="observed points (N)")
                 horizon = gr.Slider(1, CURVE_LENGTH - 1, value=150, step=1, label="points to forecast",
                                     info="at most 500 − N: the held-out curves are 10 s long")
@@ -234,6 +241,10 @@ def build(store: ModelStore) -> None:
                 f_temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature")
                 f_seed = gr.Number(0, precision=0, minimum=0, label="seed", info="blank = random")
                 forecast_button = gr.Button("Forecast", variant="primary")
+                presets = gr.Examples([list(p[:5]) for p in PRESETS], [curve, observe, horizon, trajectories,
+                                                                       f_temperature],
+                                      example_labels=[p[5] for p in PRESETS],
+                                      label="presets: click one to forecast it with the chosen model")
             with gr.Column(scale=2):
                 forecast_plot = gr.Plot(label="forecast")
                 forecast_status = gr.Markdown()
@@ -262,6 +273,9 @@ def build(store: ModelStore) -> None:
     compare_button.click(partial(compare_horizons, store),
                          [c_curves, c_observe, c_horizon, c_trajectories, c_temperature],
                          [compare_plot, compare_table], api_name="compare_horizons")
+    run_after_example(presets, partial(forecast_signal, store),
+                      [model, curve, observe, horizon, trajectories, f_temperature, f_seed],
+                      [forecast_plot, forecast_status])
     shuffle.click(lambda: int(np.random.default_rng().integers(HELD_OUT)), None, curve, api_visibility="private")
 
 

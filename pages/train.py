@@ -165,7 +165,7 @@ def build(store: ModelStore) -> None:
                 names = run_names(jobs)
                 run = gr.Dropdown(names, value=next(iter(names), None), label="run", scale=4,
                                   allow_custom_value=True)
-                refresh = gr.Button("↻", scale=0, min_width=40)
+                refresh = gr.Button("↻ Refresh", scale=0, min_width=110)
             progress = gr.HTML(progress_html(None))
             curves = gr.Plot(label="training curves (NLL in bits, or a bound in nats) and learning rate")
             error = gr.Textbox(label="error", lines=8, max_lines=20, visible=False)

@@ -58,7 +58,7 @@ def _checkpoint(run: Path, step: int | None) -> Path:
 
 
 def export(run: Path, dest: Path, data: str, command: str, test: bool = False, notes_file: Path | None = None,
-           step: int | None = None, hardware: str = "a 2-core CPU") -> Path:
+           step: int | None = None, hardware: str = "a 2-core CPU", title: str = "") -> Path:
     """Write the bundle of the checkpoint of `step` (default: the latest); `test` adds the whole test
     split's NLL (core.evaluate), `notes_file` more Markdown, `hardware` what it trained on."""
     ckpt = _checkpoint(run, step)
@@ -99,7 +99,7 @@ def export(run: Path, dest: Path, data: str, command: str, test: bool = False, n
     if notes_file is not None:
         notes += "\n\n" + notes_file.read_text().strip()
     checkpoints.save_checkpoint(
-        model, dest, overwrite=True, metrics=metrics, card=checkpoints.model_card(model, metrics, notes),
+        model, dest, overwrite=True, metrics=metrics, card=checkpoints.model_card(model, metrics, notes, title),
         extra_files={"train_config.json": json.dumps(train_cfg, indent=2).encode(),
                      **{name: (ckpt / name).read_bytes() for name in RESUME_FILES if resumable}},
     )
@@ -132,11 +132,14 @@ def main() -> None:
     e.add_argument("--notes", type=Path, default=None, help="a Markdown file to append to the card")
     e.add_argument("--step", type=int, default=None, help="bundle this step's checkpoint (default: the latest)")
     e.add_argument("--hardware", default="a 2-core CPU", help="what it trained on, for the card")
+    e.add_argument("--title", default="", help='what the model is, e.g. "Bach melodies, 8 kHz": the app lists '
+                                               "it by this name")
     r = sub.add_parser("restore", help="make a run folder from a bundle, to resume training")
     r.add_argument("bundle", type=Path)
     r.add_argument("run", type=Path)
     args = p.parse_args()
-    print(export(args.run, args.dest, args.data, args.command, args.test, args.notes, args.step, args.hardware)
+    print(export(args.run, args.dest, args.data, args.command, args.test, args.notes, args.step, args.hardware,
+                 args.title)
           if args.verb == "export"
           else restore(args.bundle, args.run))
 

@@ -71,10 +71,10 @@ def test_loaded_hub_model_is_listed_and_generates_audio(app, model_dir: Path) ->
     client, _ = app
     status, table = client.predict(repo_id=REPO, revision="", api_name="/load_hub_model")
     assert f"Loaded **{REPO}**" in status
-    rows = {row[0]: row for row in table["data"]}
+    rows = {row[1]: row for row in table["data"]}
     assert set(rows) == {f"{model_dir.name}/local-tiny", f"hub: {REPO}"}
     hub_row = rows[f"hub: {REPO}"]
-    assert hub_row[1] == "wavenet" and "models--studio--tiny-wavenet" in hub_row[-1]
+    assert hub_row[2] == "wavenet" and "models--studio--tiny-wavenet" in hub_row[-1]
     result = client.predict(model=hub_row[-1], audio=None, prime_seconds=0.1, seconds=0.1, temperature=1.0,
                             top_k=0, variations=1, seed=0, class_id=0, api_name="/generate_audio")
     audio, rate = sf.read(result[1], dtype="int16")
@@ -121,10 +121,10 @@ def test_table_and_details_show_the_store_models_and_cards_without_front_matter(
     rows = models_page.table_rows(store)
     params = f"{sum(p.numel() for p in model.parameters()):,}"
     assert rows == [
-        [f"{model_dir.name}/local-tiny", "wavenet", 8000, model.receptive_field, params, "—",
-         str(model_dir / "local-tiny")],
-        ["hub: me/extra@main", "wavenet", 8000, model.receptive_field, params, "bits_per_sample 7.123 · steps 100",
-         str(extra)],
+        ["WaveNet on audio, 8 kHz", f"{model_dir.name}/local-tiny", "wavenet", 8000, model.receptive_field, params,
+         "—", str(model_dir / "local-tiny")],
+        ["WaveNet on audio, 8 kHz", "hub: me/extra@main", "wavenet", 8000, model.receptive_field, params,
+         "bits_per_sample 7.123 · steps 100", str(extra)],
     ]
     config, card = models_page.model_details(store, str(extra))
     assert config["model_type"] == "wavenet" and config["dilations"] == [1, 2, 4]

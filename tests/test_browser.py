@@ -95,11 +95,11 @@ def test_a_model_named_in_the_address_is_chosen_even_one_saved_after_the_app_sta
     with serving(models) as url:
         chooser = page.get_by_role("combobox", name="model")
         page.goto(url + "audio")
-        expect(chooser).to_have_value("models/alpha")
+        expect(chooser).to_have_value("WaveNet on audio, 8 kHz · models/alpha")
         page.goto(url + "audio?model=" + quote(str(models / "beta"), safe=""))
-        expect(chooser).to_have_value("models/beta")
+        expect(chooser).to_have_value("WaveNet on audio, 8 kHz · models/beta")
         save_checkpoint(WaveNet(tiny_audio_config()), models / "gamma")  # trained while the app runs
         page.goto(url + "audio?model=" + quote(str(models / "gamma"), safe=""))
-        expect(chooser).to_have_value("models/gamma")
+        expect(chooser).to_have_value("WaveNet on audio, 8 kHz · models/gamma")
         page.goto(url + "audio?model=" + quote(str(tmp_path / "elsewhere"), safe=""))
-        expect(chooser).to_have_value("models/alpha")  # not one of the app's models: the first one
+        expect(chooser).to_have_value("WaveNet on audio, 8 kHz · models/alpha")  # not one of the app's: the first
