@@ -137,7 +137,7 @@ def report_cell(dataset: str, layout: str) -> dict:
     run = RUNS / f"{dataset}-{layout}"
     config_path = RUNS / f"{dataset}-{layout}.json"
     model_cfg = train_config.load(config_path).model_config()
-    checkpoint = run / "best"
+    checkpoint = run / "checkpoints" / (run / "best").read_text().strip()  # `best` names the best-validation step
     test = evaluate_checkpoint(checkpoint, "test", batch_size=BATCH)
     step = json.loads((checkpoint / "trainer_state.json").read_text()).get("step")
     params = sum(p.numel() for p in build_model(model_cfg).parameters())
