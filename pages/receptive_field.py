@@ -68,6 +68,8 @@ def build(store: ModelStore) -> None:
     config_inputs = [kernel, stacks, layers, pattern, custom, k_in]
     story.input(story_step, story, [*config_inputs, story_md], api_name="receptive_field_story",
                 show_progress="hidden")
+    gr.on([c.input for c in config_inputs], lambda: (None, ""), None, [story, story_md], api_visibility="private",
+          show_progress="hidden")  # the controls no longer show a step of the story
 
     gr.Markdown("### Parameters: dilated stack vs one plain causal convolution")
     channels = gr.Slider(1, 256, value=64, step=1, label="channels (C_res = C_dil)")

@@ -68,6 +68,10 @@ def test_hovering_an_output_lights_its_cone_without_a_request(app_url: str, page
     expect(formula).to_contain_text("= 3,070")
     expect(page.locator("#rf-graph")).to_contain_text("stacks 1–2 (×2, d = 1 … 512)")
     expect(page.locator("#rf-story")).to_contain_text("Measured receptive field")
+    page.get_by_label("number input for stacks").fill("2")
+    page.get_by_label("number input for stacks").press("Enter")
+    expect(formula).to_contain_text("= 2,047")
+    expect(page.locator("#rf-story")).not_to_contain_text("Measured receptive field")  # off the story now
     shot = tmp_path / "receptive_field_page.png"
     page.screenshot(path=shot, full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
