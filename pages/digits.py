@@ -37,6 +37,23 @@ MAX_COUNT = 16
 CANVAS = 280  # drawing and painting canvases: 10 x 10 screen pixels per digit pixel
 SOURCES = ("test digit", "drawing")
 HIDDEN_TINT = np.array([120, 20, 20], np.uint8)  # the pixels the model re-draws, in the "observed" tile
+BRUSH = 14  # gr.Brush size: a stroke ~28 px wide on the CANVAS; a digit drawn ~200 px tall is framed to 20
+#            pixels, so its strokes are ~2.8 pixels wide, about as thick as MNIST's pen
+POSTERIOR_NOTE = ("p(y | x) is Bayes' rule over the model's own likelihoods p(x | y), each class equally likely a "
+                  "priori. It is overconfident on drawings unlike the training digits: the class whose model "
+                  "finds the drawing least unlikely takes nearly all the mass, even when no class fits it well. "
+                  "The surprise map and the bits per pixel say how unlike MNIST the digit is.")
+# The sketchpad starts with no tool chosen ("select the draw tool to start"): choose its brush once it is shown,
+# so that the first drag draws.
+PICK_BRUSH_JS = """(source) => {
+  if (source !== 'drawing') return;
+  let tries = 0;
+  const pick = () => {
+    const brush = document.querySelector('#digit-sketchpad button[aria-label="Brush"]');
+    if (brush) brush.click(); else if (++tries < 40) setTimeout(pick, 50);
+  };
+  pick();
+}"""
 AUTO_CLASS = "its own: the test digit's label, or the likeliest class of a drawing"
 # (image in assets/digits, pixels the model observes, what it is): loaded onto the canvas as a drawing.
 EXAMPLES = [
@@ -246,16 +263,19 @@ def build(store: ModelStore) -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 source = gr.Radio(list(SOURCES), value=SOURCES[0], label="digit to complete")
-                with gr.Row():
+                with gr.Row() as test_row:
                     index = gr.Number(0, precision=0, minimum=0, maximum=9999, label="test digit index", scale=4)
                     shuffle = gr.Button("🎲 Random", scale=0, min_width=110)
-                drawing = gr.Sketchpad(label="or draw a digit", type="numpy", image_mode="RGBA",
-                                       canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False)
+                # Shown only for the source and mask that need them; a black brush about as thick, once the
+                # drawing is framed to 20 x 20 pixels, as MNIST's pen.
+                drawing = gr.Sketchpad(label="draw a digit", elem_id="digit-sketchpad", type="numpy", image_mode="RGBA",
+                                       visible=False, canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False,
+                                       brush=gr.Brush(colors=["#000000"], default_size=BRUSH, color_mode="fixed"))
                 mask = gr.Radio(list(dg.MASKS), value="top half", label="pixels the model observes",
                                 info="painted region: every pixel except those painted below")
                 painted = gr.ImageEditor(label="paint the region to re-draw", type="numpy", image_mode="RGBA",
                                          canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False,
-                                         sources=(), transforms=(),
+                                         sources=(), transforms=(), visible=False,
                                          brush=gr.Brush(colors=["#ff3030"], default_size=20, color_mode="fixed"))
                 examples = gr.Examples(
                     [[SOURCES[1], asset(f"digits/{name}"), observed] for name, observed, _ in EXAMPLES],
@@ -275,6 +295,7 @@ def build(store: ModelStore) -> None:
                 with gr.Row():
                     surprise = gr.Plot(label="where the model is surprised")
                     posterior = gr.Plot(label="class posterior (Bayes' rule over the 10 classes)")
+                gr.Markdown(POSTERIOR_NOTE)
 
     def show_on_canvas(source: str, index: float, drawing: dict | None):
         try:
@@ -290,6 +311,11 @@ def build(store: ModelStore) -> None:
     run_after_example(examples, partial(infill_digits, store),
                       [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
                       [completions, surprise, posterior, infill_status])
+    source.change(lambda s: (gr.Row(visible=s != "drawing"), gr.Sketchpad(visible=s == "drawing")), source,
+                  [test_row, drawing], api_visibility="private", show_progress="hidden").then(
+        None, source, None, js=PICK_BRUSH_JS)
+    mask.change(lambda m: gr.ImageEditor(visible=m == "painted region"), mask, painted, api_visibility="private",
+                show_progress="hidden")
     shuffle.click(lambda: int(np.random.default_rng().integers(10_000)), None, index, api_visibility="private")
     for trigger in (index.change, source.change, drawing.change, infill_tab.select):
         trigger(show_on_canvas, [source, index, drawing], painted, api_visibility="private", show_progress="hidden")

@@ -4,8 +4,9 @@ This module lays the page out and wires its events. Every section is a plain han
 (kernel size K, stacks, layers per stack, dilation pattern, custom dilations, input kernel size K_in),
 testable without a browser, in a module of its own:
 
-    receptive_field_plots.receptive_field_diagram(...)    the graph (levels x time) with one output's cone lit,
-                                                          the formula, padding
+    receptive_field_controls.story_step(step)             the guided story's four steps as control values
+    receptive_field_plots.receptive_field_diagram(...)    the graph (levels x time, inline SVG) with one output's
+                                                          cone lit, the formula, padding
     receptive_field_costs.stack_costs(...)                parameters of the dilated stack vs one plain conv;
                                                           the generator's queues
     receptive_field_plots.training_window(...)            windows of R + T samples, stride T, loss on the last T
@@ -13,7 +14,9 @@ testable without a browser, in a module of its own:
                                                           (or random) model
     receptive_field_timing.generation_cost(...)           naive vs cached generation timed on this machine as R grows
 
-The graph and the counts come from core.cone; the measurements run the real model and generators.
+The graph and the counts come from core.cone; the measurements run the real model and generators. The graph
+embeds every output's cone (receptive_field_svg), so hovering or clicking an output lights its cone in the browser
+without a request to the server; changing the controls or the output-t slider asks the server once.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import gradio as gr
 
 from core import cone
 from core.model_store import ModelStore
-from pages.receptive_field_controls import MARGIN, config_from_controls, diagram_length
+from pages.receptive_field_controls import STORY, config_from_controls, diagram_length, story_step
 from pages.receptive_field_costs import stack_costs
 from pages.receptive_field_measure import RANDOM, measure_receptive_field, wavenet_choices
-from pages.receptive_field_plots import MAX_DIAGRAM_R, output_slider, receptive_field_diagram, training_window
+from pages.receptive_field_plots import MAX_OUTPUT_T, output_slider, receptive_field_diagram, training_window
+from pages.receptive_field_svg import CONE_CSS, CONE_JS
 from pages.receptive_field_timing import generation_cost
 
 # (kernel size, stacks, layers per stack, dilation pattern, K_in, what it is)
@@ -49,7 +53,9 @@ def build(store: ModelStore) -> None:
     first_cone, first_formula, first_padding = receptive_field_diagram(*defaults.values(), last)
     gr.Markdown("## Receptive field\nHow far back a WaveNet sees: each dilated causal conv layer adds (K−1)·d "
                 "samples, so the field grows exponentially with depth while the weights grow linearly. Change the "
-                "stack and pick an output: its cone lights up down to the inputs it depends on.")
+                "stack and hover an output: its cone lights up down to the inputs it depends on.")
+    story = gr.Radio(list(STORY), value=None, label="a short story: pick a step, then hover the outputs")
+    story_md = gr.Markdown(elem_id="rf-story")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             kernel = gr.Slider(2, 5, value=defaults["kernel_size"], step=1, label="kernel size K")
@@ -63,14 +69,19 @@ def build(store: ModelStore) -> None:
             k_in = gr.Slider(1, 5, value=defaults["input_kernel_size"], step=1, label="input kernel size K_in")
         with gr.Column(scale=3):
             formula = gr.Markdown(first_formula, elem_id="rf-formula")
-            # Built as wide as any drawable diagram, so API calls may ask for any output; narrowed on page load.
-            output_t = gr.Slider(0, MAX_DIAGRAM_R + MARGIN - 1, value=last, step=1, label="output t",
+            # Built wide, so API calls may ask for any output of any config; narrowed on page load.
+            output_t = gr.Slider(0, MAX_OUTPUT_T, value=last, step=1, label="output t",
                                  info="whose cone to light up; below R − 1 the cone reaches the padding")
-            cone_plot = gr.Plot(first_cone, label="dilated causal convolution graph (levels × time)")
+            cone_plot = gr.HTML(first_cone, label="dilated causal convolution graph (levels × time)",
+                                elem_id="rf-graph", css_template=CONE_CSS, js_on_load=CONE_JS)
     config_inputs = [kernel, stacks, layers, pattern, custom, k_in]
     # Presets set no custom dilations: the textbox redraws on Enter or blur only, not when a preset fills it.
     gr.Examples([list(p[:5]) for p in PRESETS], [kernel, stacks, layers, pattern, k_in],
                 example_labels=[p[5] for p in PRESETS], label="presets: click one to load its stack")
+    story.input(story_step, story, [*config_inputs, story_md], api_name="receptive_field_story",
+                show_progress="hidden")
+    gr.on([c.input for c in config_inputs], lambda: (None, ""), None, [story, story_md], api_visibility="private",
+          show_progress="hidden")  # the controls no longer show a step of the story
 
     gr.Markdown("### Parameters: dilated stack vs one plain causal convolution")
     channels = gr.Slider(1, 256, value=64, step=1, label="channels (C_res = C_dil)")

@@ -43,3 +43,31 @@ def diagram_length(config: WaveNetConfig) -> int:
 def escape_markdown(text: str) -> str:
     """Underscores escaped, so "K_in ... C_res" reads as written instead of turning italic."""
     return text.replace("_", "\\_")
+
+
+# The guided story at the top of the page: each step sets the controls
+# (kernel size, stacks, layers per stack, pattern, custom dilations, K_in) and says what to look at.
+STORY = {
+    "1. one layer": ((2, 1, 1, "exponential", "1", 1),
+                     "One causal conv of kernel 2 over the input layer: each output sees the two samples before it. "
+                     "Hover the outputs on top."),
+    "2. dilate": ((2, 1, 4, "exponential", "1, 2, 4, 8", 1),
+                  "Dilations 1, 2, 4, 8: each layer skips twice as far, so four layers reach back 16 samples with "
+                  "no holes, for 4 × 2 weights a channel pair."),
+    "3. stack": ((2, 3, 4, "exponential", "1, 2, 4, 8", 1),
+                 "Three stacks of 1, 2, 4, 8: R grows by 15 per stack, linearly; the outputs near the start "
+                 "read the zero padding (the grey column)."),
+    "4. what the model really uses": ((2, 3, 10, "exponential", "1, 2, 4, 8", 1),
+                                      "A WaveNet-sized stack: three stacks of 1 … 512, R = 3,070; the two lower "
+                                      "stacks are drawn as one row. The cone is what the model may use; "
+                                      "*Measured receptive field* below shows how much of it a model does use: "
+                                      "most of the gradient sits at the smallest lags."),
+}
+
+
+def story_step(step: str) -> tuple:
+    """The controls for one step of the story, then its text: (K, stacks, layers, pattern, custom, K_in, Markdown)."""
+    if step not in STORY:
+        raise ConfigError(f"story step must be one of {list(STORY)}, got {step!r}")
+    controls, text = STORY[step]
+    return (*controls, text)

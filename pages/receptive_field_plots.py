@@ -1,7 +1,9 @@
 """The receptive-field page's drawings of the graph: the dilated causal graph with one output's cone lit, R in
 closed form, input vs layer padding, and the training windows. Plain handlers of the controls:
 
-    receptive_field_diagram(...)   (cone figure, formula Markdown, padding figure)
+    receptive_field_diagram(...)   (graph HTML with one output's cone lit, formula Markdown, padding figure);
+                                   the graph is receptive_field_svg.diagram_html: hovering an output lights its
+                                   cone in the browser
     output_slider(...)             the output-t slider for a new config
     training_window(...)           windows of R + T samples, stride T, loss on the last T (core.data.windows)
 
@@ -30,67 +32,9 @@ from pages.receptive_field_controls import (
     diagram_length,
     escape_markdown,
 )
+from pages.receptive_field_svg import diagram_html
 
-MAX_DIAGRAM_R = 2100  # wider than this the graph is not drawn (the numbers still are)
-MAX_BACKGROUND = 6000  # nodes (and edges) of the whole graph drawn faintly behind the cone, at most
-
-
-def cone_figure(config: WaveNetConfig, t_out: int) -> go.Figure:
-    """The dilated causal graph, levels (rows) x time (columns), with the cone of the output at t_out lit.
-
-    Trace names: "graph" (faint edges), "nodes" (faint nodes), "cone edges", "cone" (lit nodes, x = position,
-    y = level, level 0 = inputs), "start symbol", "padding" (zero padding the cone reaches), "output", "target".
-    """
-    r, names = config.receptive_field, cone.level_names(config)
-    length = diagram_length(config)
-    top = len(names) - 1
-    fig = go.Figure()
-    if r > MAX_DIAGRAM_R:
-        fig.add_annotation(text=f"R = {r:,}: too wide to draw (at most {MAX_DIAGRAM_R:,}); the numbers below hold",
-                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-        fig.update_layout(height=200, xaxis_visible=False, yaxis_visible=False)
-        return fig
-    edges = cone.dependency_graph(config, length)
-    lit = cone.cone(config, t_out, padding=True)
-    if (top + 1) * length <= MAX_BACKGROUND:
-        segments = [(s, level, t, level + 1) for level, es in enumerate(edges) for s, t in es]
-        fig.add_trace(_lines(segments, "graph", FAINT, 0.6))
-        xs = [t for level in range(top + 1) for t in range(cone.first_real(level), length)]
-        ys = [level for level in range(top + 1) for _ in range(cone.first_real(level), length)]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="nodes", hoverinfo="skip",
-                                 marker=dict(color=FAINT, size=5), showlegend=False))
-    lit_segments = [(p, level - 1, t, level) for level in range(1, top + 1) for t in lit[level]
-                    if t >= cone.first_real(level) for p in cone.parents(config, level, t)]
-    fig.add_trace(_lines(lit_segments, "cone edges", LIT, 1.2))
-    real = [(t, level) for level, s in enumerate(lit) for t in sorted(s) if t >= 0]
-    fig.add_trace(go.Scatter(
-        x=[t for t, _ in real], y=[level for _, level in real], mode="markers", name="cone",
-        marker=dict(color=LIT, size=7), customdata=[names[level] for _, level in real],
-        hovertemplate="%{customdata}<br>t = %{x}<extra>in the cone</extra>",
-    ))
-    pads = [(t, level) for level, s in enumerate(lit) for t in s if t < cone.first_real(level)]
-    if pads:
-        fig.add_trace(go.Scatter(x=[t for t, _ in pads], y=[level for _, level in pads], mode="markers",
-                                 name="zero padding", marker=dict(symbol="square-open", color=PAD, size=8),
-                                 hovertemplate="padding (a zero) at t = %{x}<extra></extra>"))
-    start_lit = cone.START in lit[0]
-    fig.add_trace(go.Scatter(x=[cone.START], y=[0], mode="markers+text", name="start symbol", text=["START"],
-                             textposition="bottom center", hovertemplate="the start symbol s_0<extra></extra>",
-                             marker=dict(symbol="diamond", size=10, color=LIT if start_lit else FAINT)))
-    fig.add_trace(go.Scatter(x=[t_out], y=[top], mode="markers", name=f"output at t = {t_out}",
-                             marker=dict(symbol="star", size=16, color=LIT, line=dict(color="black", width=1)),
-                             hovertemplate="logits of x_%{x}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[t_out], y=[0], mode="markers", name=f"target x_{t_out} (never seen)",
-                             marker=dict(symbol="circle-open", size=14, color=TARGET, line=dict(width=2)),
-                             hovertemplate="x_%{x}: what the output predicts<extra></extra>"))
-    lowest = min([cone.START, *[t for t, _ in pads]])
-    fig.update_layout(
-        height=160 + 32 * (top + 1), margin=dict(l=10, r=10, t=60, b=40),
-        xaxis=dict(title="time t", range=[lowest - 1, length], zeroline=False),
-        yaxis=dict(tickvals=list(range(top + 1)), ticktext=names, range=[-0.7, top + 0.5], zeroline=False),
-        legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), hovermode="closest",
-    )
-    return fig
+MAX_OUTPUT_T = 1_000_000  # the output-t slider's bound before the page narrows it to the config's R + MARGIN - 1
 
 
 def formula_markdown(config: WaveNetConfig, t_out: int) -> str:
@@ -165,8 +109,11 @@ def padding_figure(config: WaveNetConfig, targets: int = 8) -> go.Figure:
 
 def receptive_field_diagram(kernel_size: float, stacks: float, layers_per_stack: float, pattern: str,
                             custom_dilations: str | None, input_kernel_size: float,
-                            output_t: float | None) -> tuple[go.Figure, str, go.Figure]:
-    """The diagram handler: (cone figure, formula Markdown, padding figure).
+                            output_t: float | None) -> tuple[str, str, go.Figure]:
+    """The diagram handler: (graph HTML, formula Markdown, padding figure).
+
+    The graph is inline SVG with the cone of the output at output_t lit and every output's cone embedded
+    (receptive_field_svg.diagram_html).
 
     output_t: the output whose cone is lit, in [0, R + MARGIN - 1]; None = the newest (R + MARGIN - 1).
     """
@@ -179,7 +126,7 @@ def receptive_field_diagram(kernel_size: float, stacks: float, layers_per_stack:
         if not (is_whole(output_t) and 0 <= output_t <= last):
             raise ConfigError(f"output t must be a whole number in [0, {last}] (R + {MARGIN} - 1), got {output_t!r}")
         t = int(output_t)
-        return cone_figure(config, t), formula_markdown(config, t), padding_figure(config)
+        return diagram_html(config, t), formula_markdown(config, t), padding_figure(config)
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
 
@@ -228,14 +175,3 @@ def training_window(kernel_size: float, stacks: float, layers_per_stack: float, 
           f"the logits there see R real samples, never the zeros in front of the window, so a target's loss "
           f"does not depend on where the window was cut. {r / (r + t):.0%} of each window is context only.")
     return fig, md
-
-
-def _lines(segments: list[tuple[int, int, int, int]], name: str, colour: str, width: float) -> go.Scatter:
-    """One trace of line segments (x0, y0, x1, y1), separated by gaps."""
-    xs: list[float | None] = []
-    ys: list[float | None] = []
-    for x0, y0, x1, y1 in segments:
-        xs += [x0, x1, None]
-        ys += [y0, y1, None]
-    return go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="skip", showlegend=name != "graph",
-                      line=dict(color=colour, width=width))

@@ -7,7 +7,9 @@ are the closed forms of core.cone, the windows are core.data.windows', and the m
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,18 +47,27 @@ def values(column: list | dict) -> list:
     return column
 
 
+def embedded_cones(graph: str) -> dict:
+    """The cones the diagram's HTML embeds for its script (pages/receptive_field_svg.diagram_data)."""
+    return json.loads(html.unescape(re.search(r'data-cones="([^"]*)"', graph).group(1)))
+
+
 @pytest.mark.parametrize("t", [21, 9, 0])  # the newest output (R + MARGIN - 1), one before R - 1, the first
 def test_diagrams_lit_inputs_are_exactly_the_inputs_with_nonzero_gradient(client: Client, t: int) -> None:
-    figure, formula, _ = client.predict(*CONTROLS.values(), t, api_name="/receptive_field_diagram")
+    graph, formula, _ = client.predict(*CONTROLS.values(), t, api_name="/receptive_field_diagram")
     assert "= **18**" in formula and f"t = {t}**" in formula
-    lit = traces(figure)["cone"]
-    lit_inputs = {x for x, y in zip(lit["x"], lit["y"], strict=True) if y == 0 and x >= 0}
+    data = embedded_cones(graph)
+    assert data["bucket"] == 1  # one position a column: column 2 + j is x_j
+    runs = data["cones"]["init"]["levels"][0]
+    lit_inputs = {c - 2 for a, b in zip(runs[::2], runs[1::2], strict=True) for c in range(a, b + 1) if c >= 2}
 
     torch.manual_seed(0)
     model = WaveNet(config_from_controls(*CONTROLS.values(), channels=8, quantization_levels=8))
     grad = sum(input_gradient(model, t, length=30, seed=seed) for seed in range(3))
     assert lit_inputs == set((grad > 0).nonzero().flatten().tolist())
-    assert ("zero padding" in traces(figure)) == (t < 18 - 1)  # the cone reaches padding before R - 1
+    reads_zeros = any(runs[:1] == [0] for runs in data["cones"]["init"]["levels"])  # column 0: the padding
+    assert reads_zeros == (t < 18 - 1)  # the cone reaches padding before R - 1
+    assert f'data-col="{t + 2}"' in graph and "too wide" not in graph
 
 
 def test_changing_the_layer_count_changes_r_in_the_formula(client: Client) -> None:
