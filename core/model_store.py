@@ -24,6 +24,9 @@ from pathlib import Path
 import torch
 
 from core.checkpoints import (
+    CARD,
+    CONFIG,
+    METRICS,
     WEIGHTS,
     config_dict,
     is_checkpoint,
@@ -31,6 +34,7 @@ from core.checkpoints import (
     load_checkpoint,
     read_config,
     read_metrics,
+    training_data,
 )
 from core.continuation import generates_audio
 from core.devices import pick_device
@@ -48,6 +52,9 @@ class ModelStore:
         self._models: dict[Path, tuple[int, torch.nn.Module]] = {}  # folder -> (weights mtime_ns, model)
         self._folders_lock = threading.Lock()  # add_folder replaces self.folders whole: readers need no lock
         self._labels: dict[Path, str] = {}  # resolved checkpoint folder -> display name (e.g. a Hub repo id)
+        # resolved folder -> (its files' mtimes, entry without its name): building a model to describe it
+        # takes a while, and every page lists the models when the app is built and on every visit
+        self._described: dict[Path, tuple[tuple, dict | None]] = {}
 
     def add_folder(self, path: str | os.PathLike, label: str | None = None) -> None:
         """Also serve the checkpoints in `path` (e.g. a snapshot pulled from the Hub), listed as `label` if given.
@@ -67,7 +74,8 @@ class ModelStore:
 
         Entry keys: name, path (str), model_type, config (dict), receptive_field (None for a recurrent
         model), parameters, metrics, audio ({"sample_rate", "quantization_levels", "codec"} for a model
-        that generates audio, else None).
+        that generates audio, else None), data (what it was trained on, core.checkpoints.training_data).
+        A folder is described once per version of its files.
         """
         entries, seen, labels = [], set(), self._labels
         for root in self.folders:
@@ -75,11 +83,19 @@ class ModelStore:
                 resolved = folder.resolve()
                 if resolved in seen:
                     continue
-                entry = _describe(labels.get(resolved, name), folder)
+                entry = self._description(resolved, folder)
                 if entry is not None:
                     seen.add(resolved)
-                    entries.append(entry)
+                    entries.append({"name": labels.get(resolved, name), **entry})
         return entries
+
+    def _description(self, resolved: Path, folder: Path) -> dict | None:
+        stamp = tuple(_mtime(folder / name) for name in (CONFIG, WEIGHTS, METRICS, CARD))
+        cached = self._described.get(resolved)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, _describe(folder))
+            self._described[resolved] = cached  # a race only describes a folder twice
+        return cached[1]
 
     def get(self, path: str | os.PathLike) -> torch.nn.Module:
         """The model in checkpoint folder `path`, loaded on first use and cached (CheckpointError if unusable)."""
@@ -113,8 +129,15 @@ def _candidates(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _describe(name: str, folder: Path) -> dict | None:
-    """A listing entry, or None when the folder's config cannot be read."""
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _describe(folder: Path) -> dict | None:
+    """A listing entry without its name, or None when the folder's config cannot be read."""
     try:
         config = read_config(folder)
         # Built on the meta device: shapes only, no memory, no weights read.
@@ -127,7 +150,6 @@ def _describe(name: str, folder: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         metrics = {}
     return {
-        "name": name,
         "path": str(folder),
         "model_type": model.model_type,
         "config": config_dict(model),
@@ -136,4 +158,5 @@ def _describe(name: str, folder: Path) -> dict | None:
         "metrics": metrics,
         "audio": ({"sample_rate": model.config.sample_rate, "quantization_levels": model.config.quantization_levels,
                    "codec": model.config.codec} if generates_audio(model) else None),
+        "data": training_data(folder),
     }
