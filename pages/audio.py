@@ -40,11 +40,11 @@ from core.models.wavenet import WaveNet
 from core.primer import SILENCE_DBFS, TARGET_PEAK_DBFS, Primer, prepare_primer, read_seconds
 from pages.audio_output import (
     MAX_VARIATIONS,
-    OUTPUTS_PER_VARIATION,
     Runs,
     build_output_area,
     build_status,
-    idle,
+    finished,
+    hidden_results,
     running,
     status_line,
     visible_tabs,
@@ -232,7 +232,7 @@ def generate_audio(
     class_id: float | None,
     trim: bool = True,
     match_level: bool = True,
-    run: str | None = None,
+    request: gr.Request | None = None,
     runs: Runs | None = None,
 ) -> Iterator[tuple]:
     """The Generate handler. Yields (status, *per slot: WAV file, player chunk, figure).
@@ -241,14 +241,12 @@ def generate_audio(
     prepare its primer (core.primer), and what was done to it heads the status (HTML). Each chunk the
     model makes goes to its slot's streaming player as (sample_rate, int16 (n,)), the first one led by
     the primer as the model heard it; the status follows every UPDATE_EVERY seconds. The last yield
-    adds each slot's WAV (primer + continuation) and figure. A Cancel of `run` (in `runs`) ends the
-    run at its next chunk with that last yield for what was made. Unused slots are skipped. A
-    StudioError becomes a gr.Error with its message.
+    adds each slot's WAV (primer + continuation) and figure. A Cancel from the same browser session
+    (`runs.cancel`) ends the run at its next chunk with that last yield for what was made. Unused
+    slots are skipped. A StudioError becomes a gr.Error with its message.
     """
+    run = runs.open(request.session_hash if request is not None else None) if runs is not None else ""
     try:
-        if runs is not None and runs.cancelled(run):
-            yield (status_line("<b>Cancelled</b> before it started."), *[gr.skip()] * len(_empty_slots()))
-            return
         if not model:
             raise ConfigError("choose a model first")
         net = store.get(model)
@@ -258,7 +256,7 @@ def generate_audio(
         notes = "".join(f"{html.escape(note)}<br>" for note in primer.notes) if primer is not None else ""
         for warning in primer.warnings if primer is not None else ():
             gr.Warning(warning)
-        yield (status_line(notes + "Starting…"), *_empty_slots())  # clears the last run's figures and files
+        yield (notes + "Starting…", *_empty_slots())  # clears the last run's figures and files
         last, take, cancelled = time.perf_counter(), None, False
         for take in run_continuation(net, primer, settings):
             cancelled = runs is not None and runs.cancelled(run)
@@ -266,10 +264,10 @@ def generate_audio(
                 break
             new = time.perf_counter() - last >= UPDATE_EVERY and take.done < take.total
             last = time.perf_counter() if new else last
-            status = status_line(notes + status_html(take, finished=False)) if new else gr.skip()
+            status = notes + status_html(take, finished=False) if new else gr.skip()
             yield (status, *_slots(take, _chunk))
         with tempfile.TemporaryDirectory(prefix="studio-audio-") as folder:
-            yield (status_line(notes + status_html(take, finished=True, cancelled=cancelled)),
+            yield (notes + status_html(take, finished=True, cancelled=cancelled),
                    *_slots(take, lambda t, i: _final(t, i, Path(folder))))
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
@@ -315,32 +313,37 @@ def build(store: ModelStore) -> None:
     def class_box(path: str | None):
         return gr.Number(**_class_props(next((m for m in audio_models(store) if m["path"] == path), None)))
 
-    runs, run = Runs(), gr.State(None)
+    runs = Runs()
 
     def start() -> tuple:
-        return (runs.open(), *running(), gr.Column(visible=True), status_line("Queued…"))
+        return (*running(), gr.Column(visible=True), status_line("Queued…"), *hidden_results(area))
+
+    def stop(request: gr.Request) -> gr.Button:
+        runs.cancel(request.session_hash)
+        return gr.Button(interactive=False)
 
     inputs = [model, upload, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim, match_level]
-    started = generate_button.click(start, None, [run, generate_button, cancel, area.column, status], queue=False,
-                                    api_visibility="private")
-    started.then(partial(generate_audio, store, runs=runs), [*inputs, run], area.outputs, api_name="generate_audio",
-                 show_progress="hidden").then(idle, None, [generate_button, cancel], api_visibility="private")
-    cancel.click(lambda r: (runs.cancel(r), gr.Button(interactive=False))[1], run, cancel, queue=False,
-                 api_visibility="private")
+    # Two events on one click, so the run does not wait for the buttons: the first only flips them.
+    results = [c for slot in area.slots for c in (slot[0], slot[2])]  # each slot's WAV and figure
+    generate_button.click(start, None, [generate_button, cancel, area.column, status, *results], queue=False,
+                          api_visibility="private")
+    run = generate_button.click(partial(generate_audio, store, runs=runs), inputs, area.outputs,
+                                api_name="generate_audio", show_progress="hidden")
+    run.then(finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
+    cancel.click(stop, None, cancel, queue=False, api_visibility="private")
     model.change(class_box, model, class_id, api_visibility="private")
     variations.change(visible_tabs, variations, area.tabs, api_visibility="private")
 
 
 def _empty_slots() -> list:
-    """Every slot's first update: no WAV, no figure (hidden till the run ends); the players start afresh."""
-    return [gr.File(None, visible=False), gr.skip(), gr.Plot(None, visible=False)] * MAX_VARIATIONS
+    """Every slot's first update: no WAV, no figure; the players start afresh."""
+    return [None, gr.skip(), None] * MAX_VARIATIONS
 
 
 def _slots(take: Take, slot: Callable[[Take, int], list]) -> list:
-    """slot(take, i) for the used slots, skips for the others."""
+    """slot(take, i) for the used slots; no WAV, no figure and no chunk for the others."""
     batch = take.continuation.shape[0]
-    return [v for i in range(MAX_VARIATIONS)
-            for v in (slot(take, i) if i < batch else [gr.skip()] * OUTPUTS_PER_VARIATION)]
+    return [v for i in range(MAX_VARIATIONS) for v in (slot(take, i) if i < batch else [None, gr.skip(), None])]
 
 
 def _chunk(take: Take, i: int) -> list:
@@ -354,8 +357,7 @@ def _final(take: Take, i: int, folder: Path) -> list:
     audio, sr = take.audio(i), take.sample_rate
     path = folder / f"variation_{i + 1}.wav"
     write_wav(path, audio, sr)
-    figure = variation_figure(take.primer, take.continuation[i], sr)
-    return [gr.File(str(path), visible=True), gr.skip(), gr.Plot(figure, visible=True)]
+    return [str(path), gr.skip(), variation_figure(take.primer, take.continuation[i], sr)]
 
 
 def _class_props(entry: dict | None) -> dict:

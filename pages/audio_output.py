@@ -5,8 +5,8 @@
     OutputArea / build_output_area()   one tab per variation: a player that receives the audio chunk by
                                        chunk as it is made, a figure (waveform over spectrogram) and a WAV
                                        download; all hidden until a run has something to show
-    Runs                               the runs a Cancel may stop: an id per click, a flag read between chunks
-    running() / idle()                 the Generate and Cancel buttons during and after a run
+    Runs                               the runs a Cancel may stop: per browser session, read between chunks
+    running() / finished()             the buttons (and results) during and after a run
 
 A run streams: each chunk the model makes goes to its variation's player as it comes (Gradio encodes the
 chunks into one HLS stream), so pressing play during generation plays what exists and nothing restarts.
@@ -63,8 +63,8 @@ def build_output_area(status: gr.HTML, variations: int) -> OutputArea:
                     player = gr.Audio(label=f"variation {i + 1}", streaming=True, autoplay=i == 0,
                                       interactive=False, elem_id=f"player-{i + 1}")
                     figure = gr.Plot(label="waveform (grey: primer, blue: continuation) over spectrogram",
-                                     visible=False)
-                    wav = gr.File(label="download WAV", visible=False)
+                                     visible=False, elem_id=f"figure-{i + 1}")
+                    wav = gr.File(label="download WAV", visible=False, elem_id=f"download-{i + 1}")
                 tabs.append(tab)
                 slots.append([wav, player, figure])
     return OutputArea(column, status, tabs, slots)
@@ -76,35 +76,36 @@ def visible_tabs(variations: float) -> list[gr.Tab]:
 
 
 class Runs:
-    """Runs of the Generate handler that a Cancel may stop.
+    """Runs of the Generate handler that a Cancel may stop, by the browser session they serve.
 
-    The click opens a run (an id the page keeps in a gr.State); Cancel marks it; the handler reads the mark
-    between chunks, stops, and still gives what it made; the handler's end closes it. A Cancel for a run
-    already over does nothing, so it cannot stop the next one.
+    The handler opens a run as it starts; Cancel marks the session's open runs; the handler reads its mark
+    between chunks, stops, and still gives what it made; it closes the run as it ends. A Cancel when
+    nothing runs does nothing, so it cannot stop the next run.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cancelled: dict[str, bool] = {}
+        self._runs: dict[str, tuple[str | None, bool]] = {}  # run id -> (session, cancelled)
 
-    def open(self) -> str:
+    def open(self, session: str | None) -> str:
         run = uuid.uuid4().hex
         with self._lock:
-            self._cancelled[run] = False
+            self._runs[run] = (session, False)
         return run
 
-    def cancel(self, run: str | None) -> None:
+    def cancel(self, session: str | None) -> None:
         with self._lock:
-            if run in self._cancelled:
-                self._cancelled[run] = True
+            for run, (owner, _) in self._runs.items():
+                if owner == session:
+                    self._runs[run] = (owner, True)
 
-    def cancelled(self, run: str | None) -> bool:
+    def cancelled(self, run: str) -> bool:
         with self._lock:
-            return self._cancelled.get(run, False)
+            return self._runs.get(run, (None, False))[1]
 
-    def close(self, run: str | None) -> None:
+    def close(self, run: str) -> None:
         with self._lock:
-            self._cancelled.pop(run, None)
+            self._runs.pop(run, None)
 
 
 def running() -> tuple[gr.Button, gr.Button]:
@@ -112,6 +113,13 @@ def running() -> tuple[gr.Button, gr.Button]:
     return gr.Button(interactive=False), gr.Button(interactive=True)
 
 
-def idle() -> tuple[gr.Button, gr.Button]:
-    """Generate on, Cancel off."""
-    return gr.Button(interactive=True), gr.Button(interactive=False)
+def hidden_results(area: OutputArea) -> list:
+    """Each slot's WAV and figure hidden (the run's start): the players show first."""
+    return [gr.update(visible=False)] * (2 * len(area.slots))
+
+
+def finished(*files: str | None) -> list:
+    """After a run (done, cancelled or failed): Generate on, Cancel off, and each slot's WAV and figure shown
+    where the run gave that slot a WAV."""
+    return [gr.Button(interactive=True), gr.Button(interactive=False),
+            *(gr.update(visible=bool(f)) for f in files for _ in range(2))]
