@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -327,8 +326,12 @@ def build(store: ModelStore) -> None:
     results = [c for slot in area.slots for c in (slot[0], slot[2])]  # each slot's WAV and figure
     generate_button.click(start, None, [generate_button, cancel, area.column, status, *results], queue=False,
                           api_visibility="private")
-    run = generate_button.click(partial(generate_audio, store, runs=runs), inputs, area.outputs,
-                                api_name="generate_audio", show_progress="hidden")
+    def generate(model, audio, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim,
+                 match_level, request: gr.Request) -> Iterator[tuple]:  # Gradio gives a gr.Request to a named hint
+        yield from generate_audio(store, model, audio, prime_seconds, seconds, temperature, top_k, variations, seed,
+                                  class_id, trim, match_level, request, runs)
+
+    run = generate_button.click(generate, inputs, area.outputs, api_name="generate_audio", show_progress="hidden")
     run.then(finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
     cancel.click(stop, None, cancel, queue=False, api_visibility="private")
     model.change(class_box, model, class_id, api_visibility="private")

@@ -24,15 +24,19 @@ import gradio as gr
 MAX_VARIATIONS = 4
 # Per variation slot, the handler's outputs: the WAV download, the streaming player, the figure.
 OUTPUTS_PER_VARIATION = 3
-STATUS_CSS = """
-position: sticky; top: 0; z-index: 20; padding: 6px 10px; min-height: 1.5em;
-background: var(--background-fill-primary); border-bottom: 1px solid var(--border-color-primary);
-"""
+# The status block itself (Gradio's wrapper of the HTML) sticks to the top of the window: a css_template
+# would style only the HTML inside it, which cannot stick beyond the wrapper. Gradio's container hides its
+# overflow, which makes it the (never scrolling) box a sticky element sticks in; `clip` hides the same
+# overflow without that.
+STATUS_TEMPLATE = """<style>#audio-status { position: sticky; top: 0; z-index: 20;
+  background: var(--background-fill-primary); border-bottom: 1px solid var(--border-color-primary); }
+.gradio-container:has(#audio-status) { overflow: clip; }</style>
+${value}"""
 
 
 def build_status() -> gr.HTML:
     """The status line, in the current Blocks context: hidden, and sticky once shown."""
-    return gr.HTML("", css_template=STATUS_CSS, padding=False, visible=False, elem_id="audio-status")
+    return gr.HTML("", html_template=STATUS_TEMPLATE, visible=False, elem_id="audio-status")
 
 
 def status_line(text: str) -> gr.HTML:

@@ -76,6 +76,8 @@ def test_player_streams_the_chunks_in_order_while_generating_and_the_download_is
 
     player = page.locator("#player-1 audio")
     expect(player).to_have_js_property("paused", False)  # variation 1 plays as it comes (autoplay)
+    page.mouse.wheel(0, 5000)
+    expect(page.locator("#audio-status")).to_be_in_viewport()  # the status line stays in view
     positions = []
     while not page.get_by_text(re.compile(r"Done in [\d.]+ s")).is_visible():
         positions.append(player.evaluate("a => a.currentTime"))
