@@ -322,15 +322,18 @@ def build(store: ModelStore) -> None:
         return gr.Button(interactive=False)
 
     inputs = [model, upload, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim, match_level]
-    # Two events on one click, so the run does not wait for the buttons: the first only flips them.
     results = [c for slot in area.slots for c in (slot[0], slot[2])]  # each slot's WAV and figure
-    generate_button.click(start, None, [generate_button, cancel, area.column, status, *results], queue=False,
-                          api_visibility="private")
+
     def generate(model, audio, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim,
                  match_level, request: gr.Request) -> Iterator[tuple]:  # Gradio gives a gr.Request to a named hint
         yield from generate_audio(store, model, audio, prime_seconds, seconds, temperature, top_k, variations, seed,
                                   class_id, trim, match_level, request, runs)
 
+    # Two events on one click: the first only flips the buttons and shows the output area (outside the queue,
+    # at once); the browser sends the run's request when it has its answer. Chaining the run with .then
+    # would wait for that answer's round trip as well.
+    generate_button.click(start, None, [generate_button, cancel, area.column, status, *results], queue=False,
+                          api_visibility="private")
     run = generate_button.click(generate, inputs, area.outputs, api_name="generate_audio", show_progress="hidden")
     run.then(finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
     cancel.click(stop, None, cancel, queue=False, api_visibility="private")
