@@ -16,12 +16,14 @@ around loading.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from core.checkpoints import (
     CARD,
@@ -40,6 +42,8 @@ from core.continuation import generates_audio
 from core.devices import pick_device
 from core.errors import CheckpointError, StudioError
 from core.models import build_model
+
+SMALL_MODEL = 5_000_000  # stored numbers up to which a model is built on the CPU to be described
 
 
 class ModelStore:
@@ -129,6 +133,15 @@ def _candidates(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def _stored_values(folder: Path) -> float:
+    """How many numbers the folder's weights file holds, from its header alone (inf if it cannot be read)."""
+    try:
+        with safe_open(folder / WEIGHTS, "pt") as f:
+            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except (OSError, SafetensorError):
+        return math.inf
+
+
 def _mtime(path: Path) -> int | None:
     try:
         return path.stat().st_mtime_ns
@@ -140,8 +153,11 @@ def _describe(folder: Path) -> dict | None:
     """A listing entry without its name, or None when the folder's config cannot be read."""
     try:
         config = read_config(folder)
-        # Built on the meta device: shapes only, no memory, no weights read.
-        with torch.device("meta"):
+        # Built without its weights: on the CPU when small (milliseconds), else on the meta device (shapes
+        # only, no memory). Meta is not the default: its first use imports torch._dynamo, seconds of start-up.
+        # fork_rng: the random initial weights leave the process's random numbers as they were.
+        with torch.random.fork_rng(devices=[]), torch.device("cpu" if _stored_values(folder) <= SMALL_MODEL
+                                                             else "meta"):
             model = build_model(config)
     except StudioError:
         return None
