@@ -275,3 +275,12 @@ def test_a_cancelled_run_gives_its_partial_audio_figure_and_download(model_dir: 
     runs.cancel("session-a")
     assert len(list(audio_page.generate_audio(store, str(model_dir / "tiny"), None, 0.1, 0.2, 1.0, 0, 1, 0, 0,
                                               request=request, runs=runs))) > 2, "a stale Cancel stopped a new run"
+
+
+def test_the_model_summary_says_what_the_model_was_trained_on_and_what_that_makes_of_speech(model_dir: Path) -> None:
+    listed = {Path(m["path"]).name: m for m in ModelStore([MELODIES.parent, model_dir], device="cpu").list_models()}
+    melodies = audio_page.model_summary(listed["melodies-wavenet"])
+    assert "Trained on: the soprano lines of the first 160 Bach chorales" in melodies
+    assert "**a melody model**: speech and noise come out as sustained notes" in melodies
+    assert "tone model" in audio_page.model_summary(listed["tones-wavenet"])
+    assert listed["tiny"]["data"] is None and "Trained on" not in audio_page.model_summary(listed["tiny"])
