@@ -134,6 +134,36 @@ def load_checkpoint(folder: str | os.PathLike, device: str | torch.device = "cpu
     return model.to(device).eval()
 
 
+def train_config_path(folder: str | os.PathLike) -> Path | None:
+    """The training config saved with a checkpoint: `train_config.json` in a bundle, or the run folder's
+    `config.json` for a run checkpoint (run/checkpoints/step_N); None if there is neither."""
+    folder = Path(folder)
+    return next((p for p in (folder / "train_config.json", folder.parent.parent / CONFIG) if p.is_file()), None)
+
+
+def training_data(folder: str | os.PathLike) -> dict | None:
+    """What a checkpoint was trained on: {"kind", "root", "card"}, or None when nothing says.
+
+    kind and root come from its training config's data section (root "" for generated data), card is
+    the model card's "- Data: ..." line without its prefix ("" if the card has none).
+    """
+    folder = Path(folder)
+    path = train_config_path(folder)
+    try:
+        data = json.loads(path.read_text()).get("data") if path is not None else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        data = None
+    try:
+        card = next((line[len("- Data:"):].strip() for line in (folder / CARD).read_text().splitlines()
+                     if line.startswith("- Data:")), "")
+    except (OSError, UnicodeDecodeError):
+        card = ""
+    if not isinstance(data, dict) and not card:
+        return None
+    data = data if isinstance(data, dict) else {}
+    return {"kind": str(data.get("kind", "")), "root": str(data.get("root") or ""), "card": card}
+
+
 def read_metrics(folder: str | os.PathLike) -> dict:
     path = Path(folder) / METRICS
     return json.loads(path.read_text()) if path.is_file() else {}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from core.checkpoints import load_checkpoint
+from core.checkpoints import load_checkpoint, train_config_path
 from core.data import build_split
 from core.devices import pick_device
 from core.errors import ConfigError, StudioError
@@ -33,9 +33,9 @@ from core.training.evaluation import evaluate
 
 def find_train_config(checkpoint: Path) -> Path:
     """The training config saved with a bundle or a run checkpoint (ConfigError if none)."""
-    for candidate in (checkpoint / "train_config.json", checkpoint.parent.parent / "config.json"):
-        if candidate.is_file():
-            return candidate
+    path = train_config_path(checkpoint)
+    if path is not None:
+        return path
     raise ConfigError(f"{checkpoint} has no training config next to it (train_config.json, or a run folder's "
                       "config.json); pass --config with the data section to evaluate on")
 

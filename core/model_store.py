@@ -16,14 +16,19 @@ around loading.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from core.checkpoints import (
+    CARD,
+    CONFIG,
+    METRICS,
     WEIGHTS,
     card_title,
     config_dict,
@@ -32,11 +37,14 @@ from core.checkpoints import (
     load_checkpoint,
     read_config,
     read_metrics,
+    training_data,
 )
 from core.continuation import generates_audio
 from core.devices import pick_device
 from core.errors import CheckpointError, StudioError
 from core.models import build_model
+
+SMALL_MODEL = 5_000_000  # stored numbers up to which a model is built on the CPU to be described
 
 
 class ModelStore:
@@ -49,6 +57,9 @@ class ModelStore:
         self._models: dict[Path, tuple[int, torch.nn.Module]] = {}  # folder -> (weights mtime_ns, model)
         self._folders_lock = threading.Lock()  # add_folder replaces self.folders whole: readers need no lock
         self._labels: dict[Path, str] = {}  # resolved checkpoint folder -> display name (e.g. a Hub repo id)
+        # resolved folder -> (its files' mtimes, entry without its name): building a model to describe it
+        # takes a while, and every page lists the models when the app is built and on every visit
+        self._described: dict[Path, tuple[tuple, dict | None]] = {}
 
     def add_folder(self, path: str | os.PathLike, label: str | None = None) -> None:
         """Also serve the checkpoints in `path` (e.g. a snapshot pulled from the Hub), listed as `label` if given.
@@ -70,7 +81,8 @@ class ModelStore:
         (what it is: its model card's title, else model_title's), label (how a chooser lists it: "title ·
         name"), path (str), model_type, config (dict), receptive_field (None for a recurrent model),
         parameters, metrics, audio ({"sample_rate", "quantization_levels", "codec"} for a model that
-        generates audio, else None).
+        generates audio, else None), data (what it was trained on, core.checkpoints.training_data).
+        A folder is described once per version of its files.
         """
         entries, seen, labels = [], set(), self._labels
         for root in self.folders:
@@ -78,11 +90,20 @@ class ModelStore:
                 resolved = folder.resolve()
                 if resolved in seen:
                     continue
-                entry = _describe(labels.get(resolved, name), folder)
+                entry = self._description(resolved, folder)
                 if entry is not None:
                     seen.add(resolved)
-                    entries.append(entry)
+                    shown = labels.get(resolved, name)
+                    entries.append({"name": shown, **entry, "label": f"{entry['title']} · {shown}"})
         return entries
+
+    def _description(self, resolved: Path, folder: Path) -> dict | None:
+        stamp = tuple(_mtime(folder / name) for name in (CONFIG, WEIGHTS, METRICS, CARD))
+        cached = self._described.get(resolved)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, _describe(folder))
+            self._described[resolved] = cached  # a race only describes a folder twice
+        return cached[1]
 
     def get(self, path: str | os.PathLike) -> torch.nn.Module:
         """The model in checkpoint folder `path`, loaded on first use and cached (CheckpointError if unusable)."""
@@ -116,12 +137,31 @@ def _candidates(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _describe(name: str, folder: Path) -> dict | None:
-    """A listing entry, or None when the folder's config cannot be read."""
+def _stored_values(folder: Path) -> float:
+    """How many numbers the folder's weights file holds, from its header alone (inf if it cannot be read)."""
+    try:
+        with safe_open(folder / WEIGHTS, "pt") as f:
+            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except (OSError, SafetensorError):
+        return math.inf
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _describe(folder: Path) -> dict | None:
+    """A listing entry without its name and label, or None when the folder's config cannot be read."""
     try:
         config = read_config(folder)
-        # Built on the meta device: shapes only, no memory, no weights read.
-        with torch.device("meta"):
+        # Built without its weights: on the CPU when small (milliseconds), else on the meta device (shapes
+        # only, no memory). Meta is not the default: its first use imports torch._dynamo, seconds of start-up.
+        # fork_rng: the random initial weights leave the process's random numbers as they were.
+        with torch.random.fork_rng(devices=[]), torch.device("cpu" if _stored_values(folder) <= SMALL_MODEL
+                                                             else "meta"):
             model = build_model(config)
     except StudioError:
         return None
@@ -131,9 +171,7 @@ def _describe(name: str, folder: Path) -> dict | None:
         metrics = {}
     title = card_title(folder) or model_title(model, _data_kind(folder))
     return {
-        "name": name,
         "title": title,
-        "label": f"{title} · {name}",
         "path": str(folder),
         "model_type": model.model_type,
         "config": config_dict(model),
@@ -142,6 +180,7 @@ def _describe(name: str, folder: Path) -> dict | None:
         "metrics": metrics,
         "audio": ({"sample_rate": model.config.sample_rate, "quantization_levels": model.config.quantization_levels,
                    "codec": model.config.codec} if generates_audio(model) else None),
+        "data": training_data(folder),
     }
 
 

@@ -6,30 +6,29 @@ The flow is a chain of plain functions, each testable without a browser:
                                                trailing silence, level matched on request (core.primer)
     check_settings(model, ...)                 the user's choices, validated -> Settings
     run_continuation(model, primer, settings)  yields a growing Take per chunk (core.continuation)
-    waveform_figure / spectrogram_figure       plots of a finished variation
-    generate_audio(store, ...)                 the event handler: a generator of UI outputs
+    generate_audio(store, ...)                 the event handler: streams each chunk to the players, then
+                                               gives each variation's WAV and figure (pages.audio_plots)
+
+The output area and a run's Cancel are in pages.audio_output.
 
 Each variation's audio is the primer *as the model heard it* (resampled, quantised, decoded)
 followed by the continuation, so what you hear is exactly the sequence the model saw and made
 (with level matching, both are scaled back by the gain the primer was raised by).
 Audio goes to the browser as int16: Gradio peak-normalises float audio, which would change the
-loudness as the clip grows.
+loudness from chunk to chunk.
 """
 
 from __future__ import annotations
 
+import html
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import plotly.graph_objects as go
-from matplotlib import mlab
-from matplotlib.figure import Figure
 
 from core.audio import read_audio, to_int16, write_wav
 from core.continuation import check_audio_model, continue_audio, heard
@@ -38,12 +37,24 @@ from core.generation import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from core.primer import SILENCE_DBFS, TARGET_PEAK_DBFS, Primer, prepare_primer, read_seconds
+from pages.audio_output import (
+    MAX_VARIATIONS,
+    Runs,
+    build_output_area,
+    build_status,
+    finished,
+    hidden_results,
+    running,
+    status_line,
+    visible_tabs,
+)
+from pages.audio_plots import variation_figure
+from pages.audio_training import trained_on
 from pages.checks import is_whole, require
 from pages.examples import asset, run_after_example
 from pages.model_picker import metrics_text, model_picker
 from pages.uploads import MAX_UPLOAD_BYTES
 
-MAX_VARIATIONS = 4
 # (file in assets/, what it is): clips that end in sound, so the model has something to continue.
 EXAMPLES = [
     ("audio/chorale_melody.wav", "a Bach melody the bundled model never heard (8 kHz)"),
@@ -53,10 +64,6 @@ EXAMPLES = [
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
 MAX_PRIME_SECONDS = 10.0
 UPDATE_EVERY = 0.5  # seconds between UI updates while generating
-PRIMER_COLOUR, CONTINUATION_COLOUR = "#7f7f7f", "#1f77b4"
-
-# One Generate yields: status, then per variation slot: audio, waveform, spectrogram, WAV file.
-OUTPUTS_PER_VARIATION = 4
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,7 @@ class Take:
     total: int  # samples to generate per variation
     elapsed: float  # seconds of generation so far
     method: str  # the generation path that ran: "fused" or "fused-bf16" (compiled CPU kernel) or "cached"
+    fresh: int  # samples per variation that this take added (the last ones of continuation)
 
     @property
     def done(self) -> int:
@@ -97,7 +105,7 @@ def audio_models(store: ModelStore) -> list[dict]:
 
 
 def model_summary(entry: dict | None) -> str:
-    """Markdown describing a listed model: rate, receptive field, size, classes, metrics."""
+    """Markdown describing a listed model: rate, receptive field, size, what it was trained on, classes, metrics."""
     if entry is None:
         return "No audio model chosen. Put checkpoint folders in the app's checkpoint folders and press ↻."
     c, a, rf = entry["config"], entry["audio"], entry["receptive_field"]
@@ -109,6 +117,8 @@ def model_summary(entry: dict | None) -> str:
         f"A recurrent model ({entry['model_type']}, {c.get('layout', '')} layout): it hears everything before each "
         "new sample through its state.",
     ]
+    if entry.get("data"):
+        lines.append(trained_on(entry["data"]))
     if c.get("n_classes"):
         names = c["extra"].get("class_names")
         listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names)) if names else f"0 … {c['n_classes'] - 1}"
@@ -177,6 +187,7 @@ def run_continuation(model: WaveNet, primer: Primer | None, settings: Settings) 
     total = int(round(settings.seconds * sr))
     chunks: list[np.ndarray] = []
     method = default_method(model)
+    primer_heard = heard(model, audio, gain)
     start = time.perf_counter()
     for chunk in continue_audio(
         model, audio, settings.seconds, temperature=settings.temperature, top_k=settings.top_k,
@@ -184,63 +195,34 @@ def run_continuation(model: WaveNet, primer: Primer | None, settings: Settings) 
         chunk_size=max(100, sr // 10), gain=gain,
     ):
         chunks.append(chunk)
-        yield Take(sr, heard(model, audio, gain), np.concatenate(chunks, axis=1), total,
-                   time.perf_counter() - start, method)
+        yield Take(sr, primer_heard, np.concatenate(chunks, axis=1), total, time.perf_counter() - start, method,
+                   chunk.shape[1])
 
 
-def status_markdown(take: Take, finished: bool) -> str:
-    """Progress while generating; achieved speed and real-time factor when finished."""
+def status_html(take: Take, finished: bool, cancelled: bool = False) -> str:
+    """Progress while generating; achieved speed and real-time factor when finished; where a Cancel stopped it."""
     rate = take.done / take.elapsed if take.elapsed > 0 else 0.0
     batch = take.continuation.shape[0]
+    frac = take.done / take.total if take.total else 1.0
+    if cancelled:
+        return (
+            f"<b>Cancelled at {100 * frac:.0f} %</b>: {take.done:,} of {take.total:,} samples × {batch} "
+            f"variation(s) in {take.elapsed:.1f} s with the <i>{take.method}</i> method; the audio so far is below."
+        )
     if finished:
         audio_seconds = take.total / take.sample_rate
         rtf = take.elapsed / audio_seconds if audio_seconds else 0.0
         return (
-            f"**Done** in {take.elapsed:.1f} s with the *{take.method}* method: {take.total:,} samples × {batch} "
-            f"variation(s) at **{rate:,.0f} samples/s** per variation. Real-time factor **{rtf:.2f}** "
-            f"(generation time / audio length; below 1 is faster than real time)."
+            f"<b>Done</b> in {take.elapsed:.1f} s with the <i>{take.method}</i> method: {take.total:,} samples × "
+            f"{batch} variation(s) at <b>{rate:,.0f} samples/s</b> per variation. Real-time factor "
+            f"<b>{rtf:.2f}</b> (generation time / audio length; below 1 is faster than real time)."
         )
-    frac = take.done / take.total if take.total else 1.0
     left = (take.total - take.done) / rate if rate > 0 else float("nan")
     bar = "█" * int(20 * frac) + "░" * (20 - int(20 * frac))
     return (
-        f"`{bar}` {take.done:,} / {take.total:,} samples ({100 * frac:.0f}%) · {rate:,.0f} samples/s · "
-        f"about {left:.1f} s left · *{take.method}* method"
+        f"<code>{bar}</code> {take.done:,} / {take.total:,} samples ({100 * frac:.0f}%) · {rate:,.0f} samples/s · "
+        f"about {left:.1f} s left · <i>{take.method}</i> method"
     )
-
-
-def waveform_figure(primer: np.ndarray, continuation: np.ndarray, sample_rate: int) -> go.Figure:
-    """Interactive waveform: primer (grey) then continuation (blue), decimated to a min/max envelope."""
-    fig = go.Figure()
-    for name, x, offset, colour in (
-        ("primer", primer, 0, PRIMER_COLOUR),
-        ("continuation", continuation, len(primer), CONTINUATION_COLOUR),
-    ):
-        if len(x):
-            t, y = _envelope(x, offset, sample_rate)
-            fig.add_trace(go.Scatter(x=t, y=y, name=name, mode="lines", line=dict(color=colour, width=1)))
-    fig.update_layout(
-        height=230, margin=dict(l=40, r=10, t=36, b=30), xaxis_title="seconds", showlegend=False,
-        yaxis=dict(range=[-1.05, 1.05]),  # the block label names the colours
-    )
-    return fig
-
-
-def spectrogram_figure(audio: np.ndarray, sample_rate: int, primer_length: int) -> Figure:
-    """Log-magnitude spectrogram of audio (T,), with a line where the continuation starts."""
-    fig = Figure(figsize=(6, 2.4), layout="constrained")
-    ax = fig.add_subplot()
-    n_fft = min(512, max(16, 2 ** int(np.log2(max(len(audio), 16) // 4))))  # ~4+ frames for short clips
-    padded = np.pad(audio, (0, max(0, n_fft + 1 - len(audio))))
-    power, _, _ = mlab.specgram(padded, NFFT=n_fft, Fs=sample_rate, noverlap=n_fft * 3 // 4)  # (F, frames)
-    db = 10 * np.log10(power + 1e-12)  # the floor keeps digital silence finite
-    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80,
-              extent=(0, len(audio) / sample_rate, 0, sample_rate / 2))
-    if primer_length:
-        ax.axvline(primer_length / sample_rate, color="white", linestyle="--", linewidth=1)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("Hz")
-    return fig
 
 
 def generate_audio(
@@ -256,15 +238,20 @@ def generate_audio(
     class_id: float | None,
     trim: bool = True,
     match_level: bool = True,
+    request: gr.Request | None = None,
+    runs: Runs | None = None,
 ) -> Iterator[tuple]:
-    """The Generate handler. Yields (status, *per slot: audio, waveform, spectrogram, WAV path).
+    """The Generate handler. Yields (status, *per slot: WAV file, player chunk, figure).
 
     `audio` is a path to the uploaded file (or None: generate from silence); `trim` and `match_level`
-    prepare its primer (core.primer), and what was done to it heads the status. While generating,
-    each used slot's audio grows as (sample_rate, int16 (P + n,)) and the plots are empty; the last
-    yield adds the plots and a WAV to download. Unused slots are None. A StudioError becomes a
-    gr.Error with its message.
+    prepare its primer (core.primer), and what was done to it heads the status (HTML). Each chunk the
+    model makes goes to its slot's streaming player as (sample_rate, int16 (n,)), the first one led by
+    the primer as the model heard it; the status follows every UPDATE_EVERY seconds. The last yield
+    adds each slot's WAV (primer + continuation) and figure. A Cancel from the same browser session
+    (`runs.cancel`) ends the run at its next chunk with that last yield for what was made. Unused
+    slots are skipped. A StudioError becomes a gr.Error with its message.
     """
+    run = runs.open(request.session_hash if request is not None else None) if runs is not None else ""
     try:
         if not model:
             raise ConfigError("choose a model first")
@@ -272,20 +259,27 @@ def generate_audio(
         settings = check_settings(net, seconds, temperature, top_k, variations, seed, class_id)
         primer = load_primer(audio, net.config.sample_rate, prime_seconds, trim=bool(trim),
                              match_level=bool(match_level))
-        notes = "".join(f"{note}\n\n" for note in primer.notes) if primer is not None else ""
+        notes = "".join(f"{html.escape(note)}<br>" for note in primer.notes) if primer is not None else ""
         for warning in primer.warnings if primer is not None else ():
             gr.Warning(warning)
-        yield (notes + "Starting…", *[None] * (MAX_VARIATIONS * OUTPUTS_PER_VARIATION))  # clears the last outputs
-        last, take = 0.0, None
+        yield (notes + "Starting…", *_empty_slots())  # clears the last run's figures and files
+        last, take, cancelled = time.perf_counter(), None, False
         for take in run_continuation(net, primer, settings):
-            if time.perf_counter() - last >= UPDATE_EVERY and take.done < take.total:
-                last = time.perf_counter()
-                yield _outputs(notes + status_markdown(take, finished=False), take, _streaming_slot)
+            cancelled = runs is not None and runs.cancelled(run)
+            if cancelled:
+                break
+            new = time.perf_counter() - last >= UPDATE_EVERY and take.done < take.total
+            last = time.perf_counter() if new else last
+            status = notes + status_html(take, finished=False) if new else gr.skip()
+            yield (status, *_slots(take, _chunk))
         with tempfile.TemporaryDirectory(prefix="studio-audio-") as folder:
-            yield _outputs(notes + status_markdown(take, finished=True), take,
-                           lambda t, i: _final_slot(t, i, Path(folder)))
+            yield (notes + status_html(take, finished=True, cancelled=cancelled),
+                   *_slots(take, lambda t, i: _final(t, i, Path(folder))))
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
+    finally:
+        if runs is not None:
+            runs.close(run)
 
 
 def build(store: ModelStore) -> None:
@@ -294,6 +288,7 @@ def build(store: ModelStore) -> None:
     first = entries[0] if entries else None
     gr.Markdown("## Continue audio\nUpload a clip (or record one); the model continues it. "
                 "Leave it empty to generate from silence.")
+    status = build_status()
     with gr.Row():
         with gr.Column(scale=1):
             model = model_picker(store, audio_models, model_summary)
@@ -320,70 +315,72 @@ def build(store: ModelStore) -> None:
             class_id = gr.Number(0, precision=0, minimum=0, label="class id", **_class_props(first))
             with gr.Row():
                 generate_button = gr.Button("Generate", variant="primary")
-                cancel = gr.Button("Cancel", variant="stop")
+                cancel = gr.Button("Cancel", variant="stop", interactive=False)
         with gr.Column(scale=2):
-            status = gr.Markdown()
-            slots, outputs = [], []
-            for i in range(MAX_VARIATIONS):
-                with gr.Column(visible=i == 0) as slot:
-                    gr.Markdown(f"### Variation {i + 1}")
-                    outputs += [
-                        gr.Audio(format="wav", label=f"variation {i + 1}", interactive=False),
-                        gr.Plot(label="waveform (grey: primer, blue: continuation)"),
-                        gr.Plot(label="spectrogram"),
-                        gr.File(label="download WAV"),
-                    ]
-                slots.append(slot)
+            area = build_output_area(status, variations=1)
 
     def class_box(path: str | None):
         return gr.Number(**_class_props(next((m for m in audio_models(store) if m["path"] == path), None)))
 
+    runs = Runs()
+
+    def start() -> tuple:
+        return (*running(), gr.Column(visible=True), status_line("Queued…"), *hidden_results(area))
+
+    def stop(request: gr.Request) -> gr.Button:
+        runs.cancel(request.session_hash)
+        return gr.Button(interactive=False)
+
     inputs = [model, upload, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim, match_level]
-    run = generate_button.click(partial(generate_audio, store), inputs, [status, *outputs], api_name="generate_audio",
-                                show_progress_on=status)  # the players stay uncovered while they grow
-    example_run = run_after_example(examples, partial(generate_audio, store), inputs, [status, *outputs],
-                                    show_progress_on=status)
-    cancel.click(None, cancels=[run, example_run])
+    results = [c for slot in area.slots for c in (slot[0], slot[2])]  # each slot's WAV and figure
+
+    def generate(model, audio, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim,
+                 match_level, request: gr.Request) -> Iterator[tuple]:  # Gradio gives a gr.Request to a named hint
+        yield from generate_audio(store, model, audio, prime_seconds, seconds, temperature, top_k, variations, seed,
+                                  class_id, trim, match_level, request, runs)
+
+    # Two events on one click: the first only flips the buttons and shows the output area (outside the queue,
+    # at once); the browser sends the run's request when it has its answer. Chaining the run with .then
+    # would wait for that answer's round trip as well.
+    generate_button.click(start, None, [generate_button, cancel, area.column, status, *results], queue=False,
+                          api_visibility="private")
+    run = generate_button.click(generate, inputs, area.outputs, api_name="generate_audio", show_progress="hidden")
+    run.then(finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
+    # A clicked example fills the upload, then runs exactly as Generate does, buttons and Cancel included.
+    examples.load_input_event.then(start, None, [generate_button, cancel, area.column, status, *results],
+                                   queue=False, api_visibility="private")
+    run_after_example(examples, generate, inputs, area.outputs, show_progress="hidden").then(
+        finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
+    cancel.click(stop, None, cancel, queue=False, api_visibility="private")
     model.change(class_box, model, class_id, api_visibility="private")
-    variations.change(lambda n: [gr.Column(visible=i < n) for i in range(MAX_VARIATIONS)], variations, slots,
-                      api_visibility="private")
+    variations.change(visible_tabs, variations, area.tabs, api_visibility="private")
 
 
-def _outputs(status: str, take: Take, slot: Callable[[Take, int], list]) -> tuple:
-    """(status, *slot(take, i) for used slots, None x 4 for unused ones)."""
+def _empty_slots() -> list:
+    """Every slot's first update: no WAV, no figure; the players start afresh."""
+    return [None, gr.skip(), None] * MAX_VARIATIONS
+
+
+def _slots(take: Take, slot: Callable[[Take, int], list]) -> list:
+    """slot(take, i) for the used slots; no WAV, no figure and no chunk for the others."""
     batch = take.continuation.shape[0]
-    values: list = [status]
-    for i in range(MAX_VARIATIONS):
-        values += slot(take, i) if i < batch else [None] * OUTPUTS_PER_VARIATION
-    return tuple(values)
+    return [v for i in range(MAX_VARIATIONS) for v in (slot(take, i) if i < batch else [None, gr.skip(), None])]
 
 
-def _streaming_slot(take: Take, i: int) -> list:
-    return [(take.sample_rate, to_int16(take.audio(i))), None, None, None]
+def _chunk(take: Take, i: int) -> list:
+    """The samples new in this take, for the player; the first take's come after the primer."""
+    new = take.continuation[i, take.done - take.fresh:]
+    audio = np.concatenate([take.primer, new]) if take.fresh == take.done else new
+    return [gr.skip(), (take.sample_rate, to_int16(audio)), gr.skip()]
 
 
-def _final_slot(take: Take, i: int, folder: Path) -> list:
+def _final(take: Take, i: int, folder: Path) -> list:
     audio, sr = take.audio(i), take.sample_rate
     path = folder / f"variation_{i + 1}.wav"
     write_wav(path, audio, sr)
-    return [
-        (sr, to_int16(audio)),
-        waveform_figure(take.primer, take.continuation[i], sr),
-        spectrogram_figure(audio, sr, len(take.primer)),
-        str(path),
-    ]
+    return [str(path), gr.skip(), variation_figure(take.primer, take.continuation[i], sr)]
 
 
 def _class_props(entry: dict | None) -> dict:
     n = entry["config"].get("n_classes", 0) if entry else 0
     return dict(visible=bool(n), maximum=max(n - 1, 0), info=f"0 … {n - 1}" if n else None)
-
-
-def _envelope(x: np.ndarray, offset: int, sample_rate: int, bins: int = 1500) -> tuple[np.ndarray, np.ndarray]:
-    """Times and values of a min/max zig-zag over ~bins bins: the shape of x in few points."""
-    if len(x) <= 2 * bins:
-        return (offset + np.arange(len(x))) / sample_rate, x
-    edges = np.linspace(0, len(x), bins + 1).astype(int)
-    lo, hi = np.minimum.reduceat(x, edges[:-1]), np.maximum.reduceat(x, edges[:-1])
-    t = (offset + np.repeat(edges[:-1], 2)) / sample_rate
-    return t, np.stack([lo, hi], axis=1).reshape(-1)

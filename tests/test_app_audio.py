@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,12 +27,13 @@ from core.continuation import dequantise, quantise
 from core.errors import AudioError, CheckpointError, ConfigError
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
+from pages.audio_output import OUTPUTS_PER_VARIATION, Runs
 from tests.conftest import TINY_SAMPLE_RATE, free_port, tiny_audio_config
 
 SR = TINY_SAMPLE_RATE  # uploads are written at 16 kHz so they are resampled
 ROOT = Path(__file__).resolve().parents[1]
 MELODIES = ROOT / "checkpoints" / "melodies-wavenet"  # the bundled 8 kHz audio model
-OUTPUTS = audio_page.OUTPUTS_PER_VARIATION
+OUTPUTS = OUTPUTS_PER_VARIATION
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,8 @@ def generate(client: Client, model_dir: Path, audio: Path | None = None, **setti
 
 
 def samples(result, variation: int = 0) -> np.ndarray:
-    """The int16 samples of one variation's audio output."""
-    data, rate = sf.read(result[1 + 4 * variation], dtype="int16")
+    """The int16 samples of one variation's WAV download."""
+    data, rate = sf.read(result[1 + OUTPUTS * variation], dtype="int16")
     assert rate == SR
     return data
 
@@ -73,10 +75,9 @@ def test_output_is_primer_as_heard_then_continuation(client: Client, model_dir: 
     audio = samples(result)
     assert len(audio) == 2000 + 2000
     np.testing.assert_array_equal(audio[:2000], to_int16(heard))
-    np.testing.assert_array_equal(sf.read(result[4], dtype="int16")[0], audio)  # the download is the same audio
-    assert result[2] is not None and result[3] is not None  # waveform and spectrogram
+    assert result[3] is not None  # the figure: waveform over spectrogram
     assert "Done" in result[0] and "samples/s" in result[0] and "Real-time factor" in result[0]
-    assert all(x is None for x in result[5:])  # unused variation slots
+    assert all(x is None for x in result[1 + OUTPUTS::OUTPUTS])  # no WAV in the unused variation slots
 
 
 def test_greedy_generation_is_deterministic(client: Client, model_dir: Path) -> None:
@@ -204,9 +205,16 @@ def test_model_store_skips_bad_folders_and_caches_loads(model_dir: Path, tmp_pat
         ModelStore([tmp_path], device="cpu").get(tiny["path"])
 
 
-def _run_handler(store: ModelStore, upload: Path, *args) -> tuple:
-    """The last output of the Generate handler called as the page calls it (prime 1 s, seed 0)."""
-    return list(audio_page.generate_audio(store, str(MELODIES), str(upload), 1.0, *args))[-1]
+def _run_handler(store: ModelStore, upload: Path, *args) -> tuple[str, list[np.ndarray]]:
+    """The Generate handler called as the page calls it (prime 1 s, seed 0): its last status and WAVs."""
+    return _last(audio_page.generate_audio(store, str(MELODIES), str(upload), 1.0, *args))
+
+
+def _last(handler) -> tuple[str, list[np.ndarray]]:
+    """A handler's last status, and each used slot's WAV (float) read as it is given (it is deleted after)."""
+    for result in handler:
+        wavs = [sf.read(path)[0] for path in result[1::OUTPUTS] if isinstance(path, str)]
+    return result[0], wavs
 
 
 def test_clips_ending_in_a_second_of_silence_get_continuations_that_depend_on_them(tmp_path: Path) -> None:
@@ -220,11 +228,11 @@ def test_clips_ending_in_a_second_of_silence_get_continuations_that_depend_on_th
         sound = sum(np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3))
         clip = np.concatenate([0.5 * sound / np.abs(sound[-SR:]).max(), np.zeros(SR)]).astype(np.float32)
         sf.write(tmp_path / f"{freq:g}.wav", clip, SR, subtype="FLOAT")
-        result = _run_handler(store, tmp_path / f"{freq:g}.wav", 0.25, 1.0, 0, 1, 0, 0)
-        continuations.append(result[1][1][SR:])  # (rate, int16 samples) of variation 1, past the primer
+        status, wavs = _run_handler(store, tmp_path / f"{freq:g}.wav", 0.25, 1.0, 0, 1, 0, 0)
+        continuations.append(wavs[0][SR:])  # variation 1, past the primer
     assert len(continuations[0]) == 2000
     assert not np.array_equal(*continuations)
-    assert "Cut 1.00 s of trailing silence" in result[0]
+    assert "Cut 1.00 s of trailing silence" in status
 
 
 def test_a_quiet_primer_level_matched_is_continued_at_its_own_level(tmp_path: Path) -> None:
@@ -232,10 +240,47 @@ def test_a_quiet_primer_level_matched_is_continued_at_its_own_level(tmp_path: Pa
     primer's level instead of several times louder."""
     store = ModelStore([MELODIES.parent], device="cpu")
     sf.write(tmp_path / "quiet.wav", 0.01 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR), SR, subtype="FLOAT")
-    result = _run_handler(store, tmp_path / "quiet.wav", 0.5, 0.85, 0, 2, 0, 0, True, True)
-    assert "Level matched: primer +39.0 dB" in result[0]
-    for variation in (0, 1):
-        audio = result[1 + OUTPUTS * variation][1].astype(np.float64) / 32768
+    status, wavs = _run_handler(store, tmp_path / "quiet.wav", 0.5, 0.85, 0, 2, 0, 0, True, True)
+    assert "Level matched: primer +39.0 dB" in status
+    for audio in wavs:
         primer_peak, continuation_peak = np.abs(audio[:SR]).max(), np.abs(audio[SR:]).max()
         assert primer_peak == pytest.approx(0.01, rel=0.05)
         assert 0.25 * primer_peak < continuation_peak < 2 * primer_peak
+
+
+def test_a_cancelled_run_gives_its_partial_audio_figure_and_download(model_dir: Path) -> None:
+    """Cancel (from the run's browser session) stops the handler at its next chunk; its last yield still has
+    what was made: the WAV of the continuation so far (no primer here), the figure, and 'Cancelled at N %'."""
+    store, runs = ModelStore([model_dir], device="cpu"), Runs()
+    request = SimpleNamespace(session_hash="session-a")
+    handler = audio_page.generate_audio(store, str(model_dir / "tiny"), None, 0.1, 20.0, 1.0, 0, 2, 0, 0,
+                                        request=request, runs=runs)
+    streamed = []
+    for result in handler:
+        chunk = result[2]  # variation 1's player: (rate, int16 samples new in this chunk)
+        if isinstance(chunk, tuple):
+            streamed.append(chunk[1])
+            if len(streamed) == 3:
+                runs.cancel("session-b")  # another session's Cancel does not stop this run
+            if len(streamed) == 5:
+                runs.cancel("session-a")
+        if isinstance(result[1], str):  # the last yield
+            wav, _ = sf.read(result[1], dtype="int16")
+            assert result[3] is not None and isinstance(result[1 + OUTPUTS], str)  # its figure; variation 2's WAV
+    made = np.concatenate(streamed)
+    assert len(streamed) == 5 and len(made) == 5 * SR // 10
+    assert len(made) <= len(wav) <= len(made) + SR // 10  # at most the chunk made as the Cancel came
+    np.testing.assert_array_equal(wav[:len(made)], made)  # the download starts with what was streamed
+    assert f"Cancelled at {100 * len(wav) / (20 * SR):.0f} %" in result[0]
+    runs.cancel("session-a")
+    assert len(list(audio_page.generate_audio(store, str(model_dir / "tiny"), None, 0.1, 0.2, 1.0, 0, 1, 0, 0,
+                                              request=request, runs=runs))) > 2, "a stale Cancel stopped a new run"
+
+
+def test_the_model_summary_says_what_the_model_was_trained_on_and_what_that_makes_of_speech(model_dir: Path) -> None:
+    listed = {Path(m["path"]).name: m for m in ModelStore([MELODIES.parent, model_dir], device="cpu").list_models()}
+    melodies = audio_page.model_summary(listed["melodies-wavenet"])
+    assert "Trained on: the soprano lines of the first 160 Bach chorales" in melodies
+    assert "**a melody model**: speech and noise come out as sustained notes" in melodies
+    assert "tone model" in audio_page.model_summary(listed["tones-wavenet"])
+    assert listed["tiny"]["data"] is None and "Trained on" not in audio_page.model_summary(listed["tiny"])

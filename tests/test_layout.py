@@ -22,7 +22,7 @@ MAX_LINES = 400
 # Page modules other pages may import: helpers made for sharing, not pages themselves.
 SHARED_PAGE_HELPERS = {"pages.checks", "pages.examples", "pages.model_picker", "pages.uploads"}
 # Pages whose own helper modules (pages/<page>_*.py) they may import.
-PAGE_FAMILIES = {"pages.receptive_field", "pages.recurrence", "pages.sequences", "pages.train"}
+PAGE_FAMILIES = {"pages.audio", "pages.receptive_field", "pages.recurrence", "pages.sequences", "pages.train"}
 
 
 # -- the checker ---------------------------------------------------------------------------------
