@@ -140,12 +140,12 @@ def user(url: str, calls: dict, soak: Soak, first: int, new_session_every: int =
     client, sent = None, 0
     names = itertools.islice(itertools.cycle(calls), first, None)
     while (seed := soak.next_seed()) is not None:
-        if client is None or (new_session_every and sent % new_session_every == 0):
-            client = Client(url, verbose=False, download_files=False)
-        sent += 1
         name = next(names)
         start = time.perf_counter()
-        try:
+        try:  # a page that does not load (the client's connection) fails the request it was for; the next retries
+            if client is None or (new_session_every and sent % new_session_every == 0):
+                client = Client(url, verbose=False, download_files=False)
+            sent += 1
             calls[name](client, seed)
             error = None
         except Exception as e:  # noqa: BLE001  every failure a user would see is counted, whatever its type
