@@ -71,3 +71,24 @@ def test_an_audio_folder_is_framed_with_its_training_statistics(tmp_path):
     expected = np.concatenate(clips["train"])
     assert mean == pytest.approx(expected.mean(), abs=1e-3) and std == pytest.approx(expected.std(), rel=1e-3)
     np.testing.assert_allclose(data["test"][0].numpy().ravel()[:300], (clips["test"][0] - mean) / std, atol=1e-3)
+
+
+def test_training_statistics_are_read_once_then_remembered_until_the_files_change(tmp_path, monkeypatch):
+    import os
+
+    import soundfile as sf
+
+    from core.data import speech_frames
+    from core.data.speech_frames import training_stats
+
+    monkeypatch.setenv("STUDIO_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "train").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        sf.write(tmp_path / "train" / f"{i}.wav", rng.uniform(-0.5, 0.5, 1600), 16000, subtype="FLOAT")
+    first = training_stats(tmp_path)
+    read = []
+    monkeypatch.setattr(speech_frames, "audio_folder_split", lambda *a: read.append(a) or [np.ones(3), np.zeros(3)])
+    assert training_stats(tmp_path) == pytest.approx(first) and read == []  # from the cache: no audio read
+    os.utime(tmp_path / "train" / "1.wav", ns=(1, 1))  # a changed file: read again
+    assert training_stats(tmp_path) == (0.5, 0.5) and len(read) == 1

@@ -15,6 +15,9 @@ frames feed a Gaussian-emission VRNN / SRNN with data_dim = samples_per_step; st
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.audio_folder import audio_folder_split
+from core.data.audio_folder import audio_files, audio_folder_split
+from core.data.fetch import cache_dir
 from core.data.pianorolls import check_frame_model
 from core.data.registry import SPLITS, DataKind, check_split, register_kind
 from core.data.sequences import SequenceDataset
@@ -44,12 +48,46 @@ def _check_signals(signals: Sequence[np.ndarray], what: str) -> list[np.ndarray]
 
 
 def signal_stats(signals: Sequence[np.ndarray]) -> tuple[float, float]:
-    """Mean and standard deviation over every sample of every signal (one scalar each)."""
-    samples = np.concatenate(_check_signals(signals, "signal_stats"))
-    std = float(samples.std())
+    """Mean and standard deviation over every sample of every signal (one scalar each).
+
+    Two passes over the signals one at a time (mean, then squared deviations), so memory stays that of
+    the largest signal, not of all of them together.
+    """
+    if not signals:
+        raise ConfigError("signal_stats: no signals to frame")
+    count, total = 0, 0.0
+    for i, s in enumerate(signals):
+        s = np.asarray(s, dtype=np.float64)
+        if s.ndim != 1 or s.size == 0 or not np.isfinite(s).all():
+            raise ConfigError(f"signal_stats: signal {i} must be a non-empty 1-D array of finite samples, "
+                              f"got {s.shape}")
+        count, total = count + s.size, total + float(s.sum())
+    mean = total / count
+    std = math.sqrt(sum(float(np.square(np.asarray(s, dtype=np.float64) - mean).sum()) for s in signals) / count)
     if std == 0.0:
         raise ConfigError("signal_stats: the training signals are constant (standard deviation 0)")
-    return float(samples.mean()), std
+    return mean, std
+
+
+def training_stats(root: str | os.PathLike, max_files: int | None = None) -> tuple[float, float]:
+    """signal_stats of root/train's files at 16 kHz, remembered on disk (the cache folder "speech_stats")
+    under a key of the files' names, sizes and modification times: reading hours of audio takes seconds."""
+    files = audio_files(root, "train")[:max_files]
+    stamp = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
+    key = hashlib.sha256(json.dumps([SAMPLE_RATE, stamp]).encode()).hexdigest()
+    path = cache_dir("speech_stats") / f"{key}.json"
+    try:
+        mean, std = json.loads(path.read_text())
+        return float(mean), float(std)
+    except (OSError, ValueError, TypeError):
+        pass
+    mean, std = signal_stats(audio_folder_split(root, "train", SAMPLE_RATE, max_files))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([mean, std]))
+    except OSError:
+        pass  # a read-only cache only costs the next caller the reading
+    return mean, std
 
 
 def frame_signal(signal: np.ndarray, mean: float, std: float, samples_per_step: int = SAMPLES_PER_STEP) -> np.ndarray:
@@ -123,6 +161,6 @@ class SpeechFrameData(DataKind):
         """Frames of samples_per_step values, Gaussian, and the training signal's mean and deviation."""
         settings = {"data_dim": self.samples_per_step, "emission": "gaussian", "sample_rate": SAMPLE_RATE}
         if "signal_mean" not in model or "signal_std" not in model:
-            mean, std = signal_stats(audio_folder_split(self.root, "train", SAMPLE_RATE, self.max_files))
+            mean, std = training_stats(self.root, self.max_files)
             settings.update(signal_mean=mean, signal_std=std)
         return settings
