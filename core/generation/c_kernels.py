@@ -23,7 +23,7 @@ import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,6 +95,15 @@ def load(source: Path, name: str, fallback: tuple[str, ...] = ()) -> ctypes.CDLL
 
 _running = 0  # kernel calls in flight in this process, so concurrent users don't oversubscribe the cores
 _running_lock = threading.Lock()
+
+
+def buildable(library: Callable[[], ctypes.CDLL]) -> bool:
+    """Whether `library()` (a kernel's loader) builds its kernel, or finds it built, for this CPU."""
+    try:
+        library()
+    except KernelUnavailable:
+        return False
+    return True
 
 
 @contextmanager

@@ -50,6 +50,7 @@ from core.generation.c_kernels import (
     HERE,
     KernelUnavailable,
     as_numpy,
+    buildable,
     cores_for,
     gate_order,
     load,
@@ -92,11 +93,7 @@ def _library() -> ctypes.CDLL:
 
 def available() -> bool:
     """Whether the kernel is built (or can be) and runs on this CPU."""
-    try:
-        _library()
-    except KernelUnavailable:
-        return False
-    return True
+    return buildable(_library)
 
 
 def precisions() -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from core.generation.c_kernels import (
     HERE,
     KernelUnavailable,
     as_numpy,
+    buildable,
     cores_for,
     gate_order,
     load,
@@ -67,11 +68,7 @@ def _library() -> ctypes.CDLL:
 
 def available() -> bool:
     """Whether the kernel is built (or can be) and runs on this CPU."""
-    try:
-        _library()
-    except KernelUnavailable:
-        return False
-    return True
+    return buildable(_library)
 
 
 def _offsets(sizes: np.ndarray) -> np.ndarray:
