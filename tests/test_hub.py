@@ -465,3 +465,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("config", [
+    {"model_type": "wayback", "layout": "wayback", "sampling_frequency": 8000, "layer_sizes": [8, 8],
+     "periods": [1, 2], "boundaries": [2, 2], "chunk_size": 2, "io_sizes": [8]},
+    {"model_type": "vrnn", "latent_size": 8},
+])
+def test_a_recurrent_familys_checkpoint_goes_to_the_hub_and_back_unchanged(
+        client: HubClient, fake_hub: FakeHub, config: dict, tmp_path: Path) -> None:
+    from core.models import build_model, model_class
+
+    torch.manual_seed(1)
+    family = model_class(config["model_type"])
+    model = build_model(family.config_class(**{k: v for k, v in config.items() if k != "model_type"}))
+    folder = save_checkpoint(model, tmp_path / config["model_type"])
+    repo = f"me/tiny-{config['model_type']}"
+    assert client.call("push", folder, repo, TOKEN) == {"value": f"{fake_hub.url}/{repo}"}
+    pulled = load_checkpoint(Path(client.call("pull", repo)["value"]))
+    assert type(pulled) is type(model) and pulled.config == model.config
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(pulled.state_dict()[name], tensor, rtol=0, atol=0)
