@@ -69,10 +69,16 @@ def train_steps(status: dict) -> list[int]:
     return [r["step"] for r in status["metrics"] if r["split"] == "train"]
 
 
-def test_a_run_started_watched_stopped_and_resumed_through_the_api_continues_its_step_count(app) -> None:
+TINY_WAYBACK = {"model_type": "wayback", "layout": "wayback", "sampling_frequency": 8000, "layer_sizes": [8, 8],
+                "periods": [1, 2], "boundaries": [2, 2], "chunk_size": 2, "io_sizes": [8]}
+
+
+@pytest.mark.parametrize("changes", [{}, {"name": "api-wayback", "family": "wayback",
+                                         "model_json": json.dumps(TINY_WAYBACK)}], ids=["wavenet", "wayback"])
+def test_a_run_started_watched_stopped_and_resumed_through_the_api_continues_its_step_count(app, changes) -> None:
     client, store, runs = app
-    run, message = client.predict(**form(), api_name="/start_run")
-    assert run == "api-run" and "Started" in message
+    run, message = client.predict(**form(**changes), api_name="/start_run")
+    assert run == changes.get("name", "api-run") and "Started" in message
 
     running = poll(client, run, lambda s: len(train_steps(s)) >= 2, "metrics to arrive")
     assert running["state"] == "running" and train_steps(running)[:2] == [1, 2]
