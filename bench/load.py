@@ -17,7 +17,7 @@ digits-wavenet) and `/sample_signals` (2 Fourier curves of 3 s) until `--request
      "app_threads_seen" (threads of the app seen while it ran, sampled: worker threads come and go)}
 
 Latency is as a user sees it: the queue's wait (at most --max-concurrency calls of each event run at once)
-plus the work. The targets on a 2-core machine are in the README (Benchmarks).
+plus the work. The targets on a 2-core machine are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

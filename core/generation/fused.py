@@ -290,7 +290,7 @@ class FusedBf16Stepper(FusedStepper):
 class FusedInt8Stepper(FusedStepper):
     """The fused kernel with int8 weights (a scale per output column) and uint8 product inputs (a
     scale and offset per vector), int32 sums (AVX-512 VNNI). Opt-in only (rank below every other
-    method): what it costs in NLL is in bench/precision.py and the README."""
+    method): what it costs in NLL is in bench/precision.py and the README (Sampling)."""
 
     rank = -1
     precision = "int8"
