@@ -47,6 +47,7 @@ from pages.train_form import (
 from pages.train_runs import (
     LOG_LINES,
     RUN_HEADERS,
+    action_buttons,
     curves_figure,
     delete_run,
     progress_html,
@@ -171,11 +172,11 @@ def build(store: ModelStore) -> None:
             error = gr.Textbox(label="error", lines=8, max_lines=20, visible=False)
             log = gr.Textbox(label="log (last lines)", lines=8, max_lines=12, autoscroll=True)
             with gr.Row():
-                stop = gr.Button("Stop", variant="stop", interactive=writable)
+                stop = gr.Button("Stop", variant="stop", interactive=False)  # action_buttons: as the run allows
                 resume_steps = gr.Number(None, precision=0, label="resume to step", info="0: as before",
                                          scale=2)
-                resume = gr.Button("Resume", interactive=writable)
-                ask_delete = gr.Button("Delete…", interactive=writable)
+                resume = gr.Button("Resume", interactive=False)
+                ask_delete = gr.Button("Delete…", interactive=False)
             with gr.Row(visible=False) as confirm_row:
                 confirm_text = gr.Markdown()
                 confirm = gr.Button("Yes, delete it", variant="stop", interactive=writable)
@@ -240,6 +241,8 @@ def build(store: ModelStore) -> None:
         return gr.Row(visible=True), f"Delete **{current}** and all its checkpoints? This cannot be undone."
 
     timer.tick(poll, [run, seen], [table, run, *view, seen], api_visibility="private")
+    details.change(partial(action_buttons, writable=writable), details, [stop, resume, ask_delete],
+                   api_visibility="private", show_progress="hidden")
     start.click(partial(start_run, jobs, store), [name, *form, device, processes], [run, start_message],
                 api_name="start_run").success(refresh_list, run, [table, run], api_visibility="private").then(
         show, run, view, api_visibility="private")

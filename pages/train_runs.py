@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.errors import ConfigError, StudioError
-from core.jobs import JobManager
+from core.jobs import DONE, JobManager
 from core.model_store import ModelStore
 from pages.train_form import config_from_form
 
@@ -88,6 +88,15 @@ def delete_run(jobs: JobManager, run: str | None) -> tuple:
         raise gr.Error(str(e), print_exception=False) from None
     names = run_names(jobs)
     return gr.Dropdown(choices=names, value=next(iter(names), None)), f"Deleted **{run}**."
+
+
+def action_buttons(status: dict | None, writable: bool) -> tuple[gr.Button, gr.Button, gr.Button]:
+    """Stop, Resume and Delete… as the selected run allows: Stop while its process starts or runs, Resume once
+    it has ended with a checkpoint, Delete once no process runs; none in a read-only app or with no run."""
+    state = (status or {}).get("state")
+    ended = writable and state in DONE
+    return (gr.Button(interactive=writable and state in ("starting", "running")),
+            gr.Button(interactive=ended and bool(status.get("checkpoint"))), gr.Button(interactive=ended))
 
 
 def runs_table(jobs: JobManager) -> list[list]:
