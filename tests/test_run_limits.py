@@ -67,8 +67,17 @@ def test_processes_over_the_bound_are_refused_naming_the_field(tmp_path) -> None
 def test_the_presets_are_within_the_bounds() -> None:
     from core.run_limits import check_limits
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json")):
-        check_limits(train_config.load(path), 1, RunLimits())
+    root = Path(__file__).resolve().parents[1]
+    checked = 0
+    for path in sorted((root / "configs").glob("*.json")):
+        try:
+            cfg = train_config.load(path)
+        except ConfigError as e:  # the speech presets read statistics from data/speech16k, rendered, not shipped
+            assert "data/speech16k" in str(e) and not (root / "data" / "speech16k").is_dir(), (path, e)
+            continue
+        check_limits(cfg, 1, RunLimits())
+        checked += 1
+    assert checked >= 15
 
 
 def test_the_model_size_is_counted_without_allocating_and_matches_a_built_model() -> None:
