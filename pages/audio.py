@@ -55,11 +55,12 @@ from pages.examples import asset, run_after_example
 from pages.model_picker import metrics_text, model_picker
 from pages.uploads import MAX_UPLOAD_BYTES
 
-# (file in assets/, what it is): clips that end in sound, so the model has something to continue.
+# (file in assets/, what it is, the bundled model made for such sound): clips that end in sound, so the model
+# has something to continue. Clicking one chooses that model when the app has it (else the model stays).
 EXAMPLES = [
-    ("audio/chorale_melody.wav", "a Bach melody the bundled model never heard (8 kHz)"),
-    ("audio/chord.wav", "a C major chord (16 kHz)"),
-    ("audio/spoken.wav", "a spoken sentence (espeak-ng, 16 kHz)"),
+    ("audio/chorale_melody.wav", "a Bach melody the melody model never heard (8 kHz)", "melodies-wavenet"),
+    ("audio/chord.wav", "a C major chord (16 kHz), continued by the tones model", "tones-wavenet"),
+    ("audio/spoken.wav", "a spoken sentence (espeak-ng, 16 kHz), continued by the speech model", "speech-wavenet"),
 ]
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
 MAX_PRIME_SECONDS = 10.0
@@ -102,6 +103,12 @@ class Take:
 def audio_models(store: ModelStore) -> list[dict]:
     """The store's entries that generate audio (a WaveNet or a wayback RNN with an audio codec and a sample rate)."""
     return [m for m in store.list_models() if m["audio"] is not None]
+
+
+def example_model(entries: list[dict], bundle: str) -> str | None:
+    """The path of the listed model in a folder named `bundle` (an example's own model), else the first listed."""
+    named = [m["path"] for m in entries if Path(m["path"]).name == bundle]
+    return next(iter(named + [m["path"] for m in entries]), None)
 
 
 def model_summary(entry: dict | None) -> str:
@@ -293,8 +300,8 @@ def build(store: ModelStore) -> None:
         with gr.Column(scale=1):
             model = model_picker(store, audio_models, model_summary)
             upload = gr.Audio(sources=["upload", "microphone"], type="filepath", label="conditioning audio")
-            examples = gr.Examples([[asset(path)] for path, _ in EXAMPLES], [upload],
-                                   example_labels=[label for _, label in EXAMPLES],
+            examples = gr.Examples([[asset(path), example_model(entries, bundle)] for path, _, bundle in EXAMPLES],
+                                   [upload, model], example_labels=[label for _, label, _ in EXAMPLES],
                                    label="examples: click one to continue it with the chosen model")
             prime_seconds = gr.Slider(0.1, MAX_PRIME_SECONDS, value=1.0, step=0.1, label="prime seconds",
                                       info="the last N seconds of the upload prime the model")

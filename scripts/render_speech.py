@@ -297,6 +297,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--valid", type=_count, default=300, help="sentences in valid")
     parser.add_argument("--test", type=_count, default=300, help="sentences in test")
     parser.add_argument("--seed", type=_count, default=0, help="seed of the sentences and of the voice draws")
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
+                        help="write only these splits; the others' sentences are still set aside, so each "
+                             "file is the one the whole corpus has (e.g. `--splits test` for the test set alone)")
     parser.add_argument("--voices", type=_voice_id, nargs="+", default=None,
                         help="use only these voice settings (each keeps its split; default: all)")
     parser.add_argument("--sample-rate", type=int, default=16000, help="sample rate of the WAVs, Hz")
@@ -322,11 +325,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     voices = [VOICE_IDS[i] for i in args.voices] if args.voices else list(VOICES)
     counts = {"train": args.train, "valid": args.valid, "test": args.test}
     for split, n in counts.items():
-        if n and not any(v.split == split for v in voices):
+        if n and split in args.splits and not any(v.split == split for v in voices):
             raise SystemExit(f"--{split} {n} asks for {split} sentences, but none of the voices belongs to {split}")
     check_engines(voices)
     jobs = [(text, voice_for(voices, split, j, args.seed), split, j)
-            for split, texts in sentence_splits(counts, args.seed).items() for j, text in enumerate(texts)]
+            for split, texts in sentence_splits(counts, args.seed).items() if split in args.splits
+            for j, text in enumerate(texts)]
     lines = ["split\tfile\tvoice\tsentence"] + [
         f"{split}\t{output_name(j, voice)}\t{voice.id}\t{text}" for text, voice, split, j in jobs]
     pending = [(text, voice, args.out / split / output_name(j, voice)) for text, voice, split, j in jobs

@@ -2,6 +2,7 @@
 
     python scripts/speech_measure.py --checkpoints runs/speech16k/best checkpoints/melodies-wavenet \
         --wavs data/speech16k/test [--clips 16] [--prime-seconds 1] [--seconds 2] [--temperature 0.85]
+    python scripts/speech_measure.py --checkpoints ... --wavs assets/audio/spoken.wav   (one clip: the page's example)
 
 Each clip (the first --clips WAVs of --wavs, sorted; in the speech corpus the test voices are never
 heard in training) is read at ANALYSIS_RATE and cut where it has been voiced for VOICED_RUN frames,
@@ -201,7 +202,7 @@ def _json(value):
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", nargs="+", required=True, help="audio model checkpoints, compared side by side")
-    p.add_argument("--wavs", required=True, help="folder of held-out speech WAVs to take primers from")
+    p.add_argument("--wavs", required=True, help="folder of held-out speech WAVs to take primers from, or one WAV")
     p.add_argument("--clips", type=int, default=16)
     p.add_argument("--prime-seconds", type=float, default=1.0)
     p.add_argument("--seconds", type=float, default=2.0)
@@ -209,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     models = {path: load_checkpoint(path) for path in args.checkpoints}
-    files = sorted(Path(args.wavs).glob("*.wav"))
+    wavs = Path(args.wavs)
+    files = [wavs] if wavs.is_file() else sorted(wavs.glob("*.wav"))
     if not files:
         p.error(f"no .wav files in {args.wavs}")
     rows: dict[str, list[dict]] = {path: [] for path in [*models, "real continuation"]}

@@ -1,10 +1,13 @@
-"""Fixtures shared by test modules: a tiny random audio WaveNet checkpoint, and the app serving it."""
+"""Fixtures shared by test modules: a tiny random audio WaveNet checkpoint, the app serving it, and the
+speech corpus's test split."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +21,8 @@ from core.model_store import ModelStore
 from core.models.wavenet import WaveNet, WaveNetConfig
 
 TINY_SAMPLE_RATE = 8000
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH_CORPUS = "data/speech16k"  # where scripts/render_speech.py writes the corpus by default
 
 
 def tiny_audio_config(**kwargs) -> WaveNetConfig:
@@ -33,6 +38,23 @@ def tiny_audio_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     save_checkpoint(WaveNet(tiny_audio_config()), folder / "tiny")
     return folder
+
+
+@pytest.fixture(scope="session")
+def speech_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the speech corpus's test split (unseen voices): SPEECH_CORPUS where this machine rendered
+    it, else that split rendered now by scripts/render_speech.py (about a minute; eSpeak NG speaks all its voices,
+    and the renderer's output is the same file for file). Skips without espeak-ng, fails in CI, which installs it."""
+    if (ROOT / SPEECH_CORPUS / "test").is_dir():
+        return ROOT / SPEECH_CORPUS
+    if shutil.which("espeak-ng") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI installs espeak-ng, but the speech test split needs it", pytrace=False)
+        pytest.skip(f"needs {SPEECH_CORPUS}/test or `apt-get install espeak-ng` to render it")
+    out = tmp_path_factory.mktemp("speech16k")
+    subprocess.run([sys.executable, str(ROOT / "scripts/render_speech.py"), "--out", str(out), "--splits", "test"],
+                   check=True, capture_output=True)
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pages.examples import ASSETS, asset
 from scripts import make_assets
 from tests.test_mnist import real_cache  # noqa: F401  (the fixture: real MNIST, cached once)
 
-CLIPS = [path for path, _ in audio.EXAMPLES]
+CLIPS = [path for path, _, _ in audio.EXAMPLES]
 
 
 @pytest.mark.parametrize("clip", CLIPS)

@@ -107,6 +107,17 @@ def test_renders_a_tiny_corpus_of_two_sentences_in_two_voices_split_by_sentence_
     assert "skipped 2 that existed" in (out / "SOURCE.md").read_text()
 
 
+def test_rendering_one_split_writes_the_files_the_whole_corpus_has_for_it(tmp_path):
+    engines_installed()
+    args = ["--train", "2", "--valid", "1", "--test", "1", "--voices", "fest-kal", "es-wmid-m7", "es-us-m5"]
+    main(["--out", str(tmp_path / "all"), *args])
+    main(["--out", str(tmp_path / "test"), *args, "--splits", "test"])
+    assert not (tmp_path / "test" / "train").exists() and not (tmp_path / "test" / "valid").exists()
+    [alone], [whole] = audio_files(tmp_path / "test", "test"), audio_files(tmp_path / "all", "test")
+    assert alone.name == whole.name
+    assert np.array_equal(sf.read(alone)[0], sf.read(whole)[0]), "the same sentence in the same voice"
+
+
 def test_renders_one_sentence_to_a_file_with_the_hts_voice(tmp_path):
     engines_installed()
     main(["--sentence", "Hello there.", "--voice", "fest-slt", "--out", str(tmp_path / "hello.wav")])
