@@ -1,6 +1,7 @@
 """Generation speed of each method on the reference WaveNet, side by side in one run.
 
     python bench/generation.py [--steps 2000] [--naive-steps 100] [--batches 1 16] [--repeats 1] [--device cuda]
+    python bench/generation.py --checkpoint checkpoints/speech-wavenet --methods fused fused-bf16 --batches 1
 
 Reference config: Q=256, dilations 1..512 twice (20 layers), K=2, residual = dilation = 64,
 skip = 128, head = 128 (random weights: speed does not depend on them). The last line printed
@@ -9,6 +10,8 @@ is one JSON object: {"config", "receptive_field", "results": [{"method", "batch"
 split at batch > 1); at batch 1 it also reports the opt-in split of each product over all cores
 (`FusedStepper(threads=N)`), which is fast or slow by how the host places the two vCPUs.
 With `--device cuda` the methods are cached and graph (the cached step replayed from a CUDA graph).
+`--checkpoint` times that audio model instead of the reference (its own weights) and adds each row's
+`real_time`: samples per second over the model's sample rate (over 1: faster than it plays).
 
 The fused kernel's reduced-precision methods (fused-bf16, fused-int8: bfloat16 or int8 weights on
 AVX-512) run where the CPU has them, beside float32 "fused"; `ratio_to_fused` is each row's speed
@@ -40,6 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.checkpoints import load_checkpoint  # noqa: E402
 from core.generation import METHODS, generate  # noqa: E402
 from core.generation.c_kernels import cores_for  # noqa: E402
 from core.generation.factory import family_steppers  # noqa: E402
@@ -99,10 +103,13 @@ def main(argv: list[str] | None = None) -> dict:
                    help="default: naive, cached and fused on the CPU; cached and graph on CUDA")
     p.add_argument("--repeats", type=int, default=1, help="interleaved measurements per method; the median is kept")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--checkpoint", default=None, help="time this WaveNet checkpoint instead of the reference config")
     args = p.parse_args(argv)
     on_cuda = torch.device(args.device).type == "cuda"
     torch.manual_seed(0)
-    model = WaveNet(REFERENCE).eval().to(args.device)
+    model = (load_checkpoint(args.checkpoint, args.device) if args.checkpoint else WaveNet(REFERENCE)).eval()
+    model = model.to(args.device)
+    rate_hz = getattr(model.config, "sample_rate", None) if args.checkpoint else None
     usable = [m for m, cls in family_steppers(model).items() if cls.unusable(model) is None]
     methods = args.methods or (["cached", "graph"] if on_cuda else [m for m in usable if m != "graph"])
     results = []
@@ -127,14 +134,16 @@ def main(argv: list[str] | None = None) -> dict:
             results.append({"method": method, "batch": batch, "threads": threads, "samples_per_s": round(rate, 1),
                             "ratio_to_cached": None if ratio is None else round(ratio, 3),
                             "ratio_to_fused": None if base is None or not method.startswith("fused")
-                            else round(rate / base, 3)})
+                            else round(rate / base, 3),
+                            **({"real_time": round(rate / rate_hz, 2)} if rate_hz else {})})
     report = {
-        "config": asdict(REFERENCE),
-        "receptive_field": REFERENCE.receptive_field,
+        "checkpoint": args.checkpoint,
+        "config": asdict(model.config),
+        "receptive_field": model.config.receptive_field,
         "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
         "device": torch.cuda.get_device_name() if on_cuda else platform.processor() or platform.machine(),
         "results": results,
-        "recurrent": [] if on_cuda else recurrent_rows(args.batches, args.steps),
+        "recurrent": [] if on_cuda or args.checkpoint else recurrent_rows(args.batches, args.steps),
     }
     print(json.dumps(report))
     return report
