@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from core.data.sequences import Collate
-from core.data.speech_frames import frame_signal, signal_stats, speech_frame_splits, speech_frames_from_folder, unframe
+from core.data.speech_frames import (
+    frame_signal,
+    independent_gaussian_ll,
+    signal_stats,
+    speech_frame_splits,
+    speech_frames_from_folder,
+    unframe,
+)
 from core.errors import ConfigError
 
 
@@ -92,3 +99,13 @@ def test_training_statistics_are_read_once_then_remembered_until_the_files_chang
     assert training_stats(tmp_path) == pytest.approx(first) and read == []  # from the cache: no audio read
     os.utime(tmp_path / "train" / "1.wav", ns=(1, 1))  # a changed file: read again
     assert training_stats(tmp_path) == (0.5, 0.5) and len(read) == 1
+
+
+def test_the_independent_gaussian_floor_is_the_standard_normal_log_density_per_frame():
+    zeros = [np.zeros((3, 200), np.float32), np.zeros((1, 200), np.float32)]
+    assert independent_gaussian_ll(zeros) == pytest.approx(-100 * np.log(2 * np.pi))
+    rng = np.random.default_rng(0)
+    frames = [rng.standard_normal((500, 200)) for _ in range(4)]  # E[-x^2/2] = -1/2 per value
+    assert independent_gaussian_ll(frames) == pytest.approx(-100 * np.log(2 * np.pi * np.e), rel=2e-3)
+    scaled = independent_gaussian_ll([2 * f for f in frames])
+    assert scaled < independent_gaussian_ll(frames), "frames wider than the training deviation score lower"

@@ -109,6 +109,13 @@ def unframe(frames: np.ndarray, mean: float, std: float) -> np.ndarray:
     return (frames.reshape(*frames.shape[:-2], -1) * std + mean).astype(np.float32)
 
 
+def independent_gaussian_ll(frames: Sequence[np.ndarray]) -> float:
+    """Log-likelihood in nats per timestep of standardised `frames` (each (T_i, F)) under an independent N(0, 1)
+    per value, the training signal's own mean and deviation: the floor a speech-frame model must beat."""
+    values = np.concatenate([np.asarray(f, dtype=np.float64).reshape(len(f), -1) for f in frames])
+    return float((-0.5 * np.square(values) - 0.5 * math.log(2 * math.pi)).sum(axis=1).mean())
+
+
 def speech_frame_splits(splits: dict[str, Sequence[np.ndarray]], samples_per_step: int = SAMPLES_PER_STEP
                         ) -> tuple[dict[str, SequenceDataset], float, float]:
     """{"train": signals, other splits...} -> ({split: SequenceDataset of (T_i, samples_per_step)}, mean, std),
