@@ -60,7 +60,7 @@ from pages.uploads import MAX_UPLOAD_BYTES
 EXAMPLES = [
     ("audio/chorale_melody.wav", "a Bach melody the melody model never heard (8 kHz)", "melodies-wavenet"),
     ("audio/chord.wav", "a C major chord (16 kHz), continued by the tones model", "tones-wavenet"),
-    ("audio/spoken.wav", "a spoken sentence (espeak-ng, 16 kHz), continued by the speech model", "speech-wavenet"),
+    ("audio/spoken.wav", "a spoken sentence (espeak-ng, 16 kHz)", "speech-wavenet"),
 ]
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
 MAX_PRIME_SECONDS = 10.0

@@ -284,3 +284,15 @@ def test_the_model_summary_says_what_the_model_was_trained_on_and_what_that_make
     assert "**a melody model**: speech and noise come out as sustained notes" in melodies
     assert "tone model" in audio_page.model_summary(listed["tones-wavenet"])
     assert listed["tiny"]["data"] is None and "Trained on" not in audio_page.model_summary(listed["tiny"])
+
+
+def test_each_example_chooses_the_bundled_model_made_for_its_sound_else_the_first_listed(model_dir: Path) -> None:
+    listed = audio_page.audio_models(ModelStore([MELODIES.parent, model_dir], device="cpu"))
+    for _, label, bundle in audio_page.EXAMPLES:
+        named = [m["path"] for m in listed if Path(m["path"]).name == bundle]
+        assert audio_page.example_model(listed, bundle) == (named[0] if named else listed[0]["path"]), label
+    assert Path(audio_page.example_model(listed, "tones-wavenet")).name == "tones-wavenet"
+    assert Path(audio_page.example_model(listed, "melodies-wavenet")).name == "melodies-wavenet"
+    tiny = audio_page.audio_models(ModelStore([model_dir], device="cpu"))
+    assert audio_page.example_model(tiny, "speech-wavenet") == tiny[0]["path"]
+    assert audio_page.example_model([], "speech-wavenet") is None
