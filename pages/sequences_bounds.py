@@ -24,8 +24,8 @@ from core.errors import StudioError
 from core.inference.bounds import estimate
 from core.model_store import ModelStore
 from pages.checks import number_in, whole_in
+from pages.sequences_filter import MAX_SEED, MAX_STEPS, MIN_STEPS
 from pages.sequences_models import ghmm_model, seeded
-from pages.sequences_particles import MAX_SEED, MAX_STEPS, MIN_STEPS
 
 PARTICLE_COUNTS = tuple(2**k for k in range(9))  # 1 .. 256
 MAX_RUNS = 64
