@@ -41,7 +41,7 @@ def table_rows(store: ModelStore) -> list[list]:
             m["config"].get("sample_rate") or "—",
             m["receptive_field"] or "—",
             f"{m['parameters']:,}",
-            metrics_text(m["metrics"]) or "—",
+            metrics_text(m["metrics"], m["config"]) or "—",
             m["path"],
         ]
         for m in store.list_models()

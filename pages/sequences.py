@@ -126,7 +126,7 @@ def _particles_tab(store: ModelStore) -> None:
             gr.Markdown("Dots: the particles after each step's proposal, their area the weight resampling draws "
                         "with. Red lines: the ancestry of the particles alive at the end — they merge going back, as "
                         "each resampling (dashed line) copies some particles and drops others. Grey band: the exact "
-                        "posterior mean ± 2σ of z given all of x (the line: its mean; dotted: the true z); orange "
+                        "posterior mean ±2σ of z given all of x (the line: its mean; dotted: the true z); orange "
                         "crosses: the observations. Hover any particle to light its own ancestors back to step 0.")
             ess = gr.Plot(label="effective sample size")
             gr.Markdown("The ESS, 1 / Σ w², counts how many particles really carry weight (N when all weigh the "

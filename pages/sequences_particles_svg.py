@@ -6,7 +6,7 @@ the filter resampled after it. The run is embedded as data for the page's script
     ancestry(parents, t, n)          the particle at each step 0 .. t that particle n at step t descends from (the
                                      rule the page's script follows, from the resampling indices)
     Scale(run)                       step -> x px and z -> y px of the plot, and back
-    particles_html(run)              the drawing: the exact posterior mean ± 2σ, the true z, the observations, the
+    particles_html(run)              the drawing: the exact posterior mean ±2σ, the true z, the observations, the
                                      particles (area ∝ weight), the surviving lineages, a dotted line after each
                                      resampling; a caption and a legend
 
@@ -214,7 +214,7 @@ def particles_html(run: FilterRun) -> str:
             "w": np.round(run.weights, 4).tolist(), "stepText": [_step_text(run, t) for t in range(steps)],
             "hint": HINT}
     legend = "".join(f'<span style="{style}"></span>{what}' for style, what in (
-        ("background: rgba(127, 127, 127, 0.4)", "exact posterior mean ± 2σ (line: mean)"),
+        ("background: rgba(127, 127, 127, 0.4)", "exact posterior mean ±2σ (line: mean)"),
         ("border-top: 2px dotted currentColor; height: 0", "true z"), ("background: #ff7f0e", "observations x"),
         ("background: #1f77b4; border-radius: 50%", "particles (area ∝ weight)"),
         ("background: #d62728; height: 2px", "surviving lineages"),

@@ -70,7 +70,7 @@ def model_summary(entry: dict | None) -> str:
     lines = [f"**{entry['title']}** (`{entry['name']}`) — {entry['parameters']:,} parameters; it sees the last "
              f"**{rf} samples** ({rf / SAMPLE_RATE_HZ:.2f} s at {SAMPLE_RATE_HZ} Hz) of the curve."]
     if entry["metrics"]:
-        lines.append("Metrics: " + metrics_text(entry["metrics"]))
+        lines.append("Metrics: " + metrics_text(entry["metrics"], entry["config"]))
     return "\n\n".join(lines)
 
 
@@ -143,7 +143,7 @@ def forecast_signal(store: ModelStore, model: str | None, curve: float, observe:
 
 
 def forecast_figure(truth: np.ndarray, result: Forecast) -> go.Figure:
-    """The whole true curve, the observed part, each trajectory faintly, their mean and the mean ± 2σ band."""
+    """The whole true curve, the observed part, each trajectory faintly, their mean and the mean ±2σ band."""
     n, h = len(result.history), result.trajectories.shape[1]
     t_all = np.arange(len(truth)) / SAMPLE_RATE_HZ
     t_future = (n + np.arange(h)) / SAMPLE_RATE_HZ
@@ -161,7 +161,7 @@ def forecast_figure(truth: np.ndarray, result: Forecast) -> go.Figure:
     fig.add_trace(go.Scatter(x=t_future, y=lower, mode="lines", name="-2σ", line=dict(width=0), fill="tonexty",
                              fillcolor=BAND))
     fig.add_trace(go.Scatter(x=t_future, y=result.mean, mode="lines", name="mean", line=dict(color=COLOURS[0])))
-    _layout(fig, "forecast: mean ± 2σ of the trajectories against the truth")
+    _layout(fig, "forecast: mean ±2σ of the trajectories against the truth")
     return fig
 
 
