@@ -15,10 +15,11 @@ import plotly.graph_objects as go
 
 from core.errors import StudioError
 from core.model_store import ModelStore
+from pages.figures import NEUTRAL
 from pages.sequences_filter import FilterRun, run_filter
 from pages.sequences_particles_svg import particles_html
 
-PARTICLE, LINEAGE, THRESHOLD = "#1f77b4", "#d62728", "#7f7f7f"  # read on a light or a dark page
+PARTICLE, LINEAGE = "#1f77b4", "#d62728"
 
 
 def ess_figure(run: FilterRun) -> go.Figure:
@@ -27,14 +28,13 @@ def ess_figure(run: FilterRun) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=steps, y=run.ess, mode="lines+markers", name="ESS", line=dict(color=PARTICLE)))
     fig.add_trace(go.Scatter(x=steps, y=np.full(len(steps), run.threshold * n), mode="lines", name="threshold",
-                             line=dict(color=THRESHOLD, dash="dash")))
+                             line=dict(color=NEUTRAL, dash="dash")))
     hit = np.flatnonzero(run.resampled)
     fig.add_trace(go.Scatter(x=hit, y=run.ess[hit], mode="markers", name="resampled",
                              marker=dict(color=LINEAGE, size=11, symbol="circle-open", line=dict(width=2))))
     fig.update_layout(title=f"effective sample size of the weights since the last resampling (of N = {n})",
                       height=300, margin=dict(l=50, r=10, t=50, b=40), xaxis_title="step t", yaxis_title="ESS",
-                      yaxis=dict(range=[0, 1.05 * n]), legend=dict(orientation="h", y=-0.3),
-                      plot_bgcolor="rgba(0, 0, 0, 0)", paper_bgcolor="rgba(0, 0, 0, 0)")
+                      yaxis=dict(range=[0, 1.05 * n]), legend=dict(orientation="h", y=-0.3))
     return fig
 
 

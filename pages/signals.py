@@ -28,6 +28,7 @@ from core.generation import default_method
 from core.model_store import ModelStore
 from pages.checks import number_in, require, seed_or_none, whole_in
 from pages.examples import run_after_example
+from pages.figures import NEUTRAL
 from pages.model_picker import metrics_text, model_picker
 
 CURVE_LENGTH = 500  # samples (10 s) per held-out curve, as in training
@@ -44,7 +45,7 @@ PRESETS = [
     (1, 250, 200, 16, 1.0, "curve 1, period 9.47 s, 5 s observed: half a cycle"),
     (7, 100, 300, 32, 0.7, "curve 7, period 5.60 s, 2 s observed, temperature 0.7"),
 ]
-TRUTH, OBSERVED, BAND = "#7f7f7f", "#000000", "rgba(31, 119, 180, 0.2)"
+TRUTH, OBSERVED, BAND = NEUTRAL, "#ff7f0e", "rgba(31, 119, 180, 0.2)"  # read on a light or dark page
 
 
 def signal_models(store: ModelStore) -> list[dict]:
