@@ -111,14 +111,17 @@ def theme() -> gr.themes.Base:
 
     The default's grey for secondary text (the navigation bar, control hints, slider ends: #bbbbc2,
     1.9:1) and white on its orange and red buttons (2.8:1, 3.8:1) are too faint; these are one to two
-    shades darker. tests/test_browser_pages.py checks every page with axe-core.
+    shades darker, the buttons in the dark theme too. tests/test_browser_pages.py checks every page with
+    axe-core, and the Sequences page in the dark theme.
     """
     import gradio as gr
 
     return gr.themes.Default().set(
         body_text_color_subdued="*neutral_600",
         button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+        button_primary_background_fill_dark="*primary_700", button_primary_background_fill_hover_dark="*primary_800",
         button_cancel_background_fill="#b91c1c", button_cancel_background_fill_hover="#991b1b",
+        button_cancel_background_fill_dark="#b91c1c", button_cancel_background_fill_hover_dark="#991b1b",
     )
 
 

@@ -169,6 +169,18 @@ def read_metrics(folder: str | os.PathLike) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def nll_unit(config: dict) -> str:
+    """What one value of a model's NLL in bits is per, from its config.json (or a training config's model section):
+    "timestep" for the sequence models scored by a particle filter (vrnn, srnn, ghmm: one frame), "dim" for an
+    image model (pixelcnn, or a scanline WaveNet with an image_shape: one pixel), else "sample" (audio, or another
+    1-D signal). The metrics.json keys keep their names ("valid_bits_per_sample", "test_bits_per_dim")."""
+    if config.get("model_type") in ("vrnn", "srnn", "ghmm"):
+        return "timestep"
+    if config.get("model_type") == "pixelcnn" or "image_shape" in (config.get("extra") or {}):
+        return "dim"
+    return "sample"
+
+
 def model_card(model: torch.nn.Module, metrics: dict | None = None, notes: str = "", title: str = "") -> str:
     """A Hub model card: YAML front matter, what the model is, its config and metrics.
 

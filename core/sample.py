@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default="auto", choices=["auto", *METHODS],
                    help="generation path: auto (CUDA graph on a GPU; on a CPU the fused C kernel where it builds, "
                         "with bfloat16 weights where the CPU has AVX-512 BF16; else cached); fused-int8 is faster "
-                        "still but costs up to 0.04 bits per sample (README)")
+                        "still but costs up to 0.04 bits per sample (docs/internals.md)")
     p.add_argument("--prefix-steps", type=int, default=25, help="sequence models: frames to condition on (25)")
     p.add_argument("--steps", type=int, default=50, help="sequence models: frames to sample after them (50)")
     p.add_argument("--sequences", type=int, default=4, help="sequence models: held-out sequences to continue (4)")

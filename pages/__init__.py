@@ -9,6 +9,9 @@ from typing import NamedTuple
 
 from core.model_store import ModelStore
 from pages import audio, digits, models, receptive_field, recurrence, sequences, signals, train
+from pages.figures import use_theme_neutral_template
+
+use_theme_neutral_template()  # every page's figures read in the light and the dark theme
 
 
 class Page(NamedTuple):

@@ -131,7 +131,7 @@ def model_summary(entry: dict | None) -> str:
         listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names)) if names else f"0 … {c['n_classes'] - 1}"
         lines.append(f"Class-conditional: class ids {listed}.")
     if entry["metrics"]:
-        lines.append("Metrics: " + metrics_text(entry["metrics"]))
+        lines.append("Metrics: " + metrics_text(entry["metrics"], entry["config"]))
     return "\n\n".join(lines)
 
 

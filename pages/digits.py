@@ -86,7 +86,7 @@ def model_summary(entry: dict | None) -> str:
     text = (f"**{entry['title']}** (`{entry['name']}`) — {kind}, {entry['config']['quantization_levels']} grey "
             f"levels, {entry['parameters']:,} parameters.")
     if entry["metrics"]:
-        text += "\n\nMetrics: " + metrics_text(entry["metrics"])
+        text += "\n\nMetrics: " + metrics_text(entry["metrics"], entry["config"])
     return text
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.context import get_blocks_context
 
+from core.checkpoints import nll_unit
 from core.model_store import ModelStore
 
 Lister = Callable[[ModelStore], list[dict]]  # the store's entries this page can use
@@ -59,27 +60,30 @@ def _same_folder(a: str, b: str) -> bool:
         return False
 
 
-# How the metrics a run writes read to a person; a key's other form is left out where it is shown.
+# How the metrics a run writes read to a person; a key's other form is left out where it is shown. Both NLLs in
+# bits are in the model's one unit (core.checkpoints.nll_unit), whatever their keys say.
 _METRIC_FORMS = {
     "step": ("step {:,}", None),
-    "valid_bits_per_sample": ("validation {:.3f} bits/sample", None),
+    "valid_bits_per_sample": ("validation {:.3f} bits/{unit}", None),
     "valid_nll_nats": ("validation {:.3f} nats", "valid_bits_per_sample"),
     "valid_accuracy": ("accuracy {:.1%}", None),
-    "test_bits_per_dim": ("test {:.3f} bits/dim", None),
+    "test_bits_per_dim": ("test {:.3f} bits/{unit}", None),
     "test_nll_nats_per_item": ("test {:,.1f} nats/item", "test_bits_per_dim"),
 }
 
 
-def metrics_text(metrics: dict) -> str:
-    """A checkpoint's metrics.json in words, e.g. 'step 10,000 · validation 4.056 bits/sample · accuracy
-    16.8% · test 3.888 bits/dim'; keys it does not know as 'key value'; '' for none."""
+def metrics_text(metrics: dict, config: dict) -> str:
+    """A checkpoint's metrics.json in words, its NLLs per the unit of its config.json (core.checkpoints.nll_unit),
+    e.g. 'step 10,000 · validation 4.056 bits/sample · accuracy 16.8% · test 3.888 bits/sample' for audio; keys it
+    does not know as 'key value'; '' for none."""
+    unit = nll_unit(config)
     parts = []
     for key, value in metrics.items():
         form, shown_by = _METRIC_FORMS.get(key, (None, None))
         if shown_by in metrics:
             continue
         try:
-            parts.append(form.format(value) if form else f"{key} {value:.4g}")
+            parts.append(form.format(value, unit=unit) if form else f"{key} {value:.4g}")
         except (TypeError, ValueError):
             parts.append(f"{key} {value}")
     return " · ".join(parts)

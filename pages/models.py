@@ -27,6 +27,9 @@ from core.model_store import ModelStore
 from pages.model_picker import metrics_text
 
 HEADERS = ["model", "name", "type", "sample rate", "receptive field", "parameters", "metrics", "path"]
+# px: together they fit the content width of a 1400 px window, each header's longest word fits its column (the
+# headers wrap between words), and a narrower window scrolls the table sideways rather than squeezing it
+COLUMN_WIDTHS = [190, 180, 90, 80, 100, 105, 290, 175]
 MAX_CARD_BYTES = 200_000  # a model card bigger than this is shown truncated
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*(\n|\Z)", re.DOTALL)
 
@@ -41,7 +44,7 @@ def table_rows(store: ModelStore) -> list[list]:
             m["config"].get("sample_rate") or "—",
             m["receptive_field"] or "—",
             f"{m['parameters']:,}",
-            metrics_text(m["metrics"]) or "—",
+            metrics_text(m["metrics"], m["config"]) or "—",
             m["path"],
         ]
         for m in store.list_models()
@@ -55,9 +58,9 @@ def model_details(store: ModelStore, path: str | None) -> tuple[dict | None, str
     entry = _entry(store, path)
     if entry is None:
         return None, f"`{path}` is not listed any more; press ↻ Refresh."
+    rf = entry["receptive_field"]
     summary = (f"**{entry['title']}** (`{entry['name']}`): {entry['model_type']}, {entry['parameters']:,} "
-               f"parameters, receptive field "
-               f"{entry['receptive_field'] or '—'} samples.")
+               f"parameters" + (f", receptive field {rf:,} samples." if rf else "."))
     return entry["config"], f"{summary}\n\n---\n\n{read_card(Path(path))}"
 
 
@@ -120,8 +123,8 @@ def build(store: ModelStore) -> None:
     gr.Markdown("## Models\nThe checkpoints this app serves: bundled, trained here, or pulled from the Hugging Face "
                 "Hub. Select a row to see its config and model card.")
     # A static first value: a callable one would become a public API endpoint; ↻ Refresh re-reads.
-    table = gr.Dataframe(rows, headers=HEADERS, interactive=False, wrap=True,
-                         label="models", max_height=400)
+    table = gr.Dataframe(rows, headers=HEADERS, interactive=False, wrap=True, label="models", max_height=400,
+                         column_widths=[f"{w}px" for w in COLUMN_WIDTHS], elem_id="models-table")
     refresh = gr.Button("↻ Refresh", size="sm")
     with gr.Row():
         with gr.Column(scale=1):

@@ -16,6 +16,7 @@ from core.errors import ConfigError, StudioError
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from core.receptive_field import input_gradient
+from pages.figures import NEUTRAL
 from pages.receptive_field_controls import LIT, MARGIN, TARGET, config_from_controls, escape_markdown
 
 MAX_MEASURE_R = 8192  # receptive field of a random model the measurement builds, at most
@@ -82,7 +83,7 @@ def measure_receptive_field(store: ModelStore, model: str | None, kernel_size: f
         fig.add_trace(go.Scatter(x=lags, y=path_curve / path_curve.max(), mode="lines", name="paths through the taps "
                                  "(÷ max)", line=dict(color=LIT, dash="dot")))
     if effective:
-        fig.add_vline(x=effective + 0.5, line_dash="dash", line_color="black",
+        fig.add_vline(x=effective + 0.5, line_dash="dash", line_color=NEUTRAL,
                       annotation_text=f"{EFFECTIVE_MASS:.0%} of the gradient", annotation_position="top right")
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=40), xaxis_title="lag j (input x_{t-j})",
                       yaxis=dict(title="relative magnitude", type="log"), legend=dict(orientation="h", y=-0.3))

@@ -19,10 +19,10 @@ Columns: 0 is the zero padding in front of a level, 1 the start symbol (inputs o
 from __future__ import annotations
 
 import html
-import json
 
 from core import cone
 from core.models.wavenet import WaveNetConfig
+from pages.inline_svg import base_css, data_attribute, loader_js, svg_open
 from pages.receptive_field_controls import diagram_length
 
 MAX_COLS = 160  # position columns drawn, at most; wider time axes put several positions in a column
@@ -30,13 +30,7 @@ MAX_LEVELS = 14  # taller stacks of repeated stacks draw the repeats below the l
 EDGE_MAX_COLS = 64  # the graph's edges are drawn when every position has its own column and there are this few
 ROW_H, LABEL_W, GRID_W, CELL_W_MAX = 24, 170, 900, 28  # px
 
-CONE_JS = """
-let root = null, data = null;
-const load = () => {
-  const r = element.querySelector('.rf-root');
-  if (r !== root) { root = r; data = r ? JSON.parse(r.dataset.cones) : null; }
-  return data;
-};
+CONE_JS = loader_js("rf-root", "cones") + """
 const show = (key) => {
   const d = load();
   const c = d && d.cones[key];
@@ -68,8 +62,7 @@ element.addEventListener('click', (e) => {
 element.addEventListener('mouseleave', () => { if (load()) show(root.dataset.pinned); });
 """
 
-CONE_CSS = """
-.rf-root svg { max-width: 100%; height: auto; font: 11px sans-serif; }
+CONE_CSS = base_css("rf-root") + """
 .rf-root rect.node { fill: #e8e8e8; stroke: #bbb; stroke-width: 0.5; }
 .rf-root rect.node.pad { fill: #ffffff; stroke-dasharray: 2 2; }
 .rf-root rect.node.lit { fill: #d62728; stroke: #7f0000; }
@@ -211,8 +204,7 @@ def diagram_html(config: WaveNetConfig, t_out: int) -> str:
     def y(i: int) -> float:
         return (n - 1 - i) * ROW_H + ROW_H / 2
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="dilated causal convolution graph">']
+    parts = [svg_open(width, height, "dilated causal convolution graph")]
     if bucket == 1 and cols - 2 <= EDGE_MAX_COLS:
         for i in range(1, n):
             level, below = levels[i][0], levels[i - 1][0]
@@ -248,6 +240,6 @@ def diagram_html(config: WaveNetConfig, t_out: int) -> str:
         note += f" Each column holds {bucket} positions: it is lit when any of them is in the cone."
     if any(level - below != 1 for (level, _), (below, _) in zip(levels[1:], levels, strict=False)):
         note += " The stacks below the last one are drawn as one row: their top layer."
-    payload = html.escape(json.dumps(data, separators=(",", ":")), quote=True)
-    return (f'<div class="rf-root" data-pinned="init" data-shown="init" data-cones="{payload}">' + "".join(parts)
+    return (f'<div class="rf-root" data-pinned="init" data-shown="init"{data_attribute("cones", data)}>'
+            + "".join(parts)
             + f'<div class="rf-now">{html.escape(init["caption"])}</div><div class="rf-note">{note}</div></div>')

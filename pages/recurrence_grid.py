@@ -17,13 +17,13 @@ gradient block began (without it, a loss later in the block could not reach it).
 from __future__ import annotations
 
 import html
-import json
 
 import gradio as gr
 
 from core.errors import StudioError
 from core.models.wayback_schedule import Schedule
 from pages.checks import whole_in
+from pages.inline_svg import base_css, data_attribute, loader_js, svg_open
 from pages.recurrence_controls import MAX_STEPS, schedule_from_controls
 
 CELL_H = 22  # px, one layer's row
@@ -32,13 +32,7 @@ GRID_W = 900  # px the columns share, at most CELL_W_MAX each
 CELL_W_MAX = 26
 
 # Classes the page's script gives the cells; the same rule as cell_class below, applied to the embedded frames.
-GRID_JS = """
-let root = null, data = null;
-const load = () => {
-  const r = element.querySelector('.rec-root');
-  if (r !== root) { root = r; data = r ? JSON.parse(r.dataset.frames) : null; }
-  return data;
-};
+GRID_JS = loader_js("rec-root", "frames") + """
 const show = (t) => {
   const d = load();
   if (!d) return;
@@ -64,8 +58,7 @@ element.addEventListener('recurrence-step', (e) => {
 });
 """
 
-GRID_CSS = """
-.rec-root svg { max-width: 100%; height: auto; font: 11px sans-serif; }
+GRID_CSS = base_css("rec-root") + """
 .rec-root rect.cell { stroke: #555; stroke-width: 0.5; }
 .rec-root rect.future { fill: #ffffff; stroke: #bbb; }
 .rec-root rect.past { fill: #d9d9d9; }
@@ -134,8 +127,7 @@ def grid_html(frames: dict, step: int) -> str:
     n, depth = frames["steps"], frames["depth"]
     w = max(6, min(CELL_W_MAX, GRID_W // n))
     width, height = LABEL_W + n * w + 4, (depth + 2) * CELL_H + 18
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="time by layer grid">']
+    parts = [svg_open(width, height, "time by layer grid")]
     for row, layer in enumerate(reversed(range(depth))):
         y = row * CELL_H
         parts.append(f'<text x="4" y="{y + CELL_H * 0.7:.0f}">layer {layer}</text>')
@@ -162,8 +154,8 @@ def grid_html(frames: dict, step: int) -> str:
     legend = "".join(f'<span style="background:{colour}"></span>{what}' for colour, what in (
         ("#ffffff", "not computed yet"), ("#d9d9d9", "computed"), ("#ffffff; border: 3px solid #2171b5",
         "held for backprop (border)"), ("#d62728", "gets gradient from the loss"), ("#e6550d", "the loss")))
-    data = html.escape(json.dumps(frames, separators=(",", ":")), quote=True)
-    return (f'<div class="rec-root" data-step="{step}" data-shown="{step}" data-steps="{n}" data-frames="{data}">'
+    return (f'<div class="rec-root" data-step="{step}" data-shown="{step}" data-steps="{n}"'
+            f'{data_attribute("frames", frames)}>'
             + "".join(parts) + f'<div class="rec-now">{html.escape(frames["now"][step])}</div>'
             f'<div class="rec-legend">{legend}</div></div>')
 

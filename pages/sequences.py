@@ -5,7 +5,7 @@ filters that score them. Three tabs, each one handler, testable without a browse
         continue a test pianoroll N times, play it, and show the true continuation's bound per frame
     sequences_particles.filter_particles(store, proposal, particles, threshold, seed, steps, filter_seed)
         a particle filter on the GHMM: particles sized by weight, the ESS, the resamplings, the surviving
-        lineages, over the exact posterior (Kalman smoother)
+        lineages, over the exact posterior (Kalman smoother); hovering a particle lights its ancestors in the browser
     sequences_bounds.bounds_vs_particles(store, proposal, seed, steps, runs, threshold)
         ELBO, IWAE and FIVO against the number of particles, with the exact log p(x)
 
@@ -23,6 +23,9 @@ from core.data.pianorolls import DATASETS
 from core.model_store import ModelStore
 from pages.model_picker import model_picker
 from pages.sequences_bounds import MAX_RUNS, bounds_vs_particles
+from pages.sequences_filter import MAX_PARTICLES, MAX_SEED
+from pages.sequences_filter import MAX_STEPS as MAX_FILTER_STEPS
+from pages.sequences_filter import MIN_STEPS as MIN_FILTER_STEPS
 from pages.sequences_models import UNTRAINED, ghmm_choices, music_models, music_summary, trained_on
 from pages.sequences_music import (
     MAX_CONTINUATIONS,
@@ -32,9 +35,8 @@ from pages.sequences_music import (
     SECONDS_PER_STEP,
     sample_pianoroll,
 )
-from pages.sequences_particles import MAX_PARTICLES, MAX_SEED, filter_particles
-from pages.sequences_particles import MAX_STEPS as MAX_FILTER_STEPS
-from pages.sequences_particles import MIN_STEPS as MIN_FILTER_STEPS
+from pages.sequences_particles import filter_particles
+from pages.sequences_particles_svg import LINEAGE_CSS, LINEAGE_JS
 
 PROPOSAL_INFO = ("how particles are drawn: the prior ignores x; filtering sees xₜ; smoothing sees xₜ … x_T "
                  "(with it every particle's whole weight is p(x)); learned: a GHMM checkpoint's trained proposal")
@@ -119,11 +121,13 @@ def _particles_tab(store: ModelStore) -> None:
             run = gr.Button("Filter", variant="primary")
         with gr.Column(scale=2):
             status = gr.Markdown()
-            cloud = gr.Plot(label="particles over time")
+            cloud = gr.HTML(label="particles over time", elem_id="particles-svg",
+                            css_template=LINEAGE_CSS, js_on_load=LINEAGE_JS)
             gr.Markdown("Dots: the particles after each step's proposal, their area the weight resampling draws "
                         "with. Red lines: the ancestry of the particles alive at the end — they merge going back, as "
-                        "each resampling (dotted line) copies some particles and drops others. Grey band: the exact "
-                        "posterior mean ± 2σ of z given all of x; orange crosses: the observations.")
+                        "each resampling (dashed line) copies some particles and drops others. Grey band: the exact "
+                        "posterior mean ±2σ of z given all of x (the line: its mean; dotted: the true z); orange "
+                        "crosses: the observations. Hover any particle to light its own ancestors back to step 0.")
             ess = gr.Plot(label="effective sample size")
             gr.Markdown("The ESS, 1 / Σ w², counts how many particles really carry weight (N when all weigh the "
                         "same, 1 when one holds it all). It falls as the weights spread; the filter resamples "

@@ -24,8 +24,9 @@ from core.errors import StudioError
 from core.inference.bounds import estimate
 from core.model_store import ModelStore
 from pages.checks import number_in, whole_in
+from pages.figures import NEUTRAL
+from pages.sequences_filter import MAX_SEED, MAX_STEPS, MIN_STEPS
 from pages.sequences_models import ghmm_model, seeded
-from pages.sequences_particles import MAX_SEED, MAX_STEPS, MIN_STEPS
 
 PARTICLE_COUNTS = tuple(2**k for k in range(9))  # 1 .. 256
 MAX_RUNS = 64
@@ -69,14 +70,14 @@ def bounds_figure(bounds: Bounds) -> go.Figure:
     k = np.array(PARTICLE_COUNTS)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[k[0], k[-1]], y=[bounds.exact] * 2, mode="lines", name="exact log p(x)",
-                             line=dict(color="black", dash="dash")))
+                             line=dict(color=NEUTRAL, dash="dash")))
     for name, runs in bounds.runs.items():
         fig.add_trace(go.Scatter(x=k, y=runs.mean(axis=1), mode="lines+markers", name=name,
                                  line=dict(color=COLOURS[name]), error_y=dict(type="data", array=runs.std(axis=1),
                                                                               visible=True, thickness=1)))
     fig.update_layout(title=f"bounds on log p(x) of a {bounds.steps}-step sequence, {bounds.proposal} proposal "
                       f"(mean ± 1 sd of {bounds.runs['ELBO'].shape[1]} runs)", height=420,
-                      margin=dict(l=60, r=10, t=50, b=40), yaxis_title="nats", plot_bgcolor="white",
+                      margin=dict(l=60, r=10, t=50, b=40), yaxis_title="nats",
                       xaxis=dict(type="log", title="particles K", tickvals=list(k), ticktext=[str(v) for v in k]),
                       legend=dict(orientation="h", y=-0.2))
     return fig

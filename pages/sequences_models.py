@@ -96,7 +96,7 @@ def music_summary(entry: dict | None, trained: int | None = None) -> str:
     if data:
         lines.append(f"Trained on **{data}** (its training mean matches that data set's).")
     if entry["metrics"]:
-        lines.append("Metrics: " + metrics_text(entry["metrics"]))
+        lines.append("Metrics: " + metrics_text(entry["metrics"], entry["config"]))
     return "\n\n".join(lines)
 
 

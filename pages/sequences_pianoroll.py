@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.data.pianorolls import LOWEST_MIDI
+from pages.figures import NEUTRAL
 
 PREFIX, TRUTH, SAMPLE = "#8c8c8c", "#2ca02c", "#1f77b4"
 KEY_MARGIN = 2  # keys shown below the lowest and above the highest sounding one
@@ -61,13 +62,13 @@ def pianoroll_figure(prefix: np.ndarray, truth: np.ndarray, samples: np.ndarray,
             fig.add_trace(_heatmap(prefix, 0, keys, "prefix", PREFIX, row == 1), row=row, col=1)
         fig.add_trace(_heatmap(roll, len(prefix), keys, name, TRUTH if row == 1 else SAMPLE, True), row=row, col=1)
     if len(prefix):
-        fig.add_vline(x=len(prefix) - 0.5, line=dict(color="black", dash="dash", width=1.5), row="all", col=1)
+        fig.add_vline(x=len(prefix) - 0.5, line=dict(color=NEUTRAL, dash="dash", width=1.5), row="all", col=1)
     ticks = [m for m in range(LOWEST_MIDI + keys[0], LOWEST_MIDI + keys[1] + 1) if m % 12 == 0]  # the Cs
     fig.update_yaxes(tickvals=ticks, ticktext=[note_name(m) for m in ticks], title_text="key")
     fig.update_xaxes(title_text="frame (beat)", row=len(rows), col=1)
     fig.update_layout(title=f"{title}: grey prefix, then the continuation (dashed line)",
                       height=90 + ROW_HEIGHT * len(rows), margin=dict(l=60, r=10, t=70, b=40),
-                      plot_bgcolor="white", legend=dict(orientation="h", y=-0.08))
+                      legend=dict(orientation="h", y=-0.08))
     return fig
 
 
@@ -79,12 +80,12 @@ def bound_figure(bound: np.ndarray, baseline: np.ndarray, prefix_length: int, ti
     fig.add_trace(go.Bar(x=frames, y=bound, name="FIVO per frame", marker_color=colours,
                          hovertemplate="frame %{x}: %{y:.3f} nats<extra></extra>"))
     fig.add_trace(go.Scatter(x=frames, y=baseline, name="independent keys", mode="lines",
-                             line=dict(color="black", width=1.5, dash="dot")))
+                             line=dict(color=NEUTRAL, width=1.5, dash="dot")))
     if prefix_length:
-        fig.add_vline(x=prefix_length - 0.5, line=dict(color="black", dash="dash", width=1.5))
+        fig.add_vline(x=prefix_length - 0.5, line=dict(color=NEUTRAL, dash="dash", width=1.5))
     fig.add_vrect(x0=prefix_length - 0.5, x1=len(bound) - 0.5, fillcolor=TRUTH, opacity=0.08, line_width=0,
                   annotation_text="true continuation", annotation_position="top left")
     fig.update_layout(title=f"{title}: log p̂ per frame of the true sequence (nats)", height=320,
                       margin=dict(l=60, r=10, t=50, b=40), xaxis_title="frame (beat)", yaxis_title="nats",
-                      legend=dict(orientation="h", y=-0.25), plot_bgcolor="white")
+                      legend=dict(orientation="h", y=-0.25))
     return fig

@@ -28,6 +28,7 @@ from core.generation import default_method
 from core.model_store import ModelStore
 from pages.checks import number_in, require, seed_or_none, whole_in
 from pages.examples import run_after_example
+from pages.figures import NEUTRAL
 from pages.model_picker import metrics_text, model_picker
 
 CURVE_LENGTH = 500  # samples (10 s) per held-out curve, as in training
@@ -44,7 +45,7 @@ PRESETS = [
     (1, 250, 200, 16, 1.0, "curve 1, period 9.47 s, 5 s observed: half a cycle"),
     (7, 100, 300, 32, 0.7, "curve 7, period 5.60 s, 2 s observed, temperature 0.7"),
 ]
-TRUTH, OBSERVED, BAND = "#7f7f7f", "#000000", "rgba(31, 119, 180, 0.2)"
+TRUTH, OBSERVED, BAND = NEUTRAL, "#ff7f0e", "rgba(31, 119, 180, 0.2)"  # read on a light or dark page
 
 
 def signal_models(store: ModelStore) -> list[dict]:
@@ -70,7 +71,7 @@ def model_summary(entry: dict | None) -> str:
     lines = [f"**{entry['title']}** (`{entry['name']}`) — {entry['parameters']:,} parameters; it sees the last "
              f"**{rf} samples** ({rf / SAMPLE_RATE_HZ:.2f} s at {SAMPLE_RATE_HZ} Hz) of the curve."]
     if entry["metrics"]:
-        lines.append("Metrics: " + metrics_text(entry["metrics"]))
+        lines.append("Metrics: " + metrics_text(entry["metrics"], entry["config"]))
     return "\n\n".join(lines)
 
 
@@ -143,7 +144,7 @@ def forecast_signal(store: ModelStore, model: str | None, curve: float, observe:
 
 
 def forecast_figure(truth: np.ndarray, result: Forecast) -> go.Figure:
-    """The whole true curve, the observed part, each trajectory faintly, their mean and the mean ± 2σ band."""
+    """The whole true curve, the observed part, each trajectory faintly, their mean and the mean ±2σ band."""
     n, h = len(result.history), result.trajectories.shape[1]
     t_all = np.arange(len(truth)) / SAMPLE_RATE_HZ
     t_future = (n + np.arange(h)) / SAMPLE_RATE_HZ
@@ -161,7 +162,7 @@ def forecast_figure(truth: np.ndarray, result: Forecast) -> go.Figure:
     fig.add_trace(go.Scatter(x=t_future, y=lower, mode="lines", name="-2σ", line=dict(width=0), fill="tonexty",
                              fillcolor=BAND))
     fig.add_trace(go.Scatter(x=t_future, y=result.mean, mode="lines", name="mean", line=dict(color=COLOURS[0])))
-    _layout(fig, "forecast: mean ± 2σ of the trajectories against the truth")
+    _layout(fig, "forecast: mean ±2σ of the trajectories against the truth")
     return fig
 
 

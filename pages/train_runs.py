@@ -18,6 +18,7 @@ import gradio as gr
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.checkpoints import nll_unit
 from core.errors import ConfigError, StudioError
 from core.jobs import DONE, JobManager
 from core.model_store import ModelStore
@@ -114,8 +115,9 @@ def run_names(jobs: JobManager) -> list[str]:
 
 
 def curves_figure(status: dict) -> go.Figure:
-    """The train and valid curves and the learning rate, vs step: bits per sample (audio) or per dim for the
-    autoregressive families; for a bound run (VRNN, SRNN, GHMM) the bound it trains, in nats per timestep."""
+    """The train and valid curves and the learning rate, vs step: for the autoregressive families their NLL in bits
+    per sample (audio, signals) or per dim (images), core.checkpoints.nll_unit; for a bound run (VRNN, SRNN,
+    GHMM) the bound it trains, in nats per timestep."""
     rows = status["metrics"]
     config = status.get("config") or {}
     value, unit, name = curve_values(config)
@@ -152,9 +154,7 @@ def curve_values(config: dict) -> tuple[Callable[[dict], float | None], str, str
             return -row["nll_nats"] if row.get("split") == "train" and "nll_nats" in row else None
 
         return bound_value, f"{bound.upper()} bound, nats per timestep", bound.upper()
-    model = config.get("model") or {}
-    audio = model.get("sample_rate") or model.get("sampling_frequency")
-    return (lambda row: row.get("bits")), "bits per sample" if audio else "bits per dim", "NLL"
+    return (lambda row: row.get("bits")), f"bits per {nll_unit(config.get('model') or {})}", "NLL"
 
 
 def sample_page(config: dict) -> tuple[str, str] | None:

@@ -7,7 +7,8 @@
 A bundle is a normal checkpoint folder (config.json, model.safetensors, README.md, metrics.json)
 plus the run's train_config.json and, where the checkpoint has them, what resuming needs:
 optimizer.safetensors and trainer_state.json. Its model card records the command, data,
-training time (up to the bundled step) and the validation NLL in bits per sample, all read
+training time (up to the bundled step) and the validation NLL in the model's unit (bits per sample for
+audio, per dim for images: core.checkpoints.nll_unit), all read
 from the run folder. `--step` bundles an earlier checkpoint than the latest.
 """
 
@@ -64,12 +65,13 @@ def export(run: Path, dest: Path, data: str, command: str, test: bool = False, n
     ckpt = _checkpoint(run, step)
     model = checkpoints.load_checkpoint(ckpt)
     metrics = checkpoints.read_metrics(ckpt)
+    unit = f"bits per {checkpoints.nll_unit(checkpoints.config_dict(model))}"  # audio: sample; images: dim
     test_lines = []
     if test:
         report = evaluate_checkpoint(ckpt, "test")
         metrics = {**metrics, "test_bits_per_dim": round(report["bits_per_dim"], 5),
                    "test_nll_nats_per_item": round(report["nll_nats_per_item"], 3)}
-        test_lines = [f"- Test NLL: **{report['bits_per_dim']:.4f} bits per dim** "
+        test_lines = [f"- Test NLL: **{report['bits_per_dim']:.4f} {unit}** "
                       f"({report['nll_nats_per_item']:.2f} nats per item, {report['items']:,} items), from "
                       f"`python -m core.evaluate --checkpoint {dest} --split test`"]
         if "fivo_per_t" in report:  # a sequence model: its three bounds, the FIVO seed's Table 1 columns
@@ -89,7 +91,7 @@ def export(run: Path, dest: Path, data: str, command: str, test: bool = False, n
         f"- Training: {metrics.get('step', '?')} steps, {hours:.2f} h on {hardware}",
         f"- Validation bounds (nats per timestep): ELBO {metrics['valid_elbo_nats']}, "
         f"IWAE {metrics['valid_iwae_nats']}, FIVO {metrics['valid_fivo_nats']}" if "valid_fivo_nats" in metrics else
-        f"- Validation NLL: {metrics.get('valid_bits_per_sample', '?')} bits per sample "
+        f"- Validation NLL: {metrics.get('valid_bits_per_sample', '?')} {unit} "
         f"({metrics.get('valid_nll_nats', '?')} nats)",
         *test_lines,
         "- Continue: `python scripts/bundle.py restore <this folder> runs/NAME`, then "

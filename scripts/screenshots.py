@@ -3,7 +3,8 @@
     python scripts/screenshots.py                          serve the bundled checkpoints, write docs/screenshots/
     python scripts/screenshots.py --url http://127.0.0.1:7860/ --out /tmp/shots --pages audio digits --axe
 
-Each page is opened at 1400 x 900 in Debian's chromium (Playwright), and where it offers examples
+Each page is opened at 1400 x 900 in Debian's chromium (Playwright), one of them in the dark theme too
+(`sequences-dark`), and where it offers examples
 the first one this tour names is clicked and its result waited for, so the picture shows the page
 at work. It exits non-zero, naming the page and the message, if any page shows an error toast,
 throws an uncaught exception or logs a console error, or if an awaited result never appears, and
@@ -40,6 +41,7 @@ class Stop:
     name: str  # the picture's file name, without .png
     path: str  # the page's address under the app's URL ("" for the home page)
     show: Callable  # (playwright Page) -> None: what to do there before the picture; waits for its result
+    theme: str = "light"  # or "dark": Gradio's dark theme (?__theme=dark) in a browser that prefers dark
 
 
 class ErrorShown(Exception):
@@ -114,13 +116,19 @@ def signals(page) -> None:
 
 
 def sequences(page) -> None:
-    page.get_by_role("heading", name="Sequences").wait_for()
+    """The Particles tab's filter, with the ancestry of a particle at the last step lit (in the browser)."""
+    page.get_by_role("tab", name="Particles").click()
+    page.get_by_role("button", name="Filter", exact=True).click()
+    _result(page, page.locator("#particles-svg circle.p").first)
+    page.locator("#particles-svg").scroll_into_view_if_needed()
+    page.locator('#particles-svg circle.p[data-t="24"]').last.click(force=True)  # kept lit when the mouse leaves
 
 
 TOUR = [Stop("home", "", home), Stop("audio", "audio", audio), Stop("digits", "digits", digits),
         Stop("models", "models", models), Stop("train", "train", train),
         Stop("receptive-field", "receptive-field", receptive_field), Stop("recurrence", "recurrence", recurrence),
-        Stop("signals", "signals", signals), Stop("sequences", "sequences", sequences)]
+        Stop("signals", "signals", signals), Stop("sequences", "sequences", sequences),
+        Stop("sequences-dark", "sequences", sequences, theme="dark")]
 
 
 def take(browser, url: str, out: Path, names: list[str], axe: bool = False) -> list[str]:
@@ -131,14 +139,14 @@ def take(browser, url: str, out: Path, names: list[str], axe: bool = False) -> l
     out.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     for stop in (s for s in TOUR if s.name in names):
-        context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+        context = browser.new_context(viewport=VIEWPORT, color_scheme=stop.theme)
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
         seen: list[str] = []
         page.on("pageerror", lambda e, seen=seen: seen.append(f"uncaught exception: {e}"))
         page.on("console", lambda m, seen=seen: seen.append(f"console error: {m.text}") if m.type == "error" else None)
         try:
-            page.goto(url + stop.path)
+            page.goto(url + stop.path + ("?__theme=dark" if stop.theme == "dark" else ""))
             stop.show(page)
             page.evaluate("window.scrollTo(0, 0)")
             page.mouse.move(0, VIEWPORT["height"] - 1)  # no hover highlight where the click was

@@ -132,12 +132,18 @@ def test_table_and_details_show_the_store_models_and_cards_without_front_matter(
     assert models_page.model_details(store, str(tmp_path))[0] is None
 
 
-def test_metrics_read_as_words_without_repeating_a_value_in_other_units() -> None:
+def test_metrics_read_as_words_in_one_unit_per_model_without_repeating_a_value() -> None:
     written = {"step": 10000, "valid_nll_nats": 2.81147, "valid_bits_per_sample": 4.0561, "valid_accuracy": 0.16832,
                "test_bits_per_dim": 3.88765, "test_nll_nats_per_item": 11037.558}
-    assert metrics_text(written) == "step 10,000 · validation 4.056 bits/sample · accuracy 16.8% · test 3.888 bits/dim"
-    assert metrics_text({"valid_nll_nats": 2.5, "note": "hand-made"}) == "validation 2.500 nats · note hand-made"
-    assert metrics_text({}) == ""
+    audio = {"model_type": "wavenet", "sample_rate": 8000}
+    assert metrics_text(written, audio) == ("step 10,000 · validation 4.056 bits/sample · accuracy 16.8% · "
+                                            "test 3.888 bits/sample")
+    for image in ({"model_type": "pixelcnn"}, {"model_type": "wavenet", "sample_rate": 0,
+                                               "extra": {"image_shape": [28, 28]}}):
+        assert metrics_text(written, image).count("bits/dim") == 2 and "bits/sample" not in metrics_text(written, image)
+    assert metrics_text(written, {"model_type": "vrnn"}).count("bits/timestep") == 2
+    assert metrics_text({"valid_nll_nats": 2.5, "note": "hand-made"}, audio) == "validation 2.500 nats · note hand-made"
+    assert metrics_text({}, audio) == ""
 
 
 def _connect(url: str, proc: subprocess.Popen, logs: Path) -> Client:

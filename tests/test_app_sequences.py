@@ -4,7 +4,7 @@ The app serves a tiny random VRNN over JSB's 88 keys, a GHMM checkpoint with a l
 proposal for 10 steps, and an audio WaveNet (which the page must not offer). Contract: a sample
 shows the prefix and each continuation as separate pianoroll traces, plays and writes every roll,
 and its per-frame bound sums to the FIVO bound of the true sequence under the same seed; the
-filter draws its particles, lineages and ESS threshold over the exact posterior; the bounds put
+filter draws (as SVG) its particles, lineages and ESS threshold over the exact posterior; the bounds put
 IWAE above the ELBO and reach log p(x) exactly with the smoothing proposal; bad input is refused
 with a message and the app keeps serving.
 """
@@ -32,8 +32,10 @@ from core.models.ghmm_exact import kalman_smoother
 from core.models.vrnn import VRNN, VRNNConfig
 from core.models.wavenet import WaveNet
 from pages.sequences_bounds import PARTICLE_COUNTS
+from pages.sequences_filter import run_filter
 from pages.sequences_models import UNTRAINED, held_out_rolls, music_models
 from pages.sequences_music import MAX_CONTINUATIONS, SAMPLE_RATE, SECONDS_PER_STEP
+from pages.sequences_particles_svg import particles_html, surviving_pairs
 from tests.conftest import serving, tiny_audio_config
 
 
@@ -135,23 +137,28 @@ def test_the_untrained_model_is_labelled_untrained_and_a_short_sequence_shortens
 # -- Particles --------------------------------------------------------------------------------------
 
 
-def test_the_filter_draws_particles_lineages_and_the_ess_threshold_over_the_exact_posterior(client: Client) -> None:
+def circles(drawn: str) -> int:
+    """How many particles the Particles tab's SVG draws."""
+    return drawn.count('<circle class="p"')
+
+
+def test_the_filter_draws_particles_lineages_and_the_ess_threshold_over_the_exact_posterior(client: Client,
+                                                                                            models: Path) -> None:
     cloud, ess, status = client.predict("filtering", 64, 0.5, 3, 20, 0, api_name="/filter_particles")
-    drawn = named(cloud)
-    assert len(array(drawn["particles"]["y"])) == 64 * 20
+    run = run_filter(ModelStore([models], device="cpu"), "filtering", 64, 0.5, 3, 20, 0)  # the same seeds, here
+    assert cloud == particles_html(run) and circles(cloud) == 64 * 20  # the page draws this run
     x = sample_ghmm(1, 20, 0.1, seed=3).observations[..., 0].double()
     mean, variance = kalman_smoother(x, 0.1, 0.1)
-    assert np.allclose(array(drawn["posterior mean"]["y"]), mean[0].numpy())
-    assert np.allclose(array(drawn["posterior ±2σ"]["y"]), (mean - 2 * variance.sqrt())[0].numpy())
-    assert np.allclose(array(drawn["observations x"]["y"]), x[0].numpy(), atol=1e-6)
-    segments = array(drawn["surviving lineages"]["x"]).reshape(-1, 3)[:, :2]  # (from step, to step), NaN dropped
-    assert set(segments[:, 1] - segments[:, 0]) == {1.0} and segments[:, 1].max() == 19
+    assert np.allclose(run.mean, mean[0].numpy()) and np.allclose(run.std, variance[0].sqrt().numpy())
+    assert np.allclose(run.observations, x[0].numpy(), atol=1e-6)
+    links = surviving_pairs(run.lineages)
+    assert {t for t, _, _ in links} == set(range(19)) and cloud.count('<line class="surv"') == len(links)
     lines = named(ess)
     assert array(lines["threshold"]["y"]).tolist() == [32.0] * 20
     values, hit = array(lines["ESS"]["y"]), array(lines["resampled"]["x"]).astype(int)
     assert len(hit) and all(values[hit] <= 32) and all(np.delete(values, hit) > 32)  # resampled exactly at ESS <= 32
-    roots = len({y for t, y in zip(array(drawn["surviving lineages"]["x"]), array(drawn["surviving lineages"]["y"]),
-                                   strict=True) if t == 0})
+    assert np.allclose(values, run.ess) and cloud.count('<line class="resample"') == len(hit)
+    roots = len({a for t, a, _ in links if t == 0})
     assert f"descend from **{roots}** of the 64" in status and "exact log p(x)" in status
 
 
@@ -162,7 +169,7 @@ def test_a_threshold_of_zero_never_resamples(client: Client) -> None:
 
 def test_a_learned_proposal_from_a_checkpoint_filters_within_its_steps(client: Client, models: Path) -> None:
     cloud, _, _ = client.predict(str(models / "ghmm-learned"), 8, 0.5, 0, 10, 0, api_name="/filter_particles")
-    assert len(array(named(cloud)["particles"]["y"])) == 8 * 10
+    assert circles(cloud) == 8 * 10
     with pytest.raises(AppError, match="at most 10 steps"):
         client.predict(str(models / "ghmm-learned"), 8, 0.5, 0, 11, 0, api_name="/filter_particles")
 
@@ -210,4 +217,4 @@ def test_bad_requests_give_a_message_and_the_page_keeps_working(client: Client, 
     with pytest.raises(AppError, match="less than minimum value 1"):
         client.predict("prior", 0, 10, 0, 0.5, api_name="/bounds_vs_particles")
     cloud, _, _ = client.predict("prior", 4, 0.5, 0, 5, 0, api_name="/filter_particles")
-    assert len(array(named(cloud)["particles"]["y"])) == 20
+    assert circles(cloud) == 20

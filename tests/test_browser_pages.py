@@ -75,7 +75,7 @@ def test_the_tour_runs_every_pages_example_with_no_error_nor_serious_accessibili
     problems = screenshots.take(browser, url, tmp_path, [stop.name for stop in screenshots.TOUR], axe=True)
     assert problems == [], "\n".join(problems)
     shots = sorted(tmp_path.glob("*.png"))
-    assert [s.stem for s in shots] == sorted(["home", *(p.path for p in PAGES)])
+    assert sorted(s.stem for s in shots) == sorted(["home", *(p.path for p in PAGES), "sequences-dark"])
     assert all(s.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and s.stat().st_size > 20_000 for s in shots)
 
 

@@ -1,4 +1,5 @@
-"""In a real browser: the Sequences page draws a particle filter and plays a sampled continuation.
+"""In a real browser: the Sequences page draws a particle filter whose lineages light on hover without a request
+to the server, and plays a sampled continuation.
 
 Debian's chromium, headless, through Playwright, as in tests/test_browser.py: in CI (CI=true) a
 missing browser fails this test instead of skipping it. The app serves the tiny VRNN of
@@ -14,8 +15,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from core.model_store import ModelStore
+from pages.sequences_filter import run_filter
 from pages.sequences_models import held_out_rolls
 from pages.sequences_music import SECONDS_PER_STEP
+from pages.sequences_particles_svg import ancestry
 from tests.conftest import serving
 from tests.test_app_sequences import models  # noqa: F401  (the fixture: a tiny VRNN, a learned GHMM)
 
@@ -24,6 +28,24 @@ from tests.test_app_sequences import models  # noqa: F401  (the fixture: a tiny 
 def sequences_url(models: Path) -> Iterator[str]:  # noqa: F811
     with serving(models) as url:
         yield url
+
+
+def lit(page: Page) -> set[tuple[int, int]]:
+    """The (step, particle) circles lit now."""
+    return {(int(t), int(n)) for t, n in page.locator("#particles-svg circle.p.lit").evaluate_all(
+        "cs => cs.map(c => [c.dataset.t, c.dataset.n])")}
+
+
+def hover_a_particle(page: Page, t: int) -> int:
+    """Move the mouse onto the centre of a particle at step t that no other circle covers there; its index."""
+    n, x, y = page.locator(f'#particles-svg circle.p[data-t="{t}"]').evaluate_all("""cs => {
+      for (const c of cs) {
+        const b = c.getBoundingClientRect(), x = b.x + b.width / 2, y = b.y + b.height / 2;
+        if (document.elementFromPoint(x, y) === c) return [+c.dataset.n, x, y];
+      }
+    }""")
+    page.mouse.move(x, y)
+    return n
 
 
 def test_the_particles_are_drawn_and_a_sample_plays(sequences_url: str, models: Path, page: Page,  # noqa: F811
@@ -38,10 +60,29 @@ def test_the_particles_are_drawn_and_a_sample_plays(sequences_url: str, models: 
     particles.press("Enter")
     page.get_by_role("button", name="Filter", exact=True).click()
     expect(page.get_by_text(re.compile(r"all 48 particles at the last step descend from"))).to_be_visible()
-    cloud = page.locator("div.block", has_text="particles over time")
-    expect(cloud.locator(".js-plotly-plot .scatterlayer .trace")).to_have_count(7)  # band ×2, mean, z, x, lines, dots
+    cloud = page.locator("#particles-svg")
+    expect(cloud.locator("circle.p")).to_have_count(48 * 25)  # the page's default 25 steps
     ess = page.locator("div.block", has_text="effective sample size")
     expect(ess.locator(".js-plotly-plot .scatterlayer .trace")).to_have_count(3)  # ESS, threshold, resampled
+    run = run_filter(ModelStore([models], device="cpu"), "prior", 48, 0.5, 0, 25, 0)  # the page's other defaults
+    page.wait_for_timeout(500)  # the page's own requests are done
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    n = hover_a_particle(page, 24)
+    expect(cloud.locator(".pf-now")).to_contain_text(f"Particle {n} at step 24")
+    assert lit(page) == {(t, int(run.lineages[t, n])) for t in range(25)}  # core's lineage of the final particle
+    expect(cloud.locator("circle.p.lit")).to_have_count(25)
+    m = hover_a_particle(page, 10)
+    page.mouse.down()
+    page.mouse.up()  # a click keeps it lit
+    page.mouse.move(2, 2)
+    expect(cloud.locator(".pf-now")).to_contain_text(f"Particle {m} at step 10")
+    assert lit(page) == set(enumerate(ancestry(run.parents, 10, m)))
+    column = cloud.locator('rect.step[data-t="3"]')
+    column.hover(position={"x": column.bounding_box()["width"] / 2, "y": 2})  # its top, above the particles
+    expect(cloud.locator(".pf-now")).to_contain_text(f"Step 3: ESS {run.ess[3]:.1f} of N = 48")
+    expect(cloud.locator("circle.p.lit")).to_have_count(0)
+    assert requests == []  # all drawn in the browser
     shot = tmp_path / "sequences_particles.png"
     page.screenshot(path=shot, full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000

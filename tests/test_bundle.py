@@ -35,7 +35,7 @@ def test_export_then_restore_resumes_training_where_the_bundle_stopped(tmp_path)
     assert json.loads((again / "status.json").read_text())["step"] == 6
 
 
-def test_export_with_test_puts_the_test_nll_and_notes_in_the_card(tmp_path):
+def test_export_with_test_puts_the_test_nll_in_bits_per_sample_and_notes_in_the_card(tmp_path):
     run = tmp_path / "run"
     assert train(["--config", str(ROOT / "configs/tone500.json"), "--run-dir", str(run), "--no-progress",
                   *sum((["--set", s] for s in TINY), [])]) == 0
@@ -47,7 +47,8 @@ def test_export_with_test_puts_the_test_nll_and_notes_in_the_card(tmp_path):
     metrics = json.loads((dest / "metrics.json").read_text())
     assert metrics["test_bits_per_dim"] == round(measured["bits_per_dim"], 5)
     card = (dest / "README.md").read_text()
-    assert f"{measured['bits_per_dim']:.4f} bits per dim" in card and "forecast table here" in card
+    assert f"{measured['bits_per_dim']:.4f} bits per sample" in card and "forecast table here" in card
+    assert "bits per dim" not in card  # an audio model's card says bits per sample throughout
 
 
 def test_export_of_an_earlier_step_without_optimizer_state_is_weights_only(tmp_path):

@@ -211,7 +211,7 @@ def test_teacher_forcing_through_the_float32_kernel_gives_the_pytorch_nll():
 @pytest.mark.parametrize("method", [pytest.param(m, marks=needs(m)) for m in ("fused-bf16", "fused-int8")])
 def test_reduced_precision_moves_a_small_model_nll_by_less_than_the_default_rule(method):
     """The bench/precision.py measurement, on a small model: bf16 and int8 both stay within 0.01
-    bits per sample here (on the bundled audio models int8 does not: see the README)."""
+    bits per sample here (on the bundled audio models int8 does not: see docs/internals.md)."""
     model = small_model(**CACHED_CASES[7])
     bits = teacher_forced_bits(model, small_batches(model, 2, 300, 20), ["fused", method])
     change = bits[method] - bits["fused"]

@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 # Page modules other pages may import: helpers made for sharing, not pages themselves.
-SHARED_PAGE_HELPERS = {"pages.checks", "pages.examples", "pages.model_picker", "pages.uploads"}
+SHARED_PAGE_HELPERS = {"pages.checks", "pages.examples", "pages.figures", "pages.inline_svg", "pages.model_picker",
+                       "pages.uploads"}
 # Pages whose own helper modules (pages/<page>_*.py) they may import.
 PAGE_FAMILIES = {"pages.audio", "pages.receptive_field", "pages.recurrence", "pages.sequences", "pages.train"}
 

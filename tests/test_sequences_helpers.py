@@ -3,7 +3,10 @@ the lineage tree, the pianoroll key range, what the Music tab offers with no tra
 
 from __future__ import annotations
 
+import html
+import json
 import math
+import re
 
 import gradio as gr
 import numpy as np
@@ -16,9 +19,11 @@ from core.inference.bounds import estimate
 from core.model_store import ModelStore
 from core.models.ghmm import GaussianHMM, GHMMConfig
 from pages.sequences_bounds import bounds_vs_particles
+from pages.sequences_filter import run_filter
 from pages.sequences_models import UNTRAINED, ghmm_model, held_out_rolls, music_models, music_summary, trained_on
 from pages.sequences_music import bound_per_step, independent_keys, music_take
-from pages.sequences_particles import FilterRun, filter_particles, lineage_segments
+from pages.sequences_particles import filter_particles
+from pages.sequences_particles_svg import Scale, ancestry, particles_html, surviving_pairs
 from pages.sequences_pianoroll import key_range, note_name
 
 
@@ -49,18 +54,38 @@ def test_independent_keys_baseline_averages_to_the_data_modules_floor() -> None:
     assert per_frame.mean() == pytest.approx(independent_bernoulli_ll(rolls[:5], mean), abs=1e-9)
 
 
-def test_lineage_segments_follow_the_ancestors_back_and_merge() -> None:
+def test_surviving_pairs_follow_the_ancestors_back_and_merge() -> None:
     """Three particles over three steps; after step 0 all descend from particle 2, after step 1 from 0 and 1."""
-    particles = np.array([[0.0, 1.0, 2.0], [10.0, 11.0, 12.0], [20.0, 21.0, 22.0]])
     lineage = np.array([[2, 2, 2], [0, 0, 1], [0, 1, 2]])  # lineages(): index at step t of final particle n's ancestor
-    run = FilterRun(proposal="prior", threshold=0.5, filter_seed=0, observations=np.zeros(3), latents=np.zeros(3),
-                    mean=np.zeros(3), std=np.ones(3), particles=particles, weights=np.full((3, 3), 1 / 3),
-                    ess=np.full(3, 3.0), resampled=np.array([True, True, False]), lineages=lineage, log_p_hat=0.0,
-                    exact=0.0)
-    xs, ys = lineage_segments(run)
-    pairs = {(xs[i], ys[i], xs[i + 1], ys[i + 1]) for i in range(0, len(xs), 3)}
-    assert pairs == {(0, 2.0, 1, 10.0), (0, 2.0, 1, 11.0), (1, 10.0, 2, 20.0), (1, 10.0, 2, 21.0),
-                     (1, 11.0, 2, 22.0)}
+    assert sorted(surviving_pairs(lineage)) == [(0, 2, 0), (0, 2, 1), (1, 0, 0), (1, 0, 1), (1, 1, 2)]
+
+
+def test_ancestry_follows_the_resampling_indices_back_to_step_0() -> None:
+    """Step 1's particles descend from [0, 0, 1] at step 0, step 2's from [2, 2, 0] at step 1: particle 0 at
+    step 2 <- 2 at step 1 <- 1 at step 0; particle 2 at step 2 <- 0 <- 0."""
+    parents = np.array([[0, 0, 1], [2, 2, 0]])
+    assert ancestry(parents, 2, 0) == [1, 2, 0]
+    assert ancestry(parents, 2, 2) == [0, 0, 2]
+    assert ancestry(parents, 1, 2) == [1, 2]
+    assert ancestry(parents, 0, 1) == [1]
+
+
+def test_ancestry_of_the_last_particles_is_cores_lineages_and_the_drawing_holds_the_run(tmp_path) -> None:
+    run = run_filter(ModelStore([tmp_path], device="cpu"), "prior", 24, 0.8, 2, 15, 5)
+    assert run.resampled.sum() >= 3 and run.parents.shape == (14, 24)
+    for n in range(24):  # core.inference.smc.lineages, traced here from the per-step resampling indices
+        assert ancestry(run.parents, 14, n) == run.lineages[:, n].tolist()
+    drawn = particles_html(run)
+    assert drawn.count('<circle class="p"') == 24 * 15
+    assert drawn.count('<line class="resample"') == run.resampled.sum()
+    assert drawn.count('<line class="surv"') == len(surviving_pairs(run.lineages))
+    scale = Scale.of(run)
+    mean = re.search(r'<polyline class="mean" points="([^"]*)"', drawn).group(1)
+    ys = np.array([float(p.split(",")[1]) for p in mean.split()])
+    assert np.allclose(scale.z(ys), run.mean, atol=1e-2 * (scale.hi - scale.lo))  # drawn at 0.01 px
+    data = json.loads(html.unescape(re.search(r' data-run="([^"]*)"', drawn).group(1)))
+    assert data["parents"] == run.parents.tolist() and np.allclose(data["z"], run.particles, atol=1e-4)
+    assert data["stepText"][int(np.flatnonzero(run.resampled)[0])].endswith("the filter resampled after it.")
 
 
 def test_key_range_covers_the_sounding_keys_with_a_margin_and_names_them() -> None:

@@ -44,3 +44,4 @@ def test_older_bound_rows_plot_minus_their_nll_and_audio_models_keep_bits_per_sa
         value, unit, name = curve_values({"model": model, "objective": {"name": "nll"}})
         assert (unit, name, value({"bits": 3.0})) == ("bits per sample", "NLL", 3.0)
     assert curve_values({"model": {"model_type": "pixelcnn"}})[1] == "bits per dim"
+    assert curve_values({"model": {"model_type": "wavenet", "extra": {"image_shape": [28, 28]}}})[1] == "bits per dim"

@@ -43,7 +43,7 @@ def default_method(model: torch.nn.Module) -> str:
     step replayed from a CUDA graph; on the CPU the fused C kernel for a float32 model where it builds
     (bench/generation.py: over 20x the cached path at batch 1, about 8x at batch 16), with bfloat16
     weights ("fused-bf16") where the CPU has AVX-512 BF16; else the PyTorch cached path (MPS, other
-    dtypes, no C compiler or no AVX2). "fused-int8" is never the default: it costs NLL (README).
+    dtypes, no C compiler or no AVX2). "fused-int8" is never the default: it costs NLL (docs/internals.md).
     A PixelCNN likewise: its fused kernel (float32) on the CPU (bench/digits.py: about 25x the
     row-by-row path for 16 digits), else its cached path."""
     usable = [(cls.rank, name) for name, cls in family_steppers(model).items() if cls.unusable(model) is None]
