@@ -62,6 +62,7 @@ EXAMPLES = [
     ("audio/chord.wav", "a C major chord (16 kHz), continued by the tones model", "tones-wavenet"),
     ("audio/spoken.wav", "a spoken sentence (espeak-ng, 16 kHz)", "speech-wavenet"),
 ]
+DEFAULT_MODEL = "melodies-wavenet"  # the best-trained bundled audio model: the page starts on it
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
 MAX_PRIME_SECONDS = 10.0
 UPDATE_EVERY = 0.5  # seconds between UI updates while generating
@@ -101,8 +102,10 @@ class Take:
 
 
 def audio_models(store: ModelStore) -> list[dict]:
-    """The store's entries that generate audio (a WaveNet or a wayback RNN with an audio codec and a sample rate)."""
-    return [m for m in store.list_models() if m["audio"] is not None]
+    """The store's entries that generate audio (a WaveNet or a wayback RNN with an audio codec and a sample rate),
+    DEFAULT_MODEL first when the store has it (the page starts on it), the others in the store's order."""
+    found = [m for m in store.list_models() if m["audio"] is not None]
+    return sorted(found, key=lambda m: Path(m["path"]).name != DEFAULT_MODEL)
 
 
 def example_model(entries: list[dict], bundle: str) -> str | None:

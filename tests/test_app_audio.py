@@ -296,3 +296,10 @@ def test_each_example_chooses_the_bundled_model_made_for_its_sound_else_the_firs
     tiny = audio_page.audio_models(ModelStore([model_dir], device="cpu"))
     assert audio_page.example_model(tiny, "speech-wavenet") == tiny[0]["path"]
     assert audio_page.example_model([], "speech-wavenet") is None
+
+
+def test_the_page_starts_on_the_melody_wavenet_not_the_barely_trained_recurrent_bundles(model_dir: Path) -> None:
+    listed = audio_page.audio_models(ModelStore([MELODIES.parent, model_dir], device="cpu"))
+    assert Path(listed[0]["path"]).name == audio_page.DEFAULT_MODEL == "melodies-wavenet"
+    names = [Path(m["path"]).name for m in listed]
+    assert {"melodies-stack-gru", "melodies-wayback-gru", "tones-wavenet", "tiny"} <= set(names[1:])
