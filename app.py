@@ -34,7 +34,26 @@ WORKER_THREADS = 12
 SCREENSHOTS = Path(__file__).resolve().parent / "docs" / "screenshots"  # scripts/screenshots.py draws them
 # Gradio's audio player draws its times and playback rate in a fixed --neutral-400 (1.9:1 on white):
 # the theme's subdued text colour instead, as everywhere else (see theme()).
-CSS = "#time, #duration, .playback { color: var(--body-text-color-subdued) !important; }"
+# Gradio's syntax colours in gr.Code (CodeMirror), gr.JSON and code blocks in gr.Markdown (Prism) fall under
+# 4.5:1 as well: the body text colour there.
+CSS = ("#time, #duration, .playback { color: var(--body-text-color-subdued) !important; }\n"
+       ".cm-content span, span.key, span.token { color: var(--body-text-color) !important; }")
+# Two more of Gradio's own that axe-core flags, mended in the page as Gradio draws them: an empty plot, image or
+# audio shows a <div aria-label="Empty value"> with no role (an aria-label needs one: "img" for that icon), and
+# gr.Code's CodeMirror scroller takes tabindex -1, which keeps keyboard users from scrolling it.
+HEAD = """<script>
+(() => {
+  let queued = false;
+  const mend = () => {
+    queued = false;
+    document.querySelectorAll('div.empty[aria-label="Empty value"]:not([role])')
+      .forEach(d => d.setAttribute("role", "img"));
+    document.querySelectorAll('.cm-scroller[tabindex="-1"]').forEach(d => d.setAttribute("tabindex", "0"));
+  };
+  new MutationObserver(() => { if (!queued) { queued = true; requestAnimationFrame(mend); } })
+    .observe(document.documentElement, {childList: true, subtree: true});
+})();
+</script>"""
 PUBLIC_HELP = ("serve a public demo: the Train page lists and watches runs but starts, resumes, stops and deletes "
                "none, and takes no uploads (its buttons are off and its handlers refuse API calls too); data "
                "folders are only the app's own; nothing is downloaded (no MNIST fetch, Hub models only from the "
@@ -101,7 +120,7 @@ def launch(
     from pages.uploads import MAX_UPLOAD_BYTES
 
     _, url, _ = demo.launch(server_name=host, server_port=port, share=share, auth=auth, theme=theme(), css=CSS,
-                            max_threads=WORKER_THREADS,
+                            head=HEAD, max_threads=WORKER_THREADS,
                             max_file_size=MAX_UPLOAD_BYTES, prevent_thread_lock=not block, quiet=not block)
     return url
 
