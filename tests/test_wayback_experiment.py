@@ -46,7 +46,9 @@ def test_the_wayback_layout_reaches_four_times_further_back() -> None:
 
 
 def test_the_two_layouts_use_about_the_same_memory_per_training_step(tmp_path: Path) -> None:
-    memory = {layout: experiment.step_memory_mib(_config_file(tmp_path, "melodies", layout), repeats=1)
+    # the median of 3 fresh processes, as the experiment measures it: one process in a loaded CI run once
+    # measured 69 MiB where the others measure 20-22
+    memory = {layout: experiment.step_memory_mib(_config_file(tmp_path, "melodies", layout), repeats=3)
               for layout in experiment.LAYOUTS}
     assert all(m > 1.0 for m in memory.values()), memory  # a step of 16 x 256+ samples allocates megabytes
     assert 0.6 < memory["stack"] / memory["wayback"] < 1.6, memory
