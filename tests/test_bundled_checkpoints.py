@@ -33,6 +33,17 @@ def test_a_bundle_loads_and_its_old_training_config_migrates(bundle):
     assert cfg.model["model_type"] == model.model_type and cfg.data.kind
 
 
+def overrides_for_test_split(bundle: Path, request: pytest.FixtureRequest) -> list[str]:
+    """Config overrides that point `bundle`'s training config at its test split: the speech corpus's, rendered
+    here if this machine has none (the test split alone takes a minute); skips for other rendered audio absent."""
+    root = getattr(train_config.load(find_train_config(bundle)).data, "root", "")
+    if root == SPEECH_CORPUS:
+        return [f"data.root={request.getfixturevalue('speech_corpus')}"]
+    if root and not (ROOT / root).is_dir():
+        pytest.skip(f"{bundle.name}'s test split is rendered audio ({root}); `make audio-model` makes it")
+    return []
+
+
 CARDED = [b for b in BUNDLES if "test_bits_per_dim" in card(b) and "test_fivo_per_t" not in card(b)]
 SEQUENCE_MODELS = [b for b in BUNDLES if "test_fivo_per_t" in card(b)]
 
@@ -40,22 +51,14 @@ SEQUENCE_MODELS = [b for b in BUNDLES if "test_fivo_per_t" in card(b)]
 @pytest.mark.timeout(1800)  # the digit models score all 10,000 test digits: minutes on 2 cores
 @pytest.mark.parametrize("bundle", CARDED, ids=[b.name for b in CARDED])
 def test_a_bundle_evaluates_to_the_test_nll_on_its_card(bundle, request):
-    cfg = train_config.load(find_train_config(bundle))
-    root, overrides = getattr(cfg.data, "root", ""), []
-    if root == SPEECH_CORPUS:  # rendered here if this machine has no corpus: the test split alone takes a minute
-        overrides = [f"data.root={request.getfixturevalue('speech_corpus')}"]
-    elif root and not (ROOT / root).is_dir():
-        pytest.skip(f"{bundle.name}'s test split is rendered audio ({root}); `make audio-model` makes it")
-    report = evaluate_checkpoint(bundle, "test", overrides=overrides, batch_size=64)
+    report = evaluate_checkpoint(bundle, "test", overrides=overrides_for_test_split(bundle, request), batch_size=64)
     assert report["bits_per_dim"] == pytest.approx(card(bundle)["test_bits_per_dim"], abs=1e-4)
 
 
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("bundle", SEQUENCE_MODELS, ids=[b.name for b in SEQUENCE_MODELS])
 def test_a_sequence_bundle_evaluates_to_its_cards_bounds_and_beats_the_independent_floor(bundle, request):
-    overrides = []
-    if getattr(train_config.load(find_train_config(bundle)).data, "root", "") == SPEECH_CORPUS:
-        overrides = [f"data.root={request.getfixturevalue('speech_corpus')}"]
+    overrides = overrides_for_test_split(bundle, request)
     cfg = train_config.load(find_train_config(bundle), overrides)
     report = evaluate_checkpoint(bundle, "test", overrides=overrides)
     for bound in ("elbo", "iwae", "fivo"):
