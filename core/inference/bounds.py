@@ -24,27 +24,29 @@ BOUNDS = ("elbo", "iwae", "fivo")
 
 def estimate(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | None, bound: str, particles: int, *,
              resampling: str = "multinomial", threshold: float = 0.5, relaxed: bool = False,
-             temperature: float = 0.5, trace: bool = False, generator: torch.Generator | None = None) -> SMCResult:
+             temperature: float = 0.5, trace: bool = False, generator: torch.Generator | None = None,
+             fused: bool = True) -> SMCResult:
     """Run `bound` on x (B, T, ...): log p-hat (B,) and, with trace=True, the engine's SMCTrace.
 
-    resampling, threshold, relaxed and temperature only matter for fivo.
+    resampling, threshold, relaxed and temperature only matter for fivo; fused as run_smc's.
     """
     if bound not in BOUNDS:
         raise ConfigError(f"bound must be one of {', '.join(BOUNDS)}, got {bound!r}")
     criterion = ess_criterion(threshold) if bound == "fivo" else None
     return run_smc(model, x, lengths, particles=1 if bound == "elbo" else particles, criterion=criterion,
-                   resampling=resampling, relaxed=relaxed, temperature=temperature, trace=trace, generator=generator)
+                   resampling=resampling, relaxed=relaxed, temperature=temperature, trace=trace, generator=generator,
+                   fused=fused)
 
 
 def bound_loss(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | None, bound: str, particles: int,
                resampling: str = "multinomial", threshold: float = 0.5,
-               relaxed: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
+               relaxed: bool = False, fused: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The training loss: (-(sum_b log p-hat_b) / timesteps scalar, log p-hat (B,), timesteps = sum of lengths).
 
     x (B, T, ...), lengths (B,) valid steps per sequence (None: all T).
     """
     result = estimate(model, x, lengths, bound, particles, resampling=resampling, threshold=threshold,
-                      relaxed=relaxed)
+                      relaxed=relaxed, fused=fused)
     timesteps = x.shape[0] * x.shape[1] if lengths is None else int(lengths.sum())
     return -result.log_p_hat.sum() / timesteps, result.log_p_hat, timesteps
 

@@ -32,23 +32,30 @@ def ess(log_weights: torch.Tensor) -> torch.Tensor:
     return 1 / (w * w).sum(dim=0)
 
 
-def ess_criterion(threshold: float = 0.5) -> Criterion:
-    """Resample filter b when its ESS <= threshold * N (FIVO's reference uses 0.5).
+class EssCriterion:
+    """Resample filter b when its ESS <= threshold * N (FIVO's reference uses 0.5); a Criterion.
 
     The ESS lies in [1, N] and equals N only for equal weights: threshold 0 never resamples, 0.5
     never resamples equal weights, 1 resamples at every step (equal weights up to rounding).
+    A class rather than a closure so a fused filter (core.inference.fused_filter) can read the threshold.
     """
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
 
-    def criterion(log_weights: torch.Tensor, t: int) -> torch.Tensor:
-        if threshold == 0.0:
+    def __init__(self, threshold: float = 0.5):
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
+        self.threshold = threshold
+
+    def __call__(self, log_weights: torch.Tensor, t: int) -> torch.Tensor:
+        if self.threshold == 0.0:
             return torch.zeros(log_weights.shape[1], dtype=torch.bool, device=log_weights.device)
         # ESS <= threshold * N, as sum w^2 >= 1 / (threshold * N): one softmax, no logsumexp.
         w = torch.softmax(log_weights.detach(), dim=0)
-        return (w * w).sum(dim=0) >= 1 / (threshold * log_weights.shape[0])
+        return (w * w).sum(dim=0) >= 1 / (self.threshold * log_weights.shape[0])
 
-    return criterion
+
+def ess_criterion(threshold: float = 0.5) -> EssCriterion:
+    """The ESS criterion at `threshold` (see EssCriterion)."""
+    return EssCriterion(threshold)
 
 
 def always_resample(log_weights: torch.Tensor, t: int) -> torch.Tensor:

@@ -20,6 +20,10 @@ the ELBO. A step past a sequence's end adds nothing, so the final update sees th
 sequence's own last step, as the reference's update at the batch's last step does. The log-mean
 at the resampling steps is taken after the loop, in one call over all steps.
 
+The VRNN on the CPU skips this loop: core.inference.fused_filter runs the same filter, forward and
+backward, as one C call each, with the same proposal noise (the ESS criterion or none; its
+resampling uniforms are drawn up front, so FIVO's ancestors differ from this loop's, by the same law).
+
 Randomness: the model draws its proposals from torch's global generator; the engine draws its
 resampling from its own generator (seeded once per run from the global one when none is given,
 in every mode). So runs that differ only in the resampling setting see the same proposals:
@@ -35,6 +39,7 @@ from typing import NamedTuple
 import torch
 
 from core.errors import ConfigError
+from core.inference import fused_filter
 from core.inference.resampling import (
     ANCESTOR_SAMPLERS,
     Criterion,
@@ -70,13 +75,14 @@ class SMCResult(NamedTuple):
 def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
             particles: int = 1, criterion: Criterion | None = None, resampling: str = "multinomial",
             relaxed: bool = False, temperature: float = 0.5, trace: bool = False,
-            generator: torch.Generator | None = None) -> SMCResult:
+            generator: torch.Generator | None = None, fused: bool = True) -> SMCResult:
     """Filter x (B, T, ...) with lengths (B,) (default all T) through `model` with N = `particles`.
 
     criterion: None never resamples; else (log_weights (N, B), t) -> (B,) bool, e.g. ess_criterion(0.5).
     resampling: "multinomial" or "systematic" ancestors; relaxed=True blends states with
     Gumbel-softmax weights at `temperature` instead (gradients flow through the blend).
     generator: the resampling stream (on x's device); None seeds one from torch's global generator.
+    fused: run the whole filter as one C call where core.inference.fused_filter can (the VRNN on the CPU).
     """
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         raise ConfigError(f"particles must be an integer >= 1, got {particles!r}")
@@ -90,6 +96,10 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
         seed = int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
+    if fused and fused_filter.usable(model, x, criterion, relaxed):
+        threshold = None if criterion is None else criterion.threshold
+        result = fused_filter.run(model, x, lengths, n, threshold, resampling, generator)
+        return SMCResult(result.log_p_hat, result.trace() if trace else None)
     steps, shortest = int(lengths.max()), int(lengths.min())
     active = (torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)).unbind(0)  # steps x (B,)
     # On the CPU, asking whether any filter resamples costs nothing and saves re-indexing the state when none

@@ -84,6 +84,22 @@ class VRNN(LatentRNN):
         """x (B, T, D) targets, lengths (B,) -> context: x; per step "step/t" (B, 5H) = [the LSTM gates' term
         reading data_enc(input_t), biases included (4H) | the proposal's first-layer term reading c_t (H)];
         and "shared/recurrent" (2H, 4H), the gates' weights for [enc(z_{t-1}), h_{t-1}], transposed."""
+        gates_in, c_term, recurrent = self._sequence_terms(x, lengths)
+        return {"x": x, SHARED + "recurrent": recurrent, **self.shared_step_layers(from_h=self.from_h),
+                **split_steps("step", torch.cat([gates_in, c_term], dim=-1))}
+
+    def fused_filter_inputs(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                   dict[str, torch.Tensor]]:
+        """What core.inference.fused_filter runs: (gates_in (B, T, 4H), c_term (B, T, H), the step layers by
+        name: "recurrent" (2H, 4H) and "NAME" (in, out) with "NAME/b" for each layer of `encode`'s context)."""
+        gates_in, c_term, recurrent = self._sequence_terms(x, lengths)
+        layers = {k[len(SHARED):]: v for k, v in self.shared_step_layers(from_h=self.from_h).items()}
+        return gates_in, c_term, {"recurrent": recurrent, **{k.removesuffix("/w"): v for k, v in layers.items()}}
+
+    def _sequence_terms(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                               torch.Tensor]:
+        """-> (the gates' term reading data_enc(input_t), biases included (B, T, 4H), the proposal's term reading
+        c_t (B, T, H), the gates' weights for [enc(z_{t-1}), h_{t-1}] transposed (2H, 4H))."""
         self.check_x(x, lengths)
         h = self.config.latent_size
         encoded_x = self.data_enc(x)
@@ -92,10 +108,7 @@ class VRNN(LatentRNN):
         rnn = self.rnn
         w_input, w_latent = rnn.weight_ih.split(h, dim=1)
         gates_in = F.linear(self.data_enc(self.inputs(x, lengths)), w_input, rnn.bias_ih + rnn.bias_hh)
-        steps = torch.cat([gates_in, self.proposal_ctx(encoded_x)], dim=-1)
-        recurrent = torch.cat([w_latent, rnn.weight_hh], dim=1).t()
-        return {"x": x, SHARED + "recurrent": recurrent, **self.shared_step_layers(from_h=self.from_h),
-                **split_steps("step", steps)}
+        return gates_in, self.proposal_ctx(encoded_x), torch.cat([w_latent, rnn.weight_hh], dim=1).t()
 
     def zero_state(self, batch: int) -> State:
         """LSTM (h, c) (batch, H), enc_z (batch, H) the encoded previous latent (zeros), z (batch, L)."""

@@ -1,0 +1,194 @@
+"""The VRNN's particle filter as one C call per pass (vrnn_filter.c), forward and backward.
+
+The SMC engine (core.inference.smc) runs a model one timestep at a time from Python: about 50
+autograd nodes per step, each a few microseconds on 16-row tensors, so the VRNN's training step
+was bound by per-op overhead. Here the whole filter (the VRNN's steps and the engine's weights,
+criterion, ancestors and state gathering) is one kernel call, and its backward pass another; the
+weight gradients are then one matrix product per layer over all steps at once.
+
+    result = run(model, x, lengths, particles, threshold, resampling, generator)
+    result.log_p_hat      (B,) differentiable in the model's parameters, as run_smc's
+    result.trace()        the engine's SMCTrace, from what the kernel recorded
+
+It computes what `run_smc` computes for a model that offers `fused_filter_inputs` (the VRNN), with
+the same random numbers in the same order for the proposals: eps (T, R, H) is drawn from torch's
+global generator as the model's steps draw it, so without resampling (ELBO, IWAE) the two paths give
+the same bound under one seed. Resampling draws its uniforms from the engine's generator up front
+(multinomial (T, B, N), systematic (T, B)) and picks ancestors by inverse CDF, so FIVO's draws differ
+from the PyTorch path's (torch.multinomial) but follow the same law. `usable` says when it applies:
+float32 on the CPU, latent size a multiple of 16, the ESS criterion or none, and a C compiler.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.generation.c_kernels import KernelUnavailable, buildable, load, pad, pointer_fields
+from core.inference.resampling import EssCriterion, ess
+
+SOURCE = Path(__file__).parent / "vrnn_filter.c"
+LAYERS = ("recurrent", "from_h", "prior", "proposal", "enc_in", "enc_out", "emission_z", "emission")
+BIASED = ("from_h", "prior", "proposal", "enc_in", "enc_out", "emission")
+# What the forward pass saves per step, and the width of each row in units of H (E for "par").
+SAVED = {"rec": 2, "c_prev": 1, "gates": 4, "c": 1, "h": 1, "a": 3, "p": 2, "q": 2, "z": 1, "e1": 1, "enc_z": 1,
+         "eh": 1, "par": 0}
+GRADS = {"d_gates": 4, "d_a": 3, "d_p": 2, "d_q": 2, "d_e1": 1, "d_enc_z": 1, "d_eh": 1, "d_par": 0}
+MODES = {None: 0, "multinomial": 1, "systematic": 2}
+
+
+class _Filter(ctypes.Structure):
+    _fields_ = ([(n, ctypes.c_int64) for n in ("B", "T", "N", "H", "D", "E", "EP", "gaussian", "mode")]
+                + [("threshold", ctypes.c_double)]
+                + pointer_fields("lengths", "gates_in", "c_term", "x", "eps", "uniforms",
+                                 *(f"w_{k}" for k in ("rec", "fh", "p", "q", "ei", "eo", "ez", "em")),
+                                 *(f"t_{k}" for k in ("rec", "fh", "p", "q", "ei", "eo", "ez", "em")),
+                                 *(f"b_{k}" for k in ("fh", "p", "q", "ei", "eo", "em")),
+                                 *SAVED, "log_w", "log_w_end", "flags", "ancestors", "log_p_hat", "grad", *GRADS))
+
+
+SHORT = dict(zip(LAYERS, ("rec", "fh", "p", "q", "ei", "eo", "ez", "em"), strict=True))
+
+
+def _library() -> ctypes.CDLL:
+    lib = load(SOURCE, "vrnn_filter")
+    for name in ("vrnn_filter_forward", "vrnn_filter_backward"):
+        getattr(lib, name).argtypes = [ctypes.POINTER(_Filter)]
+        getattr(lib, name).restype = None
+    return lib
+
+
+def usable(model: torch.nn.Module, x: torch.Tensor, criterion: object, relaxed: bool) -> bool:
+    """Whether `run` can filter x (B, T, D) through `model` with this criterion (None or an EssCriterion)."""
+    if not hasattr(model, "fused_filter_inputs") or relaxed:
+        return False
+    if criterion is not None and not isinstance(criterion, EssCriterion):
+        return False
+    p = next(model.parameters())
+    return (x.device.type == "cpu" and p.device.type == "cpu" and x.dtype == torch.float32
+            and p.dtype == torch.float32 and model.config.latent_size % 16 == 0 and buildable(_library))
+
+
+@dataclass
+class FusedResult:
+    """What one fused filter run gives: the bound and what the kernel recorded (all detached but log_p_hat)."""
+
+    log_p_hat: torch.Tensor  # (B,)
+    eps: torch.Tensor  # (T, R, H) the proposals' standard normal noise
+    uniforms: torch.Tensor | None  # (T, B, N) multinomial or (T, B) systematic; None without resampling
+    log_weights: torch.Tensor  # (T, N, B) weights since the last resampling, before any reset
+    resampled: torch.Tensor  # (T, B) bool
+    ancestors: torch.Tensor  # (T, N, B) long, identity where not resampled
+
+    def trace(self):
+        """The engine's SMCTrace (core.inference.smc) of this run (no latents: the VRNN names no latent_key)."""
+        from core.inference.smc import SMCTrace  # smc imports this module: the trace type is imported late
+
+        t, n, b = self.log_weights.shape
+        return SMCTrace(log_weights=self.log_weights.transpose(1, 2),
+                        ess=ess(self.log_weights.transpose(0, 1).reshape(n, t * b)).view(t, b),
+                        resampled=self.resampled, ancestors=self.ancestors.transpose(1, 2), latents=None)
+
+
+def _panels(w: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """(K, N) -> zero-padded to (rows, cols), stored as cols/16 panels of (rows, 16), contiguous."""
+    w = torch.nn.functional.pad(w.detach(), (0, cols - w.shape[1], 0, rows - w.shape[0]))
+    return w.reshape(rows, cols // 16, 16).transpose(0, 1).contiguous()
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _Kernel(torch.autograd.Function):
+    """log p-hat (B,) of the inputs the VRNN hands over; `run` (a dict) carries the fixed inputs and receives
+    the record. Differentiable in gates_in (B, T, 4H), c_term (B, T, H) and the layers' weights and biases."""
+
+    @staticmethod
+    def forward(ctx, run: dict, gates_in: torch.Tensor, c_term: torch.Tensor, *layers: torch.Tensor) -> torch.Tensor:
+        b, t, d, n, h, e = run["B"], run["T"], run["D"], run["N"], run["H"], run["E"]
+        r, ep = n * b, pad(e)
+        weights = dict(zip([*LAYERS, *(f"{k}/b" for k in BIASED)], layers, strict=True))
+        dims = {"rec": (2 * h, 4 * h), "fh": (h, 3 * h), "p": (h, 2 * h), "q": (h, 2 * h), "ei": (h, h),
+                "eo": (h, h), "ez": (h, h), "em": (h, ep)}
+        keep = {}
+        for layer, short in SHORT.items():
+            k, m = dims[short]
+            keep[f"w_{short}"] = _panels(weights[layer], k, m)
+            keep[f"t_{short}"] = _panels(weights[layer].t(), m, k)
+        for layer in BIASED:
+            bias = weights[f"{layer}/b"].detach()
+            keep[f"b_{SHORT[layer]}"] = torch.nn.functional.pad(bias, (0, ep - e)) if layer == "emission" else bias
+        keep["gates_in"], keep["c_term"] = gates_in.detach().contiguous(), c_term.detach().contiguous()
+        saved = {k: torch.empty(t, r, w * h if w else ep) for k, w in SAVED.items()}
+        record = {"log_w": torch.empty(t, n, b), "log_w_end": torch.empty(n, b),
+                  "flags": torch.empty(t, b, dtype=torch.uint8), "ancestors": torch.empty(t, n, b, dtype=torch.long),
+                  "log_p_hat": torch.empty(b, dtype=torch.float64)}
+        fixed = {k: run[k] for k in ("lengths", "x", "eps", "uniforms")}
+        spec = _Filter(B=b, T=t, N=n, H=h, D=d, E=e, EP=ep, gaussian=int(run["gaussian"]), mode=run["mode"],
+                       threshold=run["threshold"],
+                       **{k: _ptr(v) for k, v in {**fixed, **keep, **saved, **record}.items()})
+        _library().vrnn_filter_forward(ctypes.byref(spec))
+        run["record"] = record
+        ctx.run, ctx.spec, ctx.keep, ctx.saved = run, spec, keep, saved
+        return record["log_p_hat"].float()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        run, spec, saved = ctx.run, ctx.spec, ctx.saved
+        b, t, n, h = run["B"], run["T"], run["N"], run["H"]
+        r, e = n * b, run["E"]
+        grad = grad.detach().float().contiguous()
+        d = {k: torch.empty(t, r, w * h if w else pad(e)) for k, w in GRADS.items()}
+        spec.grad = grad.data_ptr()
+        for k, v in d.items():
+            setattr(spec, k, v.data_ptr())
+        _library().vrnn_filter_backward(ctypes.byref(spec))
+
+        def flat(v: torch.Tensor, width: int | None = None) -> torch.Tensor:
+            v = v.view(t * r, -1)
+            return v if width is None else v[:, :width]
+
+        def per_sequence(v: torch.Tensor) -> torch.Tensor:  # (T, R, K) -> (B, T, K), summed over particles
+            return v.view(t, n, b, -1).sum(1).transpose(0, 1)
+
+        relu = torch.relu
+        d_a = d["d_a"]
+        x_dy = {"recurrent": (saved["rec"], d["d_gates"]), "from_h": (saved["h"], d_a),
+                "prior": (relu(saved["a"][..., :h]), d["d_p"]), "proposal": (relu(saved["a"][..., h:2 * h]), d["d_q"]),
+                "enc_in": (saved["z"], d["d_e1"]), "enc_out": (relu(saved["e1"]), d["d_enc_z"]),
+                "emission_z": (saved["enc_z"], d["d_eh"]), "emission": (relu(saved["eh"]), d["d_par"][..., :e])}
+        weights = [flat(x).t() @ flat(dy) for x, dy in (x_dy[k] for k in LAYERS)]
+        biases = [flat(x_dy[k][1]).sum(0) for k in BIASED]
+        return None, per_sequence(d["d_gates"]), per_sequence(d_a[..., h:2 * h]), *weights, *biases
+
+
+def run(model: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor, particles: int, threshold: float | None,
+        resampling: str, generator: torch.Generator) -> FusedResult:
+    """Filter x (B, T, D) with lengths (B,) through `model` with N = particles: threshold None never resamples,
+    else the ESS criterion at that threshold with `resampling` ("multinomial" or "systematic") ancestors."""
+    steps = int(lengths.max())
+    x = x[:, :steps].contiguous()
+    gates_in, c_term, layers = model.fused_filter_inputs(x, lengths)
+    b, n, h = x.shape[0], particles, model.config.latent_size
+    eps = torch.randn(steps, n * b, h, dtype=x.dtype)
+    mode = MODES[resampling] if threshold is not None else 0
+    uniforms = None
+    if mode:
+        shape = (steps, b, n) if resampling == "multinomial" else (steps, b)
+        uniforms = torch.rand(shape, dtype=x.dtype, generator=generator)
+    emission = layers["emission"].shape[1]
+    spec = {"B": b, "T": steps, "N": n, "H": h, "D": x.shape[2], "E": emission, "gaussian": model.config.emission == "gaussian",
+            "mode": mode, "threshold": float(threshold or 0.0), "lengths": lengths.contiguous(), "x": x, "eps": eps,
+            "uniforms": uniforms}
+    ordered = [layers[k] for k in LAYERS] + [layers[f"{k}/b"] for k in BIASED]
+    log_p_hat = _Kernel.apply(spec, gates_in, c_term, *ordered)
+    record = spec["record"]
+    return FusedResult(log_p_hat=log_p_hat, eps=eps, uniforms=uniforms, log_weights=record["log_w"],
+                       resampled=record["flags"].bool(), ancestors=record["ancestors"])
+
+
+__all__ = ["FusedResult", "KernelUnavailable", "run", "usable"]

@@ -1,0 +1,334 @@
+/* The VRNN's particle filter in C: every step of the model (core/models/vrnn.py) and of the SMC engine
+ * (core/inference/smc.py) for a whole batch of sequences, forward and backward, for
+ * core/inference/fused_filter.py. It computes what those two compute, in float32 with the weights'
+ * bookkeeping in double, without one Python or autograd call per timestep.
+ *
+ * Sizes: B sequences, N particles, R = N * B rows (particle-major: row n * B + b), T steps, H the
+ * latent size (the LSTM, the latent and every MLP's hidden layer; a multiple of 16), D the frame size,
+ * E the emission's outputs (D logits, or D means then D raw deviations) and EP = E padded to 16.
+ *
+ * Forward, per step t and row r (sequence b):
+ *   rec   = [enc_z, h] of the previous step (after resampling)                              (2H)
+ *   gates = gates_in[b, t] + rec . W_rec; i, f, g, o = sig, sig, tanh, sig                   (4H)
+ *   c = f c_prev + i g;  h = o tanh(c)                                                        (H)
+ *   a = h . W_fh + b_fh, its middle block plus c_term[b, t]: [prior | proposal | emission]    (3H)
+ *   p = relu(a_prior) . W_p + b_p = [mu_p | raw sd_p];  q likewise from a_proposal = [offset | raw sd_q]
+ *   z = mu_p + offset + sd_q eps;  log_ratio = sum log(sd_q / sd_p) - u^2 / 2 + eps^2 / 2, u = (z - mu_p) / sd_p
+ *   e1 = z . W_ei + b_ei;  enc_z = relu(e1) . W_eo + b_eo;  eh = a_emission + enc_z . W_ez
+ *   par = relu(eh) . W_em + b_em;  increment = log p(x[b, t] | par) + log_ratio
+ * then the engine's bookkeeping per sequence: weights accumulate, masked past the sequence's end; the ESS
+ * criterion decides; ancestors are drawn from the given uniforms (multinomial: one per particle,
+ * systematic: one per sequence) by inverse CDF; the state (h, c, enc_z) is gathered by them.
+ * sd = softplus(raw) everywhere (the 0.5 offsets are in the biases), except the Gaussian emission's
+ * softplus(raw + 0.5).
+ *
+ * Everything the backward pass reads is saved per step (T, R, ...). The backward pass walks the steps
+ * in reverse and writes, per step, the gradient of log p-hat with respect to each layer's output (dY);
+ * the Python side turns those into weight gradients with one matrix product per layer over all steps.
+ * Weights arrive as panels (core/generation/kernel_common.h); each also transposed for the backward.
+ */
+#include <stdlib.h>
+
+#include "../generation/kernel_common.h"
+
+typedef struct {
+    int64_t B, T, N, H, D, E, EP, gaussian, mode; /* mode: 0 never resample, 1 multinomial, 2 systematic */
+    double threshold;                             /* resample when sum w^2 >= 1 / (threshold N) */
+    const int64_t *lengths;                       /* (B) */
+    const float *gates_in, *c_term, *x, *eps, *uniforms; /* (B,T,4H) (B,T,H) (B,T,D) (T,R,H) (T,B,N) or (T,B) */
+    const float *w_rec, *w_fh, *w_p, *w_q, *w_ei, *w_eo, *w_ez, *w_em; /* panels of (in, out) */
+    const float *t_rec, *t_fh, *t_p, *t_q, *t_ei, *t_eo, *t_ez, *t_em; /* panels of (out, in) */
+    const float *b_fh, *b_p, *b_q, *b_ei, *b_eo, *b_em;                /* biases, b_em padded to EP */
+    /* saved by the forward pass, (T, R, ...) */
+    float *rec, *c_prev, *gates, *c, *h, *a, *p, *q, *z, *e1, *enc_z, *eh, *par;
+    float *log_w;     /* (T, N, B) weights since the last resampling, before any reset */
+    float *log_w_end; /* (N, B) the weights left after the last step */
+    uint8_t *flags;   /* (T, B) resampled after step t */
+    int64_t *ancestors; /* (T, N, B) */
+    double *log_p_hat;  /* (B) */
+    /* the backward pass: grad (B) in, dY (T, R, ...) out */
+    const float *grad;
+    float *d_gates, *d_a, *d_p, *d_q, *d_e1, *d_enc_z, *d_eh, *d_par;
+} Filter;
+
+static inline float softplus(float v) { return v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v)); }
+static inline float sig(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+/* y[r] = init[r] (or 0), then y[r] += x[r] . W for R rows of strides sx, sy: W panels of (k, n). */
+static void product(int64_t R, int64_t k, int64_t n, const float *x, int64_t sx, const float *w, float *y, int64_t sy,
+                    const float *init, int64_t s_init, const float **xp, float **yp) {
+    for (int64_t r = 0; r < R; r++) {
+        xp[r] = x + r * sx;
+        yp[r] = y + r * sy;
+        if (init) memcpy(yp[r], init + r * s_init, n * sizeof(float));
+        else memset(yp[r], 0, n * sizeof(float));
+    }
+    matmul_f32(R, k, xp, w, 0, n / PANEL, yp);
+}
+
+static void relu_rows(int64_t R, int64_t n, const float *x, int64_t sx, float *y) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < n; j++) y[r * n + j] = relu(x[r * sx + j]);
+}
+
+/* log-sum-exp of the N weights of sequence b, column b of (N, B) */
+static double log_sum_exp(const float *w, int64_t N, int64_t B, int64_t b) {
+    double top = -INFINITY, s = 0;
+    for (int64_t n = 0; n < N; n++) top = w[n * B + b] > top ? w[n * B + b] : top;
+    for (int64_t n = 0; n < N; n++) s += exp(w[n * B + b] - top);
+    return top + log(s);
+}
+
+/* Normalised weights of column b into cdf as a running sum (cdf[N-1] = 1); returns sum w^2. */
+static double weights_cdf(const float *w, int64_t N, int64_t B, int64_t b, double *cdf) {
+    const double lse = log_sum_exp(w, N, B, b);
+    double acc = 0, s2 = 0;
+    for (int64_t n = 0; n < N; n++) {
+        const double wn = exp(w[n * B + b] - lse);
+        acc += wn;
+        s2 += wn * wn;
+        cdf[n] = acc;
+    }
+    for (int64_t n = 0; n < N; n++) cdf[n] /= acc;
+    return s2;
+}
+
+/* The first i with cdf[i] > u (u in [0, 1), cdf[N-1] = 1). */
+static int64_t lookup(const double *cdf, int64_t N, double u) {
+    int64_t lo = 0, hi = N - 1;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi) / 2;
+        if (cdf[mid] > u) hi = mid; else lo = mid + 1;
+    }
+    return lo;
+}
+
+/* The LSTM cell's nonlinearities for R rows: gate pre-activations G (R, 4H) -> activated gates, c, h. */
+static void lstm_cell(int64_t R, int64_t H, const float *G, const float *c_prev, float *gates, float *c, float *h) {
+    const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f);
+    for (int64_t r = 0; r < R; r++) {
+        const float *g = G + r * 4 * H;
+        float *act = gates + r * 4 * H;
+        for (int64_t j = 0; j < H; j += 8) {
+            __m256 i = sigmoid8(_mm256_loadu_ps(g + j)), f = sigmoid8(_mm256_loadu_ps(g + H + j));
+            __m256 u = _mm256_fmsub_ps(two, sigmoid8(_mm256_mul_ps(two, _mm256_loadu_ps(g + 2 * H + j))), one);
+            __m256 o = sigmoid8(_mm256_loadu_ps(g + 3 * H + j));
+            __m256 cn = _mm256_fmadd_ps(f, _mm256_loadu_ps(c_prev + r * H + j), _mm256_mul_ps(i, u));
+            __m256 tc = _mm256_fmsub_ps(two, sigmoid8(_mm256_mul_ps(two, cn)), one);
+            _mm256_storeu_ps(act + j, i);
+            _mm256_storeu_ps(act + H + j, f);
+            _mm256_storeu_ps(act + 2 * H + j, u);
+            _mm256_storeu_ps(act + 3 * H + j, o);
+            _mm256_storeu_ps(c + r * H + j, cn);
+            _mm256_storeu_ps(h + r * H + j, _mm256_mul_ps(o, tc));
+        }
+    }
+}
+
+/* log p(x | par) of one row. */
+static float emission_log_prob(const Filter *F, const float *par, const float *x) {
+    double s = 0;
+    if (F->gaussian) {
+        for (int64_t d = 0; d < F->D; d++) {
+            const float sd = softplus(par[F->D + d] + 0.5f), u = (x[d] - par[d]) / sd;
+            s += -0.5f * u * u - logf(sd);
+        }
+        return (float)(s - 0.91893853320467274 * F->D);
+    }
+    for (int64_t d = 0; d < F->D; d++) s += x[d] * par[d] - softplus(par[d]);
+    return (float)s;
+}
+
+#define AT(name, t, width) (F->name + (t) * R * (width))
+
+void vrnn_filter_forward(Filter *F) {
+    const int64_t B = F->B, N = F->N, R = N * B, H = F->H, EP = F->EP, T = F->T;
+    float *st_h = calloc(R * H, 4), *st_c = calloc(R * H, 4), *st_ez = calloc(R * H, 4);
+    float *G = malloc(R * 4 * H * 4), *X = malloc(R * H * 4), *inc = malloc(R * 4), *lw = calloc(N * B, 4);
+    const float **xp = malloc(R * sizeof(float *));
+    float **yp = malloc(R * sizeof(float *));
+    double *cdf = malloc(N * sizeof(double));
+    for (int64_t b = 0; b < B; b++) F->log_p_hat[b] = 0;
+    for (int64_t t = 0; t < T; t++) {
+        float *rec = AT(rec, t, 2 * H), *cp = AT(c_prev, t, H), *c = AT(c, t, H), *h = AT(h, t, H);
+        float *a = AT(a, t, 3 * H), *p = AT(p, t, 2 * H), *q = AT(q, t, 2 * H), *z = AT(z, t, H);
+        float *e1 = AT(e1, t, H), *ez = AT(enc_z, t, H), *eh = AT(eh, t, H), *par = AT(par, t, EP);
+        const float *eps = F->eps + t * R * H;
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t b = r % B;
+            memcpy(rec + r * 2 * H, st_ez + r * H, H * 4);
+            memcpy(rec + r * 2 * H + H, st_h + r * H, H * 4);
+            memcpy(cp + r * H, st_c + r * H, H * 4);
+            memcpy(G + r * 4 * H, F->gates_in + (b * T + t) * 4 * H, 4 * H * 4);
+        }
+        for (int64_t r = 0; r < R; r++) { xp[r] = rec + r * 2 * H; yp[r] = G + r * 4 * H; }
+        matmul_f32(R, 2 * H, xp, F->w_rec, 0, 4 * H / PANEL, yp);
+        lstm_cell(R, H, G, cp, AT(gates, t, 4 * H), c, h);
+        product(R, H, 3 * H, h, H, F->w_fh, a, 3 * H, F->b_fh, 0, xp, yp);
+        for (int64_t r = 0; r < R; r++) {
+            const float *ct = F->c_term + ((r % B) * T + t) * H;
+            for (int64_t j = 0; j < H; j++) a[r * 3 * H + H + j] += ct[j];
+        }
+        relu_rows(R, H, a, 3 * H, X);
+        product(R, H, 2 * H, X, H, F->w_p, p, 2 * H, F->b_p, 0, xp, yp);
+        relu_rows(R, H, a + H, 3 * H, X);
+        product(R, H, 2 * H, X, H, F->w_q, q, 2 * H, F->b_q, 0, xp, yp);
+        for (int64_t r = 0; r < R; r++) {
+            const float *pr = p + r * 2 * H, *qr = q + r * 2 * H;
+            double ratio = 0;
+            for (int64_t j = 0; j < H; j++) {
+                const float sd_p = softplus(pr[H + j]), sd_q = softplus(qr[H + j]), e = eps[r * H + j];
+                const float step = qr[j] + sd_q * e, u = step / sd_p;
+                z[r * H + j] = pr[j] + step;
+                ratio += logf(sd_q / sd_p) - 0.5f * u * u + 0.5f * e * e;
+            }
+            inc[r] = (float)ratio;
+        }
+        product(R, H, H, z, H, F->w_ei, e1, H, F->b_ei, 0, xp, yp);
+        relu_rows(R, H, e1, H, X);
+        product(R, H, H, X, H, F->w_eo, ez, H, F->b_eo, 0, xp, yp);
+        product(R, H, H, ez, H, F->w_ez, eh, H, a + 2 * H, 3 * H, xp, yp);
+        relu_rows(R, H, eh, H, X);
+        product(R, H, EP, X, H, F->w_em, par, EP, F->b_em, 0, xp, yp);
+        for (int64_t r = 0; r < R; r++)
+            inc[r] += emission_log_prob(F, par + r * EP, F->x + ((r % B) * T + t) * F->D);
+
+        /* the engine: accumulate, decide, draw ancestors, gather the state */
+        int any = 0;
+        for (int64_t b = 0; b < B; b++) {
+            const int active = t < F->lengths[b];
+            for (int64_t n = 0; n < N; n++) {
+                if (active) lw[n * B + b] += inc[n * B + b];
+                F->log_w[(t * N + n) * B + b] = lw[n * B + b];
+                F->ancestors[(t * N + n) * B + b] = n;
+            }
+            int flag = 0;
+            if (F->mode && active && F->threshold > 0) {
+                const double s2 = weights_cdf(lw, N, B, b, cdf);
+                flag = s2 >= 1.0 / (F->threshold * N);
+            }
+            F->flags[t * B + b] = (uint8_t)flag;
+            if (!flag) continue;
+            any = 1;
+            for (int64_t n = 0; n < N; n++) {
+                const double u = F->mode == 1 ? F->uniforms[(t * B + b) * N + n] : (n + F->uniforms[t * B + b]) / N;
+                F->ancestors[(t * N + n) * B + b] = lookup(cdf, N, u);
+            }
+            F->log_p_hat[b] += log_sum_exp(lw, N, B, b) - log((double)N);
+            for (int64_t n = 0; n < N; n++) lw[n * B + b] = 0;
+        }
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t from = any ? F->ancestors[t * R + r] * B + r % B : r;
+            memcpy(st_h + r * H, h + from * H, H * 4);
+            memcpy(st_c + r * H, c + from * H, H * 4);
+            memcpy(st_ez + r * H, ez + from * H, H * 4);
+        }
+    }
+    for (int64_t b = 0; b < B; b++) F->log_p_hat[b] += log_sum_exp(lw, N, B, b) - log((double)N);
+    memcpy(F->log_w_end, lw, N * B * 4);
+    free(st_h); free(st_c); free(st_ez); free(G); free(X); free(inc); free(lw); free(xp); free(yp); free(cdf);
+}
+
+/* d increment / d par, times g, for one row: Bernoulli x - sigmoid(logit); Gaussian via mean and raw sd. */
+static void emission_grad(const Filter *F, const float *par, const float *x, float g, float *d_par) {
+    memset(d_par, 0, F->EP * 4);
+    if (!F->gaussian) {
+        for (int64_t d = 0; d < F->D; d++) d_par[d] = g * (x[d] - sig(par[d]));
+        return;
+    }
+    for (int64_t d = 0; d < F->D; d++) {
+        const float raw = par[F->D + d] + 0.5f, sd = softplus(raw), diff = x[d] - par[d];
+        d_par[d] = g * diff / (sd * sd);
+        d_par[F->D + d] = g * (diff * diff / (sd * sd * sd) - 1.0f / sd) * sig(raw);
+    }
+}
+
+void vrnn_filter_backward(Filter *F) {
+    const int64_t B = F->B, N = F->N, R = N * B, H = F->H, EP = F->EP, T = F->T;
+    float *dh = calloc(R * H, 4), *dc = calloc(R * H, 4), *dez = calloc(R * H, 4), *tmp = malloc(R * H * 4);
+    float *dz = malloc(R * H * 4), *drec = malloc(R * 2 * H * 4), *ginc = malloc(R * 4), *wgrad = malloc(N * B * 4);
+    const float **xp = malloc(R * sizeof(float *));
+    float **yp = malloc(R * sizeof(float *));
+    for (int64_t b = 0; b < B; b++) {
+        const double lse = log_sum_exp(F->log_w_end, N, B, b);
+        for (int64_t n = 0; n < N; n++) wgrad[n * B + b] = (float)(F->grad[b] * exp(F->log_w_end[n * B + b] - lse));
+    }
+    for (int64_t t = T - 1; t >= 0; t--) {
+        int any = 0;
+        for (int64_t b = 0; b < B; b++) any |= F->flags[t * B + b];
+        if (any) { /* the state's gradient flows back to the ancestors that were copied */
+            float *grads[3] = {dh, dc, dez};
+            for (int s = 0; s < 3; s++) {
+                memset(tmp, 0, R * H * 4);
+                for (int64_t r = 0; r < R; r++) {
+                    const int64_t from = F->ancestors[t * R + r] * B + r % B;
+                    for (int64_t j = 0; j < H; j++) tmp[from * H + j] += grads[s][r * H + j];
+                }
+                memcpy(grads[s], tmp, R * H * 4);
+            }
+        }
+        for (int64_t b = 0; b < B; b++) {
+            if (F->flags[t * B + b]) {
+                const double lse = log_sum_exp(F->log_w + t * N * B, N, B, b);
+                for (int64_t n = 0; n < N; n++)
+                    wgrad[n * B + b] = (float)(F->grad[b] * exp(F->log_w[(t * N + n) * B + b] - lse));
+            }
+            for (int64_t n = 0; n < N; n++) ginc[n * B + b] = t < F->lengths[b] ? wgrad[n * B + b] : 0.0f;
+        }
+        const float *gates = AT(gates, t, 4 * H), *c = AT(c, t, H), *cp = AT(c_prev, t, H), *a = AT(a, t, 3 * H);
+        const float *p = AT(p, t, 2 * H), *q = AT(q, t, 2 * H), *e1 = AT(e1, t, H), *eh = AT(eh, t, H);
+        const float *par = AT(par, t, EP), *eps = F->eps + t * R * H;
+        float *d_par = AT(d_par, t, EP), *d_eh = AT(d_eh, t, H), *d_ez = AT(d_enc_z, t, H), *d_e1 = AT(d_e1, t, H);
+        float *d_p = AT(d_p, t, 2 * H), *d_q = AT(d_q, t, 2 * H), *d_a = AT(d_a, t, 3 * H);
+        float *d_g = AT(d_gates, t, 4 * H);
+        for (int64_t r = 0; r < R; r++) emission_grad(F, par + r * EP, F->x + ((r % B) * T + t) * F->D, ginc[r], d_par + r * EP);
+        product(R, EP, H, d_par, EP, F->t_em, d_eh, H, NULL, 0, xp, yp);
+        for (int64_t i = 0; i < R * H; i++) d_eh[i] = eh[i] > 0 ? d_eh[i] : 0.0f;
+        product(R, H, H, d_eh, H, F->t_ez, d_ez, H, dez, H, xp, yp);
+        product(R, H, H, d_ez, H, F->t_eo, d_e1, H, NULL, 0, xp, yp);
+        for (int64_t i = 0; i < R * H; i++) d_e1[i] = e1[i] > 0 ? d_e1[i] : 0.0f;
+        product(R, H, H, d_e1, H, F->t_ei, dz, H, NULL, 0, xp, yp);
+        for (int64_t r = 0; r < R; r++) {
+            const float g = ginc[r];
+            for (int64_t j = 0; j < H; j++) {
+                const float *pr = p + r * 2 * H, *qr = q + r * 2 * H;
+                const float sd_p = softplus(pr[H + j]), sd_q = softplus(qr[H + j]), e = eps[r * H + j];
+                const float u = (qr[j] + sd_q * e) / sd_p, dzj = dz[r * H + j];
+                d_p[r * 2 * H + j] = dzj;
+                d_p[r * 2 * H + H + j] = g * (u * u - 1.0f) / sd_p * sig(pr[H + j]);
+                d_q[r * 2 * H + j] = dzj - g * u / sd_p;
+                d_q[r * 2 * H + H + j] = (g * (1.0f / sd_q - u * e / sd_p) + dzj * e) * sig(qr[H + j]);
+            }
+        }
+        for (int64_t r = 0; r < R; r++) { xp[r] = d_p + r * 2 * H; yp[r] = d_a + r * 3 * H; memset(yp[r], 0, 2 * H * 4); }
+        matmul_f32(R, 2 * H, xp, F->t_p, 0, H / PANEL, yp);
+        for (int64_t r = 0; r < R; r++) { xp[r] = d_q + r * 2 * H; yp[r] = d_a + r * 3 * H + H; }
+        matmul_f32(R, 2 * H, xp, F->t_q, 0, H / PANEL, yp);
+        for (int64_t r = 0; r < R; r++) {
+            for (int64_t j = 0; j < 2 * H; j++) if (a[r * 3 * H + j] <= 0) d_a[r * 3 * H + j] = 0.0f;
+            memcpy(d_a + r * 3 * H + 2 * H, d_eh + r * H, H * 4);
+        }
+        product(R, 3 * H, H, d_a, 3 * H, F->t_fh, tmp, H, dh, H, xp, yp);
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t j = 0; j < H; j++) {
+                const float *act = gates + r * 4 * H;
+                const float i = act[j], f = act[H + j], u = act[2 * H + j], o = act[3 * H + j];
+                const float tc = tanhf(c[r * H + j]), dhj = tmp[r * H + j];
+                const float dcj = dc[r * H + j] + dhj * o * (1.0f - tc * tc);
+                float *g = d_g + r * 4 * H;
+                g[j] = dcj * u * i * (1.0f - i);
+                g[H + j] = dcj * cp[r * H + j] * f * (1.0f - f);
+                g[2 * H + j] = dcj * i * (1.0f - u * u);
+                g[3 * H + j] = dhj * tc * o * (1.0f - o);
+                dc[r * H + j] = dcj * f;
+            }
+        product(R, 4 * H, 2 * H, d_g, 4 * H, F->t_rec, drec, 2 * H, NULL, 0, xp, yp);
+        for (int64_t r = 0; r < R; r++) {
+            memcpy(dez + r * H, drec + r * 2 * H, H * 4);
+            memcpy(dh + r * H, drec + r * 2 * H + H, H * 4);
+        }
+    }
+    free(dh); free(dc); free(dez); free(tmp); free(dz); free(drec); free(ginc); free(wgrad); free(xp); free(yp);
+}
+
+int vrnn_filter_cpu_ok(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
