@@ -6,7 +6,10 @@ For VRNN and SRNN (filtering proposals, latent 64) and each bound (ELBO, IWAE, F
 particles, core.training.bound_objective, the same code `python -m core.train` runs): optimiser steps
 per second at --batch whole training chorales per step, and evaluation sequences per second (all three
 bounds at once, as validation computes them). Then how a FIVO training step's time grows with the
-particle count, 1 to 256 (VRNN). On a shared machine compare the *_per_cpu_s figures: this process's
+particle count, 1 to 256 (VRNN). The VRNN is measured both ways in the same run, "path": "fused" (one C
+call per pass, core.inference.fused_filter, the default) and "pytorch" (the engine's loop, objective.fused
+false), the fused row carrying `fused_over_pytorch`, the ratio of the two (above fused_filter.MAX_ROWS
+rows both rows run the loop). On a shared machine compare the *_per_cpu_s figures: this process's
 CPU time, which other processes hardly change. For context, Pyro's Deep Markov Model example trains on
 JSB at about 8 steps/s at batch 4 on one thread (its cost is per-timestep Python overhead).
 
@@ -43,6 +46,16 @@ def timed(work, repeats: int) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+PATHS = {"fused": True, "pytorch": False}  # core.inference.fused_filter's one C call, or the engine's loop
+
+
+def with_ratio(rows: dict[str, dict], key: str) -> list[dict]:
+    """The rows of one setting, the fused one (when measured) given `fused_over_pytorch`: its `key` over the loop's."""
+    if "fused" in rows:
+        rows["fused"]["fused_over_pytorch"] = round(rows["fused"][key] / rows["pytorch"][key], 2)
+    return list(rows.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -75,32 +88,42 @@ def main() -> None:
 
     training, evaluation, scaling = [], [], []
     for family in ("vrnn", "srnn"):
+        paths = PATHS if family == "vrnn" else {"pytorch": False}
         for bound in ("elbo", "iwae", "fivo"):
-            model = model_for(family)
-            objective = BoundObjective(bound=bound, particles=args.particles).build(model, 0, training=True)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-            wall, cpu = timed(step(model, objective, optimizer), args.steps)
-            training.append({"model": family, "bound": bound, "steps_per_s": round(args.steps / wall, 2),
-                             "steps_per_cpu_s": round(args.steps / cpu, 2),
-                             "us_per_timestep": round(1e6 * cpu / timesteps, 1)})
-            print(training[-1], flush=True)
-        model = model_for(family).eval()
-        evaluate = BoundObjective(particles=args.particles).build(model, 0, training=False)
-        with torch.no_grad():
-            wall, cpu = timed(lambda i, m=model, e=evaluate: e(m, batches[i % len(batches)], None), args.steps)
-        evaluation.append({"model": family, "sequences_per_s": round(args.steps * args.batch / wall, 2),
-                           "sequences_per_cpu_s": round(args.steps * args.batch / cpu, 2)})
-        print(evaluation[-1], flush=True)
+            rows = {}
+            for path, fused in paths.items():
+                model = model_for(family)
+                objective = BoundObjective(bound=bound, particles=args.particles, fused=fused).build(model, 0)
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+                wall, cpu = timed(step(model, objective, optimizer), args.steps)
+                rows[path] = {"model": family, "bound": bound, "path": path, "steps_per_s": round(args.steps / wall, 2),
+                              "steps_per_cpu_s": round(args.steps / cpu, 2),
+                              "us_per_timestep": round(1e6 * cpu / timesteps, 1)}
+                print(rows[path], flush=True)
+            training += with_ratio(rows, "steps_per_cpu_s")
+        rows = {}
+        for path, fused in paths.items():
+            model = model_for(family).eval()
+            evaluate = BoundObjective(particles=args.particles, fused=fused).build(model, 0, training=False)
+            with torch.no_grad():
+                wall, cpu = timed(lambda i, m=model, e=evaluate: e(m, batches[i % len(batches)], None), args.steps)
+            rows[path] = {"model": family, "path": path, "sequences_per_s": round(args.steps * args.batch / wall, 2),
+                          "sequences_per_cpu_s": round(args.steps * args.batch / cpu, 2)}
+            print(rows[path], flush=True)
+        evaluation += with_ratio(rows, "sequences_per_cpu_s")
     for particles in (1, 4, 16, 64, 256):
-        model = model_for("vrnn")
-        objective = BoundObjective(bound="fivo", particles=particles).build(model, 0, training=True)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        repeats = max(2, args.steps * 4 // max(particles, 4))
-        wall, cpu = timed(step(model, objective, optimizer), repeats)
-        steps = sum(int(batches[i % len(batches)].lengths.sum()) for i in range(repeats))
-        scaling.append({"particles": particles, "steps_per_cpu_s": round(repeats / cpu, 3),
-                        "us_per_timestep": round(1e6 * cpu / steps, 1)})
-        print(scaling[-1], flush=True)
+        rows = {}
+        for path, fused in PATHS.items():
+            model = model_for("vrnn")
+            objective = BoundObjective(bound="fivo", particles=particles, fused=fused).build(model, 0)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+            repeats = max(2, args.steps * 4 // max(particles, 4))
+            wall, cpu = timed(step(model, objective, optimizer), repeats)
+            steps = sum(int(batches[i % len(batches)].lengths.sum()) for i in range(repeats))
+            rows[path] = {"particles": particles, "path": path, "steps_per_cpu_s": round(repeats / cpu, 3),
+                          "us_per_timestep": round(1e6 * cpu / steps, 1)}
+            print(rows[path], flush=True)
+        scaling += with_ratio(rows, "steps_per_cpu_s")
     print(json.dumps({"threads": args.threads, "batch": args.batch, "particles": args.particles,
                       "training": training, "evaluation": evaluation, "particle_scaling": scaling}))
 

@@ -22,7 +22,8 @@ def test_a_pianoroll_config_takes_its_frame_size_and_training_mean_from_the_data
     assert cfg.model["data_dim"] == 88 and cfg.model["emission"] == "bernoulli"
     np.testing.assert_allclose(cfg.model["train_mean"], expected)
     assert cfg.to_dict()["objective"] == {"name": "bound", "bound": "fivo", "particles": 4,
-                                          "resampling": "multinomial", "threshold": 0.5, "relaxed": False}
+                                          "resampling": "multinomial", "threshold": 0.5, "relaxed": False,
+                                          "fused": True}
     mine = [0.5] * 88
     given = train_config.load(None, ["model.model_type=vrnn", "data.kind=pianorolls", f"model.train_mean={mine}"])
     assert given.model["train_mean"] == mine  # what the config gives wins

@@ -53,6 +53,7 @@ def bound_loss(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | 
 
 @torch.no_grad()
 def evaluate_bounds(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | None, particles: int,
-                    threshold: float = 0.5) -> dict[str, torch.Tensor]:
+                    threshold: float = 0.5, fused: bool = True) -> dict[str, torch.Tensor]:
     """{"elbo", "iwae", "fivo"} -> log p-hat (B,) each, fivo resampling multinomially (the reference's eval)."""
-    return {bound: estimate(model, x, lengths, bound, particles, threshold=threshold).log_p_hat for bound in BOUNDS}
+    return {bound: estimate(model, x, lengths, bound, particles, threshold=threshold, fused=fused).log_p_hat
+            for bound in BOUNDS}

@@ -8,7 +8,7 @@ weight gradients are then one matrix product per layer over all steps at once.
 
     result = run(model, x, lengths, particles, threshold, resampling, generator)
     result.log_p_hat      (B,) differentiable in the model's parameters, as run_smc's
-    result.trace()        the engine's SMCTrace, from what the kernel recorded
+    result.log_weights, result.resampled, result.ancestors    what the kernel recorded, for traces
 
 It computes what `run_smc` computes for a model that offers `fused_filter_inputs` (the VRNN), with
 the same random numbers in the same order for the proposals: eps (T, R, H) is drawn from torch's
@@ -16,7 +16,8 @@ global generator as the model's steps draw it, so without resampling (ELBO, IWAE
 the same bound under one seed. Resampling draws its uniforms from the engine's generator up front
 (multinomial (T, B, N), systematic (T, B)) and picks ancestors by inverse CDF, so FIVO's draws differ
 from the PyTorch path's (torch.multinomial) but follow the same law. `usable` says when it applies:
-float32 on the CPU, latent size a multiple of 16, the ESS criterion or none, and a C compiler.
+float32 on the CPU, latent size a multiple of 16, the ESS criterion or none, a C compiler, and at most
+MAX_ROWS particles x sequences (beyond that the loop's large products are faster).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from core.generation.c_kernels import KernelUnavailable, buildable, load, pad, pointer_fields
-from core.inference.resampling import EssCriterion, ess
+from core.generation.c_kernels import buildable, load, pad, pointer_fields
+from core.inference.resampling import EssCriterion
 
 SOURCE = Path(__file__).parent / "vrnn_filter.c"
 LAYERS = ("recurrent", "from_h", "prior", "proposal", "enc_in", "enc_out", "emission_z", "emission")
@@ -38,6 +39,10 @@ SAVED = {"rec": 2, "c_prev": 1, "gates": 4, "c": 1, "h": 1, "a": 3, "p": 2, "q":
          "eh": 1, "par": 0}
 GRADS = {"d_gates": 4, "d_a": 3, "d_p": 2, "d_q": 2, "d_e1": 1, "d_enc_z": 1, "d_eh": 1, "d_par": 0}
 MODES = {None: 0, "multinomial": 1, "systematic": 2}
+# Above this many rows (particles x sequences) the engine's loop is the faster one: its products run through
+# PyTorch's AVX-512 GEMMs, the kernel's through AVX2 tiles, and per-op overhead no longer dominates
+# (bench/sequences.py: fused 1.5x the loop at 64 rows, 0.84x at 256). It also bounds the saved activations.
+MAX_ROWS = 128
 
 
 class _Filter(ctypes.Structure):
@@ -61,9 +66,10 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
-def usable(model: torch.nn.Module, x: torch.Tensor, criterion: object, relaxed: bool) -> bool:
-    """Whether `run` can filter x (B, T, D) through `model` with this criterion (None or an EssCriterion)."""
-    if not hasattr(model, "fused_filter_inputs") or relaxed:
+def usable(model: torch.nn.Module, x: torch.Tensor, particles: int, criterion: object, relaxed: bool) -> bool:
+    """Whether `run` should filter x (B, T, D) through `model` with `particles` and this criterion (None or an
+    EssCriterion): it computes the same thing there, and faster (at most MAX_ROWS rows)."""
+    if not hasattr(model, "fused_filter_inputs") or relaxed or particles * x.shape[0] > MAX_ROWS:
         return False
     if criterion is not None and not isinstance(criterion, EssCriterion):
         return False
@@ -82,15 +88,6 @@ class FusedResult:
     log_weights: torch.Tensor  # (T, N, B) weights since the last resampling, before any reset
     resampled: torch.Tensor  # (T, B) bool
     ancestors: torch.Tensor  # (T, N, B) long, identity where not resampled
-
-    def trace(self):
-        """The engine's SMCTrace (core.inference.smc) of this run (no latents: the VRNN names no latent_key)."""
-        from core.inference.smc import SMCTrace  # smc imports this module: the trace type is imported late
-
-        t, n, b = self.log_weights.shape
-        return SMCTrace(log_weights=self.log_weights.transpose(1, 2),
-                        ess=ess(self.log_weights.transpose(0, 1).reshape(n, t * b)).view(t, b),
-                        resampled=self.resampled, ancestors=self.ancestors.transpose(1, 2), latents=None)
 
 
 def _panels(w: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -181,14 +178,12 @@ def run(model: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor, particle
         shape = (steps, b, n) if resampling == "multinomial" else (steps, b)
         uniforms = torch.rand(shape, dtype=x.dtype, generator=generator)
     emission = layers["emission"].shape[1]
-    spec = {"B": b, "T": steps, "N": n, "H": h, "D": x.shape[2], "E": emission, "gaussian": model.config.emission == "gaussian",
-            "mode": mode, "threshold": float(threshold or 0.0), "lengths": lengths.contiguous(), "x": x, "eps": eps,
-            "uniforms": uniforms}
+    spec = {"B": b, "T": steps, "N": n, "H": h, "D": x.shape[2], "E": emission,
+            "gaussian": model.config.emission == "gaussian", "mode": mode, "threshold": float(threshold or 0.0),
+            "lengths": lengths.contiguous(), "x": x, "eps": eps, "uniforms": uniforms}
     ordered = [layers[k] for k in LAYERS] + [layers[f"{k}/b"] for k in BIASED]
     log_p_hat = _Kernel.apply(spec, gates_in, c_term, *ordered)
     record = spec["record"]
     return FusedResult(log_p_hat=log_p_hat, eps=eps, uniforms=uniforms, log_weights=record["log_w"],
                        resampled=record["flags"].bool(), ancestors=record["ancestors"])
 
-
-__all__ = ["FusedResult", "KernelUnavailable", "run", "usable"]

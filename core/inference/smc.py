@@ -96,10 +96,10 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
         seed = int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
-    if fused and fused_filter.usable(model, x, criterion, relaxed):
+    if fused and fused_filter.usable(model, x, n, criterion, relaxed):
         threshold = None if criterion is None else criterion.threshold
         result = fused_filter.run(model, x, lengths, n, threshold, resampling, generator)
-        return SMCResult(result.log_p_hat, result.trace() if trace else None)
+        return SMCResult(result.log_p_hat, _fused_trace(result) if trace else None)
     steps, shortest = int(lengths.max()), int(lengths.min())
     active = (torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)).unbind(0)  # steps x (B,)
     # On the CPU, asking whether any filter resamples costs nothing and saves re-indexing the state when none
@@ -177,6 +177,14 @@ def lineages(ancestors: torch.Tensor) -> torch.Tensor:
         path = ancestors[t].gather(1, path)
         paths.append(path)
     return torch.stack(paths[::-1])
+
+
+def _fused_trace(result: fused_filter.FusedResult) -> SMCTrace:
+    """The SMCTrace of a fused filter run, from what its kernel recorded (no latents: the VRNN names none)."""
+    t, n, b = result.log_weights.shape
+    return SMCTrace(log_weights=result.log_weights.transpose(1, 2),
+                    ess=ess(result.log_weights.transpose(0, 1).reshape(n, t * b)).view(t, b),
+                    resampled=result.resampled, ancestors=result.ancestors.transpose(1, 2), latents=None)
 
 
 def _resample(state: State, index: torch.Tensor) -> State:

@@ -35,6 +35,7 @@ class BoundObjective:
     resampling: str = "multinomial"  # "multinomial" or "systematic" (training; evaluation is multinomial)
     threshold: float = 0.5  # FIVO resamples when ESS <= threshold * particles
     relaxed: bool = False  # FIVO: blend states with Gumbel-softmax weights instead of copying them
+    fused: bool = True  # the VRNN on the CPU filters in one C call (core.inference.fused_filter); false: the loop
 
     def __post_init__(self) -> None:
         need(self.bound in BOUNDS, f"objective.bound must be one of {BOUNDS}, got {self.bound!r}")
@@ -44,6 +45,7 @@ class BoundObjective:
         need(is_number(self.threshold) and 0 <= self.threshold <= 1,
              f"objective.threshold must be a number in [0, 1], got {self.threshold!r}")
         need(isinstance(self.relaxed, bool), f"objective.relaxed must be true or false, got {self.relaxed!r}")
+        need(isinstance(self.fused, bool), f"objective.fused must be true or false, got {self.fused!r}")
 
     def check(self, model: torch.nn.Module, dataset, world: int) -> None:
         if not hasattr(model, "propose_and_weight"):
@@ -54,12 +56,12 @@ class BoundObjective:
         def train(net: torch.nn.Module, batch: Batch, state: object = None) -> ObjectiveOutput:
             loss, log_p_hat, timesteps = through(net, lambda model: bound_loss(
                 model, batch.x, batch.lengths, self.bound, self.particles, self.resampling, self.threshold,
-                self.relaxed))
+                self.relaxed, self.fused))
             total = float(log_p_hat.detach().sum())
             return ObjectiveOutput(loss, {"nll_nats": -total, f"{self.bound}_nats": total}, float(timesteps))
 
         def evaluate(net: torch.nn.Module, batch: Batch, state: object = None) -> ObjectiveOutput:
-            bounds = evaluate_bounds(net, batch.x, batch.lengths, self.particles, self.threshold)
+            bounds = evaluate_bounds(net, batch.x, batch.lengths, self.particles, self.threshold, self.fused)
             timesteps = float(batch.x.shape[0] * batch.x.shape[1] if batch.lengths is None else batch.lengths.sum())
             sums = {f"{name}_nats": float(value.sum()) for name, value in bounds.items()}
             sums["nll_nats"] = -sums[f"{self.bound}_nats"]
