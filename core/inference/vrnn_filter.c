@@ -54,6 +54,51 @@ typedef struct {
 static inline float softplus(float v) { return v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v)); }
 static inline float sig(float v) { return 1.0f / (1.0f + expf(-v)); }
 
+/* ------------------------------------------------ 8-lane math (exp8 and sigmoid8 are kernel_common.h's) */
+
+#define SET(v) _mm256_set1_ps(v)
+
+/* 2 atanh(s) for |s| <= 1/3 by its odd series to s^15 (error below 1e-9): log((1 + s) / (1 - s)). */
+static inline __m256 two_atanh8(__m256 s) {
+    const __m256 s2 = _mm256_mul_ps(s, s);
+    __m256 p = SET(1.0f / 15);
+    p = _mm256_fmadd_ps(p, s2, SET(1.0f / 13));
+    p = _mm256_fmadd_ps(p, s2, SET(1.0f / 11));
+    p = _mm256_fmadd_ps(p, s2, SET(1.0f / 9));
+    p = _mm256_fmadd_ps(p, s2, SET(1.0f / 7));
+    p = _mm256_fmadd_ps(p, s2, SET(1.0f / 5));
+    p = _mm256_fmadd_ps(p, s2, SET(1.0f / 3));
+    p = _mm256_fmadd_ps(p, s2, SET(1.0f));
+    return _mm256_mul_ps(_mm256_mul_ps(SET(2.0f), s), p);
+}
+
+/* log x for normal positive x: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh((m - 1) / (m + 1)). */
+static inline __m256 log8(__m256 x) {
+    const __m256i bits = _mm256_castps_si256(x);
+    const __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x7fffff)),
+                                                   _mm256_set1_epi32(0x3f800000)));
+    const __m256 big = _mm256_cmp_ps(m, SET(1.41421356f), _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, SET(0.5f)), big);
+    const __m256 ef = _mm256_add_ps(_mm256_cvtepi32_ps(e), _mm256_and_ps(big, SET(1.0f)));
+    const __m256 s = _mm256_div_ps(_mm256_sub_ps(m, SET(1.0f)), _mm256_add_ps(m, SET(1.0f)));
+    return _mm256_fmadd_ps(ef, SET(0.69314718f), two_atanh8(s));
+}
+
+/* softplus(v) = max(v, 0) + log(1 + a), a = e^-|v| in (0, 1], through 2 atanh(a / (2 + a)): exact for tiny a. */
+static inline __m256 softplus8(__m256 v) {
+    const __m256 a = exp8(_mm256_or_ps(v, SET(-0.0f)));
+    return _mm256_add_ps(_mm256_max_ps(v, _mm256_setzero_ps()), two_atanh8(_mm256_div_ps(a, _mm256_add_ps(SET(2.0f), a))));
+}
+
+static inline __m256 tanh8(__m256 v) { return _mm256_fmsub_ps(SET(2.0f), sigmoid8(_mm256_mul_ps(SET(2.0f), v)), SET(1.0f)); }
+
+static inline float sum8(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
 /* y[r] = init[r] (or 0), then y[r] += x[r] . W for R rows of strides sx, sy: W panels of (k, n). */
 static void product(int64_t R, int64_t k, int64_t n, const float *x, int64_t sx, const float *w, float *y, int64_t sy,
                     const float *init, int64_t s_init, const float **xp, float **yp) {
@@ -105,38 +150,47 @@ static int64_t lookup(const double *cdf, int64_t N, double u) {
 
 /* The LSTM cell's nonlinearities for R rows: gate pre-activations G (R, 4H) -> activated gates, c, h. */
 static void lstm_cell(int64_t R, int64_t H, const float *G, const float *c_prev, float *gates, float *c, float *h) {
-    const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f);
     for (int64_t r = 0; r < R; r++) {
         const float *g = G + r * 4 * H;
         float *act = gates + r * 4 * H;
         for (int64_t j = 0; j < H; j += 8) {
             __m256 i = sigmoid8(_mm256_loadu_ps(g + j)), f = sigmoid8(_mm256_loadu_ps(g + H + j));
-            __m256 u = _mm256_fmsub_ps(two, sigmoid8(_mm256_mul_ps(two, _mm256_loadu_ps(g + 2 * H + j))), one);
+            __m256 u = tanh8(_mm256_loadu_ps(g + 2 * H + j));
             __m256 o = sigmoid8(_mm256_loadu_ps(g + 3 * H + j));
             __m256 cn = _mm256_fmadd_ps(f, _mm256_loadu_ps(c_prev + r * H + j), _mm256_mul_ps(i, u));
-            __m256 tc = _mm256_fmsub_ps(two, sigmoid8(_mm256_mul_ps(two, cn)), one);
             _mm256_storeu_ps(act + j, i);
             _mm256_storeu_ps(act + H + j, f);
             _mm256_storeu_ps(act + 2 * H + j, u);
             _mm256_storeu_ps(act + 3 * H + j, o);
             _mm256_storeu_ps(c + r * H + j, cn);
-            _mm256_storeu_ps(h + r * H + j, _mm256_mul_ps(o, tc));
+            _mm256_storeu_ps(h + r * H + j, _mm256_mul_ps(o, tanh8(cn)));
         }
     }
 }
 
-/* log p(x | par) of one row. */
+/* log p(x | par) of one row: eight frame values at a time, the last D mod 8 one by one. */
 static float emission_log_prob(const Filter *F, const float *par, const float *x) {
+    const int64_t D = F->D, D8 = D / 8 * 8;
+    __m256 acc = _mm256_setzero_ps();
     double s = 0;
     if (F->gaussian) {
-        for (int64_t d = 0; d < F->D; d++) {
-            const float sd = softplus(par[F->D + d] + 0.5f), u = (x[d] - par[d]) / sd;
+        for (int64_t d = 0; d < D8; d += 8) {
+            const __m256 sd = softplus8(_mm256_add_ps(_mm256_loadu_ps(par + D + d), SET(0.5f)));
+            const __m256 u = _mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + d), _mm256_loadu_ps(par + d)), sd);
+            acc = _mm256_sub_ps(acc, _mm256_fmadd_ps(SET(0.5f), _mm256_mul_ps(u, u), log8(sd)));
+        }
+        for (int64_t d = D8; d < D; d++) {
+            const float sd = softplus(par[D + d] + 0.5f), u = (x[d] - par[d]) / sd;
             s += -0.5f * u * u - logf(sd);
         }
-        return (float)(s - 0.91893853320467274 * F->D);
+        return (float)(s + sum8(acc) - 0.91893853320467274 * D);
     }
-    for (int64_t d = 0; d < F->D; d++) s += x[d] * par[d] - softplus(par[d]);
-    return (float)s;
+    for (int64_t d = 0; d < D8; d += 8) {
+        const __m256 l = _mm256_loadu_ps(par + d);
+        acc = _mm256_add_ps(acc, _mm256_fmsub_ps(_mm256_loadu_ps(x + d), l, softplus8(l)));
+    }
+    for (int64_t d = D8; d < D; d++) s += x[d] * par[d] - softplus(par[d]);
+    return (float)(s + sum8(acc));
 }
 
 #define AT(name, t, width) (F->name + (t) * R * (width))
@@ -174,15 +228,17 @@ void vrnn_filter_forward(Filter *F) {
         relu_rows(R, H, a + H, 3 * H, X);
         product(R, H, 2 * H, X, H, F->w_q, q, 2 * H, F->b_q, 0, xp, yp);
         for (int64_t r = 0; r < R; r++) {
-            const float *pr = p + r * 2 * H, *qr = q + r * 2 * H;
-            double ratio = 0;
-            for (int64_t j = 0; j < H; j++) {
-                const float sd_p = softplus(pr[H + j]), sd_q = softplus(qr[H + j]), e = eps[r * H + j];
-                const float step = qr[j] + sd_q * e, u = step / sd_p;
-                z[r * H + j] = pr[j] + step;
-                ratio += logf(sd_q / sd_p) - 0.5f * u * u + 0.5f * e * e;
+            const float *pr = p + r * 2 * H, *qr = q + r * 2 * H, *er = eps + r * H;
+            __m256 ratio = _mm256_setzero_ps();
+            for (int64_t j = 0; j < H; j += 8) {
+                const __m256 sd_p = softplus8(_mm256_loadu_ps(pr + H + j)), sd_q = softplus8(_mm256_loadu_ps(qr + H + j));
+                const __m256 e = _mm256_loadu_ps(er + j), step = _mm256_fmadd_ps(sd_q, e, _mm256_loadu_ps(qr + j));
+                const __m256 u = _mm256_div_ps(step, sd_p);
+                _mm256_storeu_ps(z + r * H + j, _mm256_add_ps(_mm256_loadu_ps(pr + j), step));
+                const __m256 squares = _mm256_fmsub_ps(e, e, _mm256_mul_ps(u, u));  /* eps^2 - u^2 */
+                ratio = _mm256_add_ps(ratio, _mm256_fmadd_ps(SET(0.5f), squares, log8(_mm256_div_ps(sd_q, sd_p))));
             }
-            inc[r] = (float)ratio;
+            inc[r] = sum8(ratio);
         }
         product(R, H, H, z, H, F->w_ei, e1, H, F->b_ei, 0, xp, yp);
         relu_rows(R, H, e1, H, X);
@@ -231,15 +287,28 @@ void vrnn_filter_forward(Filter *F) {
 
 /* d increment / d par, times g, for one row: Bernoulli x - sigmoid(logit); Gaussian via mean and raw sd. */
 static void emission_grad(const Filter *F, const float *par, const float *x, float g, float *d_par) {
+    const int64_t D = F->D, D8 = D / 8 * 8;
+    const __m256 g8 = SET(g);
     memset(d_par, 0, F->EP * 4);
     if (!F->gaussian) {
-        for (int64_t d = 0; d < F->D; d++) d_par[d] = g * (x[d] - sig(par[d]));
+        for (int64_t d = 0; d < D8; d += 8)
+            _mm256_storeu_ps(d_par + d, _mm256_mul_ps(g8, _mm256_sub_ps(_mm256_loadu_ps(x + d),
+                                                                         sigmoid8(_mm256_loadu_ps(par + d)))));
+        for (int64_t d = D8; d < D; d++) d_par[d] = g * (x[d] - sig(par[d]));
         return;
     }
-    for (int64_t d = 0; d < F->D; d++) {
-        const float raw = par[F->D + d] + 0.5f, sd = softplus(raw), diff = x[d] - par[d];
+    for (int64_t d = 0; d < D8; d += 8) {
+        const __m256 raw = _mm256_add_ps(_mm256_loadu_ps(par + D + d), SET(0.5f)), sd = softplus8(raw);
+        const __m256 inv = _mm256_div_ps(SET(1.0f), sd), diff = _mm256_sub_ps(_mm256_loadu_ps(x + d), _mm256_loadu_ps(par + d));
+        const __m256 w = _mm256_mul_ps(_mm256_mul_ps(diff, inv), inv);  /* diff / sd^2 */
+        _mm256_storeu_ps(d_par + d, _mm256_mul_ps(g8, w));
+        const __m256 d_sd = _mm256_mul_ps(_mm256_fmsub_ps(w, diff, SET(1.0f)), inv);  /* diff^2 / sd^3 - 1 / sd */
+        _mm256_storeu_ps(d_par + D + d, _mm256_mul_ps(_mm256_mul_ps(g8, d_sd), sigmoid8(raw)));
+    }
+    for (int64_t d = D8; d < D; d++) {
+        const float raw = par[D + d] + 0.5f, sd = softplus(raw), diff = x[d] - par[d];
         d_par[d] = g * diff / (sd * sd);
-        d_par[F->D + d] = g * (diff * diff / (sd * sd * sd) - 1.0f / sd) * sig(raw);
+        d_par[D + d] = g * (diff * diff / (sd * sd * sd) - 1.0f / sd) * sig(raw);
     }
 }
 
@@ -289,15 +358,22 @@ void vrnn_filter_backward(Filter *F) {
         for (int64_t i = 0; i < R * H; i++) d_e1[i] = e1[i] > 0 ? d_e1[i] : 0.0f;
         product(R, H, H, d_e1, H, F->t_ei, dz, H, NULL, 0, xp, yp);
         for (int64_t r = 0; r < R; r++) {
-            const float g = ginc[r];
-            for (int64_t j = 0; j < H; j++) {
-                const float *pr = p + r * 2 * H, *qr = q + r * 2 * H;
-                const float sd_p = softplus(pr[H + j]), sd_q = softplus(qr[H + j]), e = eps[r * H + j];
-                const float u = (qr[j] + sd_q * e) / sd_p, dzj = dz[r * H + j];
-                d_p[r * 2 * H + j] = dzj;
-                d_p[r * 2 * H + H + j] = g * (u * u - 1.0f) / sd_p * sig(pr[H + j]);
-                d_q[r * 2 * H + j] = dzj - g * u / sd_p;
-                d_q[r * 2 * H + H + j] = (g * (1.0f / sd_q - u * e / sd_p) + dzj * e) * sig(qr[H + j]);
+            const float *pr = p + r * 2 * H, *qr = q + r * 2 * H, *er = eps + r * H;
+            float *dp = d_p + r * 2 * H, *dq = d_q + r * 2 * H;
+            const __m256 g = SET(ginc[r]);
+            for (int64_t j = 0; j < H; j += 8) {
+                const __m256 raw_p = _mm256_loadu_ps(pr + H + j), raw_q = _mm256_loadu_ps(qr + H + j);
+                const __m256 inv_p = _mm256_div_ps(SET(1.0f), softplus8(raw_p)), sd_q = softplus8(raw_q);
+                const __m256 e = _mm256_loadu_ps(er + j), dzj = _mm256_loadu_ps(dz + r * H + j);
+                const __m256 u = _mm256_mul_ps(_mm256_fmadd_ps(sd_q, e, _mm256_loadu_ps(qr + j)), inv_p);
+                const __m256 g_inv_p = _mm256_mul_ps(g, inv_p);
+                _mm256_storeu_ps(dp + j, dzj);
+                _mm256_storeu_ps(dp + H + j, _mm256_mul_ps(_mm256_mul_ps(g_inv_p, _mm256_fmsub_ps(u, u, SET(1.0f))),
+                                                           sigmoid8(raw_p)));
+                _mm256_storeu_ps(dq + j, _mm256_fnmadd_ps(g_inv_p, u, dzj));
+                const __m256 d_sd_q = _mm256_fmadd_ps(dzj, e, _mm256_fnmadd_ps(g_inv_p, _mm256_mul_ps(u, e),
+                                                                               _mm256_div_ps(g, sd_q)));
+                _mm256_storeu_ps(dq + H + j, _mm256_mul_ps(d_sd_q, sigmoid8(raw_q)));
             }
         }
         for (int64_t r = 0; r < R; r++) { xp[r] = d_p + r * 2 * H; yp[r] = d_a + r * 3 * H; memset(yp[r], 0, 2 * H * 4); }
@@ -309,19 +385,23 @@ void vrnn_filter_backward(Filter *F) {
             memcpy(d_a + r * 3 * H + 2 * H, d_eh + r * H, H * 4);
         }
         product(R, 3 * H, H, d_a, 3 * H, F->t_fh, tmp, H, dh, H, xp, yp);
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t j = 0; j < H; j++) {
-                const float *act = gates + r * 4 * H;
-                const float i = act[j], f = act[H + j], u = act[2 * H + j], o = act[3 * H + j];
-                const float tc = tanhf(c[r * H + j]), dhj = tmp[r * H + j];
-                const float dcj = dc[r * H + j] + dhj * o * (1.0f - tc * tc);
-                float *g = d_g + r * 4 * H;
-                g[j] = dcj * u * i * (1.0f - i);
-                g[H + j] = dcj * cp[r * H + j] * f * (1.0f - f);
-                g[2 * H + j] = dcj * i * (1.0f - u * u);
-                g[3 * H + j] = dhj * tc * o * (1.0f - o);
-                dc[r * H + j] = dcj * f;
+        for (int64_t r = 0; r < R; r++) {
+            const float *act = gates + r * 4 * H;
+            float *g = d_g + r * 4 * H;
+            for (int64_t j = 0; j < H; j += 8) {
+                const __m256 one = SET(1.0f), i = _mm256_loadu_ps(act + j), f = _mm256_loadu_ps(act + H + j);
+                const __m256 u = _mm256_loadu_ps(act + 2 * H + j), o = _mm256_loadu_ps(act + 3 * H + j);
+                const __m256 tc = tanh8(_mm256_loadu_ps(c + r * H + j)), dhj = _mm256_loadu_ps(tmp + r * H + j);
+                const __m256 dcj = _mm256_fmadd_ps(_mm256_mul_ps(dhj, o), _mm256_fnmadd_ps(tc, tc, one),
+                                                   _mm256_loadu_ps(dc + r * H + j));
+                _mm256_storeu_ps(g + j, _mm256_mul_ps(_mm256_mul_ps(dcj, u), _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
+                _mm256_storeu_ps(g + H + j, _mm256_mul_ps(_mm256_mul_ps(dcj, _mm256_loadu_ps(cp + r * H + j)),
+                                                          _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
+                _mm256_storeu_ps(g + 2 * H + j, _mm256_mul_ps(_mm256_mul_ps(dcj, i), _mm256_fnmadd_ps(u, u, one)));
+                _mm256_storeu_ps(g + 3 * H + j, _mm256_mul_ps(_mm256_mul_ps(dhj, tc), _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
+                _mm256_storeu_ps(dc + r * H + j, _mm256_mul_ps(dcj, f));
             }
+        }
         product(R, 4 * H, 2 * H, d_g, 4 * H, F->t_rec, drec, 2 * H, NULL, 0, xp, yp);
         for (int64_t r = 0; r < R; r++) {
             memcpy(dez + r * H, drec + r * 2 * H, H * 4);
