@@ -72,18 +72,41 @@ _METRIC_FORMS = {
 }
 
 
+# A sequence model's bounds (core.training.bound_objective, core.evaluate): per split, the key of each bound in nats
+# per timestep. Where they are present they replace the NLLs in bits, which repeat the trained bound.
+_BOUND_KEYS = {"test": "test_{}_per_t", "validation": "valid_{}_nats"}
+_BOUNDS = ("fivo", "iwae", "elbo")
+_REPEATED_BY_BOUNDS = ("valid_bits_per_sample", "valid_nll_nats", "test_bits_per_dim", "test_nll_nats_per_item",
+                       "test_particles")
+
+
+def _bounds_text(metrics: dict) -> list[str]:
+    """Each split's bounds as one part: 'test FIVO -7.444, IWAE -8.083, ELBO -8.401 nats/timestep (4 particles)'."""
+    parts = []
+    for split, pattern in _BOUND_KEYS.items():
+        found = [f"{b.upper()} {metrics[pattern.format(b)]:.3f}" for b in _BOUNDS if pattern.format(b) in metrics]
+        if found:
+            particles = metrics.get("test_particles") if split == "test" else None
+            with_particles = f" ({particles} particles)" if particles else ""
+            parts.append(f"{split} {', '.join(found)} nats/timestep{with_particles}")
+    return parts
+
+
 def metrics_text(metrics: dict, config: dict) -> str:
     """A checkpoint's metrics.json in words, its NLLs per the unit of its config.json (core.checkpoints.nll_unit),
-    e.g. 'step 10,000 · validation 4.056 bits/sample · accuracy 16.8% · test 3.888 bits/sample' for audio; keys it
-    does not know as 'key value'; '' for none."""
+    e.g. 'step 10,000 · validation 4.056 bits/sample · accuracy 16.8% · test 3.888 bits/sample' for audio; a sequence
+    model's bounds grouped per split in nats per timestep; keys it does not know as 'key value'; '' for none."""
     unit = nll_unit(config)
+    bounds = _bounds_text(metrics)
+    bound_keys = {p.format(b) for p in _BOUND_KEYS.values() for b in _BOUNDS}
     parts = []
     for key, value in metrics.items():
         form, shown_by = _METRIC_FORMS.get(key, (None, None))
-        if shown_by in metrics:
+        if key == "step" or shown_by in metrics or key in bound_keys or (bounds and key in _REPEATED_BY_BOUNDS):
             continue
         try:
             parts.append(form.format(value, unit=unit) if form else f"{key} {value:.4g}")
         except (TypeError, ValueError):
             parts.append(f"{key} {value}")
-    return " · ".join(parts)
+    step = [_METRIC_FORMS["step"][0].format(metrics["step"])] if isinstance(metrics.get("step"), int) else []
+    return " · ".join(step + bounds + parts)

@@ -146,6 +146,17 @@ def test_metrics_read_as_words_in_one_unit_per_model_without_repeating_a_value()
     assert metrics_text({}, audio) == ""
 
 
+def test_a_sequence_models_bounds_read_per_split_in_nats_per_timestep_instead_of_repeated_bits() -> None:
+    written = {"step": 9000, "valid_elbo_nats": -8.3861, "valid_fivo_nats": -7.4241, "valid_iwae_nats": -8.1339,
+               "valid_bits_per_sample": 10.71, "test_bits_per_dim": 10.739, "test_nll_nats_per_item": 445.2,
+               "test_elbo_per_t": -8.4009, "test_iwae_per_t": -8.0826, "test_fivo_per_t": -7.4437, "test_particles": 4}
+    assert metrics_text(written, {"model_type": "vrnn"}) == (
+        "step 9,000 · test FIVO -7.444, IWAE -8.083, ELBO -8.401 nats/timestep (4 particles) · "
+        "validation FIVO -7.424, IWAE -8.134, ELBO -8.386 nats/timestep")
+    training = {"step": 50, "valid_fivo_nats": -9.5, "valid_bits_per_sample": 13.7}  # a run still training
+    assert metrics_text(training, {"model_type": "vrnn"}) == "step 50 · validation FIVO -9.500 nats/timestep"
+
+
 def _connect(url: str, proc: subprocess.Popen, logs: Path) -> Client:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
