@@ -1,9 +1,9 @@
 """torchrun --nproc_per_node=2 (gloo, CPU) for the bound objective (VRNN, SRNN, GHMM) and truncated backprop.
 
 One torchrun launch runs the real Trainer four times in a row, in the same two processes: a VRNN on
-JSB with FIVO for two steps and then resumed from its checkpoint for two more, an SRNN with IWAE, a
-learned-proposal GHMM with FIVO, and a wayback model with the tbptt objective (each rank carrying the
-state of its own streams). For every run each rank reports the first training batch it drew and the
+JSB with FIVO (latent 16, so through the fused filter) for two steps and then resumed from its
+checkpoint for two more, an SRNN with IWAE, a learned-proposal GHMM with FIVO, and a wayback model
+with the tbptt objective (each rank carrying the state of its own streams). For every run each rank reports the first training batch it drew and the
 digest of its weights: the ranks must draw different data and end with identical weights (DDP
 averaged their gradients), equal to the checkpoint rank 0 wrote, and changed by training.
 """
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 CONFIGS = ROOT / "configs"
 RUNS = {  # name: (config, overrides)
-    "vrnn": ("vrnn_jsb_fivo.json", ["model.latent_size=8", "train.valid_batches=1"]),
+    "vrnn": ("vrnn_jsb_fivo.json", ["model.latent_size=16", "train.valid_batches=1"]),  # 16: the fused filter
     "srnn": ("srnn_jsb_fivo.json", ["model.latent_size=8", "train.valid_batches=1", "objective.bound=iwae"]),
     "ghmm": ("ghmm_learned.json", ["data.sequences=64", "train.batch_size=8"]),
     "wayback": ("wayback_small.json", ["model.layer_sizes=[8,8,8]", "model.io_sizes=[8]", "model.periods=[1,1,2]",
