@@ -33,6 +33,7 @@ from core.inference.resampling import EssCriterion
 
 SOURCE = Path(__file__).parent / "vrnn_filter.c"
 LAYERS = ("recurrent", "from_h", "prior", "proposal", "enc_in", "enc_out", "emission_z", "emission")
+SHORT = dict(zip(LAYERS, ("rec", "fh", "p", "q", "ei", "eo", "ez", "em"), strict=True))  # the kernel's names
 BIASED = ("from_h", "prior", "proposal", "enc_in", "enc_out", "emission")
 # What the forward pass saves per step, and the width of each row in units of H (E for "par").
 SAVED = {"rec": 2, "c_prev": 1, "gates": 4, "c": 1, "h": 1, "a": 3, "p": 2, "q": 2, "z": 1, "e1": 1, "enc_z": 1,
@@ -49,13 +50,10 @@ class _Filter(ctypes.Structure):
     _fields_ = ([(n, ctypes.c_int64) for n in ("B", "T", "N", "H", "D", "E", "EP", "gaussian", "mode")]
                 + [("threshold", ctypes.c_double)]
                 + pointer_fields("lengths", "gates_in", "c_term", "x", "eps", "uniforms",
-                                 *(f"w_{k}" for k in ("rec", "fh", "p", "q", "ei", "eo", "ez", "em")),
-                                 *(f"t_{k}" for k in ("rec", "fh", "p", "q", "ei", "eo", "ez", "em")),
-                                 *(f"b_{k}" for k in ("fh", "p", "q", "ei", "eo", "em")),
+                                 *(f"w_{k}" for k in SHORT.values()), *(f"t_{k}" for k in SHORT.values()),
+                                 *(f"b_{SHORT[k]}" for k in BIASED),
                                  *SAVED, "log_w", "log_w_end", "flags", "ancestors", "log_p_hat", "grad", *GRADS))
 
-
-SHORT = dict(zip(LAYERS, ("rec", "fh", "p", "q", "ei", "eo", "ez", "em"), strict=True))
 
 
 def _library() -> ctypes.CDLL:
