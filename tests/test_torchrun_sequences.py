@@ -3,9 +3,10 @@
 One torchrun launch runs the real Trainer four times in a row, in the same two processes: a VRNN on
 JSB with FIVO (latent 16, so through the fused filter) for two steps and then resumed from its
 checkpoint for two more, an SRNN with IWAE, a learned-proposal GHMM with FIVO, and a wayback model
-with the tbptt objective (each rank carrying the state of its own streams). For every run each rank reports the first training batch it drew and the
-digest of its weights: the ranks must draw different data and end with identical weights (DDP
-averaged their gradients), equal to the checkpoint rank 0 wrote, and changed by training.
+with the tbptt objective (each rank carrying the state of its own streams). For every run each rank
+reports the first training batch it drew and the digest of its weights: the ranks must draw different
+data and end with identical weights (DDP averaged their gradients), equal to the checkpoint rank 0
+wrote, and changed by training.
 """
 
 from __future__ import annotations
