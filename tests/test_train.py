@@ -90,6 +90,17 @@ def test_resume_continues_the_step_count_and_optimizer(tmp_path):
     assert any((a != b).any() for a, b in zip(first.state_dict().values(), resumed.state_dict().values(), strict=True))
 
 
+def test_a_resume_that_names_a_new_learning_rate_restarts_the_optimizer_there_and_later_resumes_keep_it(tmp_path):
+    run = tmp_path / "run"
+    assert main(["--config", str(TONE), "--run-dir", str(run), "--no-progress", *sum((["--set", s] for s in TINY), []),
+                 "--set", "train.max_steps=4", "--set", "train.lr=0.001"]) == 0
+    assert main(["--run-dir", str(run), "--resume", "--no-progress", "--set", "train.max_steps=8",
+                 "--set", "train.lr=0.0002"]) == 0
+    assert main(["--run-dir", str(run), "--resume", "--no-progress", "--set", "train.max_steps=10"]) == 0
+    assert [(r["step"], r["lr"]) for r in rows(run, "train")] == [(2, 1e-3), (4, 1e-3), (6, 2e-4), (8, 2e-4),
+                                                                  (10, 2e-4)]
+
+
 def kept_steps(run: Path) -> set[int]:
     return {int(p.name.removeprefix("step_")) for p in (run / "checkpoints").iterdir()}
 

@@ -247,6 +247,13 @@ class Trainer:
                               state["optimizer"], self.device)
         self.step, self.epoch = state["step"], state["epoch"]
         self.best_valid, self.bad_validations = state["best_valid"], state["bad_validations"]
+        started_at = json.loads((self.run_dir / "config.json").read_text()).get("train", {}).get("lr")
+        if started_at is not None and self.cfg.train.lr != started_at:
+            # A resume that names a new train.lr restarts the optimizer's rate there (Adam's moments kept); the
+            # plateau decay then goes on from it. Without one, a decayed rate is kept as it was.
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.train.lr
+            self.bad_validations = 0
         if self.is_main:
             _truncate_metrics(self.run_dir, self.step)
 
