@@ -6,7 +6,7 @@ For VRNN and SRNN (filtering proposals, latent 64) and each bound (ELBO, IWAE, F
 particles, core.training.bound_objective, the same code `python -m core.train` runs): optimiser steps
 per second at --batch whole training chorales per step, and evaluation sequences per second (all three
 bounds at once, as validation computes them). Then how a FIVO training step's time grows with the
-particle count, 1 to 256 (VRNN). The VRNN is measured both ways in the same run, "path": "fused" (one C
+particle count, 1 to 256 (VRNN). Each is measured both ways in the same run, "path": "fused" (one C
 call per pass, core.inference.fused_filter, the default) and "pytorch" (the engine's loop, objective.fused
 false), the fused row carrying `fused_over_pytorch`, the ratio of the two (above fused_filter.MAX_ROWS
 rows both rows run the loop). On a shared machine compare the *_per_cpu_s figures: this process's
@@ -88,10 +88,9 @@ def main() -> None:
 
     training, evaluation, scaling = [], [], []
     for family in ("vrnn", "srnn"):
-        paths = PATHS if family == "vrnn" else {"pytorch": False}
         for bound in ("elbo", "iwae", "fivo"):
             rows = {}
-            for path, fused in paths.items():
+            for path, fused in PATHS.items():
                 model = model_for(family)
                 objective = BoundObjective(bound=bound, particles=args.particles, fused=fused).build(model, 0)
                 optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -102,7 +101,7 @@ def main() -> None:
                 print(rows[path], flush=True)
             training += with_ratio(rows, "steps_per_cpu_s")
         rows = {}
-        for path, fused in paths.items():
+        for path, fused in PATHS.items():
             model = model_for(family).eval()
             evaluate = BoundObjective(particles=args.particles, fused=fused).build(model, 0, training=False)
             with torch.no_grad():

@@ -1,4 +1,5 @@
-"""The VRNN's fused particle filter (core/inference/fused_filter.py, vrnn_filter.c) against the PyTorch engine.
+"""The fused particle filter (core/inference/fused_filter.py, filter_kernel.c) of the VRNN and the SRNN against
+the PyTorch engine.
 
 - Without resampling (ELBO, IWAE) it draws the same proposal noise as the engine's loop, so under one seed
   both give the same bound and the same gradient for every parameter (Bernoulli and Gaussian emissions,
@@ -21,6 +22,7 @@ from core.inference.bounds import estimate
 from core.inference.resampling import ancestor_rows, ess_criterion
 from core.inference.smc import run_smc
 from core.models.sequential import tile
+from core.models.srnn import SRNN, SRNNConfig
 from core.models.vrnn import VRNN, VRNNConfig
 
 pytestmark = pytest.mark.skipif(not fused_filter.buildable(fused_filter._library),
@@ -30,17 +32,22 @@ B, T, N = 3, 9, 4
 LENGTHS = torch.tensor([9, 5, 7])
 
 
-def model_and_data(emission: str = "bernoulli", proposal: str = "filtering", latent: int = 16):
-    """A small VRNN (seed 0) and a batch x (B, T, D) for it."""
+FAMILIES = pytest.mark.parametrize("family", ["vrnn", "srnn"])
+CLASSES = {"vrnn": (VRNN, VRNNConfig), "srnn": (SRNN, SRNNConfig)}
+
+
+def model_and_data(emission: str = "bernoulli", proposal: str = "filtering", latent: int = 16, family: str = "vrnn"):
+    """A small VRNN or SRNN (seed 0) and a batch x (B, T, D) for it."""
     torch.manual_seed(0)
     d = 12 if emission == "bernoulli" else 20
     mean = [0.3] * d if emission == "bernoulli" else []
-    model = VRNN(VRNNConfig(data_dim=d, latent_size=latent, emission=emission, proposal=proposal, train_mean=mean))
+    cls, config = CLASSES[family]
+    model = cls(config(data_dim=d, latent_size=latent, emission=emission, proposal=proposal, train_mean=mean))
     x = (torch.rand(B, T, d) < 0.3).float() if emission == "bernoulli" else torch.randn(B, T, d)
     return model, x
 
 
-def bound_and_grads(model: VRNN, compute) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def bound_and_grads(model: VRNN | SRNN, compute) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(log p-hat (B,), every parameter's gradient of its sum) of compute() -> log p-hat."""
     model.zero_grad()
     log_p_hat = compute()
@@ -55,10 +62,12 @@ def assert_same(a: tuple, b: tuple) -> None:
         assert (grad - b[1][name]).abs().max().item() <= 2e-4 * scale, name
 
 
+@FAMILIES
 @pytest.mark.parametrize(("emission", "proposal"), [("bernoulli", "filtering"), ("gaussian", "smoothing")])
 @pytest.mark.parametrize("bound", ["elbo", "iwae"])
-def test_without_resampling_the_fused_filter_equals_the_engine_loop_value_and_gradients(emission, proposal, bound):
-    model, x = model_and_data(emission, proposal)
+def test_without_resampling_the_fused_filter_equals_the_engine_loop_value_and_gradients(family, emission, proposal,
+                                                                                        bound):
+    model, x = model_and_data(emission, proposal, family=family)
     assert fused_filter.usable(model, x, N, None, relaxed=False)
 
     def run(fused: bool):
@@ -68,7 +77,7 @@ def test_without_resampling_the_fused_filter_equals_the_engine_loop_value_and_gr
     assert_same(bound_and_grads(model, lambda: run(True)), bound_and_grads(model, lambda: run(False)))
 
 
-def replay(model: VRNN, x: torch.Tensor, lengths: torch.Tensor, n: int, record: fused_filter.FusedResult):
+def replay(model: VRNN | SRNN, x: torch.Tensor, lengths: torch.Tensor, n: int, record: fused_filter.FusedResult):
     """FIVO's estimator in PyTorch through the model's own steps, fed the fused run's noise and resampling."""
     b = x.shape[0]
     context, state = tile(model.encode(x, lengths), n), model.zero_state(n * b)
@@ -83,10 +92,11 @@ def replay(model: VRNN, x: torch.Tensor, lengths: torch.Tensor, n: int, record: 
     return log_p_hat + torch.logsumexp(log_w, 0) - math.log(n)
 
 
+@FAMILIES
 @pytest.mark.parametrize("resampling", ["multinomial", "systematic"])
 @pytest.mark.parametrize("emission", ["bernoulli", "gaussian"])
-def test_fivo_equals_a_pytorch_replay_of_its_noise_and_ancestors(resampling, emission):
-    model, x = model_and_data(emission)
+def test_fivo_equals_a_pytorch_replay_of_its_noise_and_ancestors(family, resampling, emission):
+    model, x = model_and_data(emission, family=family)
     found = {}
 
     def fused():

@@ -247,6 +247,12 @@ def step_layers(layers: dict[str, nn.Linear], offsets: dict[str, torch.Tensor]) 
     return out
 
 
+def fused_layers(shared: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`step_layers`' SHARED entries -> the names of core.models.sequential.FusedInputs.layers: "shared/NAME/w"
+    -> "NAME", "shared/NAME/b" -> "NAME/b"."""
+    return {k[len(SHARED):].removesuffix("/w"): v for k, v in shared.items()}
+
+
 def affine(x: torch.Tensor, context: dict[str, torch.Tensor], name: str) -> torch.Tensor:
     """x (R, in) through the step layer NAME of `step_layers` -> (R, out)."""
     weight, bias = context[f"{SHARED}{name}/w"], context.get(f"{SHARED}{name}/b")

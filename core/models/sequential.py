@@ -19,6 +19,9 @@ Resampling re-indexes each tensor of the state along dim 0; a model keeps nothin
 steps, so the engine never needs to know which model it runs. The relaxed resampler blends rows
 instead (convex combinations), so every state tensor must then be floating point.
 
+Optional: `fused_filter_inputs(x, lengths) -> FusedInputs` (the VRNN and the SRNN), with which the engine
+runs the whole filter as one C call (core.inference.fused_filter).
+
 Optional: a class attribute `latent_key` naming the state tensor that holds z_t; the engine's
 trace records it per step and particle (core.inference.smc.SMCTrace.latents) for plots.
 
@@ -29,7 +32,7 @@ proposals (FIVO that never resamples equals IWAE bit for bit under one seed).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 
@@ -50,6 +53,16 @@ class LatentStepModel(Protocol):
     def propose_and_weight(self, state: State, context: State, t: int) -> tuple[State, torch.Tensor]:
         """One step: draw z_t from the proposal, return (new state, log weight increment (batch,))."""
         ...
+
+
+class FusedInputs(NamedTuple):
+    """What a model hands core.inference.fused_filter (its optional `fused_filter_inputs(x, lengths)`), all
+    differentiable: the C kernel then runs the model's steps and the engine's for the whole filter at once."""
+
+    lstm: bool  # the VRNN's backbone (an LSTM over [enc_z, h]), else the SRNN's (see filter_kernel.c)
+    seq: torch.Tensor  # (B, T, 4H) the VRNN's gates' term reading data_enc(input_t); (B, T, 3H) the SRNN's terms
+    c_term: torch.Tensor | None  # (B, T, H) the VRNN's proposal term reading c_t (the SRNN's is in seq)
+    layers: dict[str, torch.Tensor]  # fused_filter.LAYERS the model has, (in, out), and "NAME/b" for their biases
 
 
 SHARED = "shared/"  # a context key with this prefix holds a tensor every row uses alike (weights combined once)

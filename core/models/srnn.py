@@ -30,6 +30,7 @@ from core.models.latent_rnn import (
     LatentRNNConfig,
     State,
     affine,
+    fused_layers,
     glorot_,
     glorot_fused_,
     lstm_layer,
@@ -40,6 +41,7 @@ from core.models.latent_rnn import (
     step_key,
 )
 from core.models.registry import register
+from core.models.sequential import FusedInputs
 
 
 @dataclass
@@ -71,14 +73,25 @@ class SRNN(LatentRNN):
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
         """x (B, T, D) targets, lengths (B,) -> context: x, and per step "seq/t" (B, 3H) = the [prior | proposal |
         emission] first-layer terms that read h_t and c_t."""
+        return {"x": x, **self.shared_step_layers(from_z_prev=self.from_z_prev),
+                **split_steps("seq", self._sequence_terms(x, lengths))}
+
+    def fused_filter_inputs(self, x: torch.Tensor, lengths: torch.Tensor) -> FusedInputs:
+        """What core.inference.fused_filter runs: no LSTM in the loop, seq = `encode`'s terms for all t (B, T, 3H),
+        and the step layers: "recurrent" = from_z_prev (H, 2H) and `encode`'s by name."""
+        layers = fused_layers(self.shared_step_layers(from_z_prev=self.from_z_prev))
+        layers["recurrent"] = layers.pop("from_z_prev")
+        return FusedInputs(lstm=False, seq=self._sequence_terms(x, lengths), c_term=None, layers=layers)
+
+    def _sequence_terms(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The [prior | proposal | emission] first-layer terms that read h_t and c_t, for every t: (B, T, 3H)."""
         self.check_x(x, lengths)
         h, _ = self.rnn(self.data_enc(self.inputs(x, lengths)))
         c = self.data_enc(x)
         if self.config.proposal == "smoothing":
             c = reverse_lstm(self.reverse_rnn, torch.cat([h, c], dim=-1), lengths)
         prior, emit = self.from_h(h).chunk(2, dim=-1)
-        seq = torch.cat([prior, self.proposal_seq(torch.cat([h, c], dim=-1)), emit], dim=-1)
-        return {"x": x, **self.shared_step_layers(from_z_prev=self.from_z_prev), **split_steps("seq", seq)}
+        return torch.cat([prior, self.proposal_seq(torch.cat([h, c], dim=-1)), emit], dim=-1)
 
     def zero_state(self, batch: int) -> State:
         """enc_z (batch, H) the encoded previous latent (zeros), z (batch, L)."""

@@ -33,6 +33,7 @@ from core.models.latent_rnn import (
     LatentRNNConfig,
     State,
     affine,
+    fused_layers,
     glorot_,
     glorot_fused_,
     init_lstm_,
@@ -44,7 +45,7 @@ from core.models.latent_rnn import (
     step_key,
 )
 from core.models.registry import register
-from core.models.sequential import SHARED
+from core.models.sequential import SHARED, FusedInputs
 
 
 def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,13 +89,12 @@ class VRNN(LatentRNN):
         return {"x": x, SHARED + "recurrent": recurrent, **self.shared_step_layers(from_h=self.from_h),
                 **split_steps("step", torch.cat([gates_in, c_term], dim=-1))}
 
-    def fused_filter_inputs(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                   dict[str, torch.Tensor]]:
-        """What core.inference.fused_filter runs: (gates_in (B, T, 4H), c_term (B, T, H), the step layers by
-        name: "recurrent" (2H, 4H) and "NAME" (in, out) with "NAME/b" for each layer of `encode`'s context)."""
+    def fused_filter_inputs(self, x: torch.Tensor, lengths: torch.Tensor) -> FusedInputs:
+        """What core.inference.fused_filter runs: the LSTM backbone, seq = the gates' term reading data_enc(input_t)
+        (B, T, 4H), c_term (B, T, H), and the step layers: "recurrent" (2H, 4H) and `encode`'s by name."""
         gates_in, c_term, recurrent = self._sequence_terms(x, lengths)
-        layers = {k[len(SHARED):]: v for k, v in self.shared_step_layers(from_h=self.from_h).items()}
-        return gates_in, c_term, {"recurrent": recurrent, **{k.removesuffix("/w"): v for k, v in layers.items()}}
+        layers = fused_layers(self.shared_step_layers(from_h=self.from_h))
+        return FusedInputs(lstm=True, seq=gates_in, c_term=c_term, layers={"recurrent": recurrent, **layers})
 
     def _sequence_terms(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
                                                                                torch.Tensor]:

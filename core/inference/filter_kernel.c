@@ -1,24 +1,27 @@
-/* The VRNN's particle filter in C: every step of the model (core/models/vrnn.py) and of the SMC engine
- * (core/inference/smc.py) for a whole batch of sequences, forward and backward, for
- * core/inference/fused_filter.py. It computes what those two compute, in float32 with the weights'
+/* The particle filter of the FIVO paper's two models in C: every step of the model (core/models/vrnn.py or
+ * srnn.py) and of the SMC engine (core/inference/smc.py) for a whole batch of sequences, forward and backward,
+ * for core/inference/fused_filter.py. It computes what those compute, in float32 with the weights'
  * bookkeeping in double, without one Python or autograd call per timestep.
  *
  * Sizes: B sequences, N particles, R = N * B rows (particle-major: row n * B + b), T steps, H the
  * latent size (the LSTM, the latent and every MLP's hidden layer; a multiple of 16), D the frame size,
  * E the emission's outputs (D logits, or D means then D raw deviations) and EP = E padded to 16.
  *
- * Forward, per step t and row r (sequence b):
- *   rec   = [enc_z, h] of the previous step (after resampling)                              (2H)
- *   gates = gates_in[b, t] + rec . W_rec; i, f, g, o = sig, sig, tanh, sig                   (4H)
- *   c = f c_prev + i g;  h = o tanh(c)                                                        (H)
- *   a = h . W_fh + b_fh, its middle block plus c_term[b, t]: [prior | proposal | emission]    (3H)
+ * Forward, per step t and row r (sequence b). The backbone gives a = [prior | proposal | emission] (3H), the
+ * first-layer terms of the three MLPs that do not read z_t:
+ *   VRNN (lstm = 1): rec = [enc_z, h] of the previous step (after resampling)                       (2H)
+ *         gates = seq[b, t] + rec . W_rec; i, f, g, o = sig, sig, tanh, sig; c = f c_prev + i g; h = o tanh(c)
+ *         a = h . W_fh + b_fh, its proposal block plus c_term[b, t]
+ *   SRNN (lstm = 0): rec = enc_z of the previous step; a = seq[b, t] + [rec . W_rec | 0]  (its LSTM reads
+ *         the data only, so seq holds every term that reads h_t or c_t, for all t at once)
+ * then, alike:
  *   p = relu(a_prior) . W_p + b_p = [mu_p | raw sd_p];  q likewise from a_proposal = [offset | raw sd_q]
  *   z = mu_p + offset + sd_q eps;  log_ratio = sum log(sd_q / sd_p) - u^2 / 2 + eps^2 / 2, u = (z - mu_p) / sd_p
  *   e1 = z . W_ei + b_ei;  enc_z = relu(e1) . W_eo + b_eo;  eh = a_emission + enc_z . W_ez
  *   par = relu(eh) . W_em + b_em;  increment = log p(x[b, t] | par) + log_ratio
  * then the engine's bookkeeping per sequence: weights accumulate, masked past the sequence's end; the ESS
  * criterion decides; ancestors are drawn from the given uniforms (multinomial: one per particle,
- * systematic: one per sequence) by inverse CDF; the state (h, c, enc_z) is gathered by them.
+ * systematic: one per sequence) by inverse CDF; the state (enc_z, and the VRNN's h, c) is gathered by them.
  * sd = softplus(raw) everywhere (the 0.5 offsets are in the biases), except the Gaussian emission's
  * softplus(raw + 0.5).
  *
@@ -33,9 +36,10 @@
 
 typedef struct {
     int64_t B, T, N, H, D, E, EP, gaussian, mode; /* mode: 0 never resample, 1 multinomial, 2 systematic */
+    int64_t lstm;                                 /* 1: the VRNN's backbone, 0: the SRNN's (see the top) */
     double threshold;                             /* resample when sum w^2 >= 1 / (threshold N) */
     const int64_t *lengths;                       /* (B) */
-    const float *gates_in, *c_term, *x, *eps, *uniforms; /* (B,T,4H) (B,T,H) (B,T,D) (T,R,H) (T,B,N) or (T,B) */
+    const float *seq, *c_term, *x, *eps, *uniforms; /* (B,T,4H or 3H) (B,T,H) (B,T,D) (T,R,H) (T,B,N) or (T,B) */
     const float *w_rec, *w_fh, *w_p, *w_q, *w_ei, *w_eo, *w_ez, *w_em; /* panels of (in, out) */
     const float *t_rec, *t_fh, *t_p, *t_q, *t_ei, *t_eo, *t_ez, *t_em; /* panels of (out, in) */
     const float *b_fh, *b_p, *b_q, *b_ei, *b_eo, *b_em;                /* biases, b_em padded to EP */
@@ -195,7 +199,43 @@ static float emission_log_prob(const Filter *F, const float *par, const float *x
 
 #define AT(name, t, width) (F->name + (t) * R * (width))
 
-void vrnn_filter_forward(Filter *F) {
+/* The VRNN's backbone at step t: the LSTM over rec = [enc_z, h] of the previous step (state after resampling),
+ * then a = h . W_fh + b_fh with c_term[b, t] added to its proposal block. */
+static void lstm_backbone(const Filter *F, int64_t t, const float *st_h, const float *st_c, const float *st_ez,
+                          float *G, const float **xp, float **yp) {
+    const int64_t B = F->B, R = F->N * B, H = F->H, T = F->T;
+    float *rec = AT(rec, t, 2 * H), *cp = AT(c_prev, t, H), *c = AT(c, t, H), *h = AT(h, t, H), *a = AT(a, t, 3 * H);
+    for (int64_t r = 0; r < R; r++) {
+        memcpy(rec + r * 2 * H, st_ez + r * H, H * 4);
+        memcpy(rec + r * 2 * H + H, st_h + r * H, H * 4);
+        memcpy(cp + r * H, st_c + r * H, H * 4);
+        memcpy(G + r * 4 * H, F->seq + ((r % B) * T + t) * 4 * H, 4 * H * 4);
+    }
+    for (int64_t r = 0; r < R; r++) { xp[r] = rec + r * 2 * H; yp[r] = G + r * 4 * H; }
+    matmul_f32(R, 2 * H, xp, F->w_rec, 0, 4 * H / PANEL, yp);
+    lstm_cell(R, H, G, cp, AT(gates, t, 4 * H), c, h);
+    product(R, H, 3 * H, h, H, F->w_fh, a, 3 * H, F->b_fh, 0, xp, yp);
+    for (int64_t r = 0; r < R; r++) {
+        const float *ct = F->c_term + ((r % B) * T + t) * H;
+        for (int64_t j = 0; j < H; j++) a[r * 3 * H + H + j] += ct[j];
+    }
+}
+
+/* The SRNN's backbone at step t: a = seq[b, t] (the terms reading h_t and c_t, computed for every t at once),
+ * plus rec . W_rec in its prior and proposal blocks, rec = enc_z of the previous step (state after resampling). */
+static void markov_backbone(const Filter *F, int64_t t, const float *st_ez, const float **xp, float **yp) {
+    const int64_t B = F->B, R = F->N * B, H = F->H, T = F->T;
+    float *rec = AT(rec, t, H), *a = AT(a, t, 3 * H);
+    memcpy(rec, st_ez, R * H * 4);
+    for (int64_t r = 0; r < R; r++) {
+        memcpy(a + r * 3 * H, F->seq + ((r % B) * T + t) * 3 * H, 3 * H * 4);
+        xp[r] = rec + r * H;
+        yp[r] = a + r * 3 * H;
+    }
+    matmul_f32(R, H, xp, F->w_rec, 0, 2 * H / PANEL, yp);
+}
+
+void filter_forward(Filter *F) {
     const int64_t B = F->B, N = F->N, R = N * B, H = F->H, EP = F->EP, T = F->T;
     float *st_h = calloc(R * H, 4), *st_c = calloc(R * H, 4), *st_ez = calloc(R * H, 4);
     float *G = malloc(R * 4 * H * 4), *X = malloc(R * H * 4), *inc = malloc(R * 4), *lw = calloc(N * B, 4);
@@ -204,25 +244,11 @@ void vrnn_filter_forward(Filter *F) {
     double *cdf = malloc(N * sizeof(double));
     for (int64_t b = 0; b < B; b++) F->log_p_hat[b] = 0;
     for (int64_t t = 0; t < T; t++) {
-        float *rec = AT(rec, t, 2 * H), *cp = AT(c_prev, t, H), *c = AT(c, t, H), *h = AT(h, t, H);
         float *a = AT(a, t, 3 * H), *p = AT(p, t, 2 * H), *q = AT(q, t, 2 * H), *z = AT(z, t, H);
         float *e1 = AT(e1, t, H), *ez = AT(enc_z, t, H), *eh = AT(eh, t, H), *par = AT(par, t, EP);
         const float *eps = F->eps + t * R * H;
-        for (int64_t r = 0; r < R; r++) {
-            const int64_t b = r % B;
-            memcpy(rec + r * 2 * H, st_ez + r * H, H * 4);
-            memcpy(rec + r * 2 * H + H, st_h + r * H, H * 4);
-            memcpy(cp + r * H, st_c + r * H, H * 4);
-            memcpy(G + r * 4 * H, F->gates_in + (b * T + t) * 4 * H, 4 * H * 4);
-        }
-        for (int64_t r = 0; r < R; r++) { xp[r] = rec + r * 2 * H; yp[r] = G + r * 4 * H; }
-        matmul_f32(R, 2 * H, xp, F->w_rec, 0, 4 * H / PANEL, yp);
-        lstm_cell(R, H, G, cp, AT(gates, t, 4 * H), c, h);
-        product(R, H, 3 * H, h, H, F->w_fh, a, 3 * H, F->b_fh, 0, xp, yp);
-        for (int64_t r = 0; r < R; r++) {
-            const float *ct = F->c_term + ((r % B) * T + t) * H;
-            for (int64_t j = 0; j < H; j++) a[r * 3 * H + H + j] += ct[j];
-        }
+        if (F->lstm) lstm_backbone(F, t, st_h, st_c, st_ez, G, xp, yp);
+        else markov_backbone(F, t, st_ez, xp, yp);
         relu_rows(R, H, a, 3 * H, X);
         product(R, H, 2 * H, X, H, F->w_p, p, 2 * H, F->b_p, 0, xp, yp);
         relu_rows(R, H, a + H, 3 * H, X);
@@ -275,9 +301,10 @@ void vrnn_filter_forward(Filter *F) {
         }
         for (int64_t r = 0; r < R; r++) {
             const int64_t from = any ? F->ancestors[t * R + r] * B + r % B : r;
-            memcpy(st_h + r * H, h + from * H, H * 4);
-            memcpy(st_c + r * H, c + from * H, H * 4);
             memcpy(st_ez + r * H, ez + from * H, H * 4);
+            if (!F->lstm) continue;
+            memcpy(st_h + r * H, AT(h, t, H) + from * H, H * 4);
+            memcpy(st_c + r * H, AT(c, t, H) + from * H, H * 4);
         }
     }
     for (int64_t b = 0; b < B; b++) F->log_p_hat[b] += log_sum_exp(lw, N, B, b) - log((double)N);
@@ -312,7 +339,39 @@ static void emission_grad(const Filter *F, const float *par, const float *x, flo
     }
 }
 
-void vrnn_filter_backward(Filter *F) {
+/* Back through the VRNN's backbone at step t, from d_a: the state's gradients (dh, dc, dez) for step t - 1 and
+ * d_gates[t]. tmp and drec are scratch. */
+static void lstm_backbone_grad(const Filter *F, int64_t t, float *dh, float *dc, float *dez, float *tmp, float *drec,
+                               const float **xp, float **yp) {
+    const int64_t R = F->N * F->B, H = F->H;
+    const float *gates = AT(gates, t, 4 * H), *c = AT(c, t, H), *cp = AT(c_prev, t, H);
+    float *d_g = AT(d_gates, t, 4 * H);
+    product(R, 3 * H, H, AT(d_a, t, 3 * H), 3 * H, F->t_fh, tmp, H, dh, H, xp, yp);
+    for (int64_t r = 0; r < R; r++) {
+        const float *act = gates + r * 4 * H;
+        float *g = d_g + r * 4 * H;
+        for (int64_t j = 0; j < H; j += 8) {
+            const __m256 one = SET(1.0f), i = _mm256_loadu_ps(act + j), f = _mm256_loadu_ps(act + H + j);
+            const __m256 u = _mm256_loadu_ps(act + 2 * H + j), o = _mm256_loadu_ps(act + 3 * H + j);
+            const __m256 tc = tanh8(_mm256_loadu_ps(c + r * H + j)), dhj = _mm256_loadu_ps(tmp + r * H + j);
+            const __m256 dcj = _mm256_fmadd_ps(_mm256_mul_ps(dhj, o), _mm256_fnmadd_ps(tc, tc, one),
+                                               _mm256_loadu_ps(dc + r * H + j));
+            _mm256_storeu_ps(g + j, _mm256_mul_ps(_mm256_mul_ps(dcj, u), _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
+            _mm256_storeu_ps(g + H + j, _mm256_mul_ps(_mm256_mul_ps(dcj, _mm256_loadu_ps(cp + r * H + j)),
+                                                      _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
+            _mm256_storeu_ps(g + 2 * H + j, _mm256_mul_ps(_mm256_mul_ps(dcj, i), _mm256_fnmadd_ps(u, u, one)));
+            _mm256_storeu_ps(g + 3 * H + j, _mm256_mul_ps(_mm256_mul_ps(dhj, tc), _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
+            _mm256_storeu_ps(dc + r * H + j, _mm256_mul_ps(dcj, f));
+        }
+    }
+    product(R, 4 * H, 2 * H, d_g, 4 * H, F->t_rec, drec, 2 * H, NULL, 0, xp, yp);
+    for (int64_t r = 0; r < R; r++) {
+        memcpy(dez + r * H, drec + r * 2 * H, H * 4);
+        memcpy(dh + r * H, drec + r * 2 * H + H, H * 4);
+    }
+}
+
+void filter_backward(Filter *F) {
     const int64_t B = F->B, N = F->N, R = N * B, H = F->H, EP = F->EP, T = F->T;
     float *dh = calloc(R * H, 4), *dc = calloc(R * H, 4), *dez = calloc(R * H, 4), *tmp = malloc(R * H * 4);
     float *dz = malloc(R * H * 4), *drec = malloc(R * 2 * H * 4), *ginc = malloc(R * 4), *wgrad = malloc(N * B * 4);
@@ -326,8 +385,8 @@ void vrnn_filter_backward(Filter *F) {
         int any = 0;
         for (int64_t b = 0; b < B; b++) any |= F->flags[t * B + b];
         if (any) { /* the state's gradient flows back to the ancestors that were copied */
-            float *grads[3] = {dh, dc, dez};
-            for (int s = 0; s < 3; s++) {
+            float *grads[3] = {dez, dh, dc};  /* the SRNN's state is enc_z alone */
+            for (int s = 0; s < (F->lstm ? 3 : 1); s++) {
                 memset(tmp, 0, R * H * 4);
                 for (int64_t r = 0; r < R; r++) {
                     const int64_t from = F->ancestors[t * R + r] * B + r % B;
@@ -344,12 +403,10 @@ void vrnn_filter_backward(Filter *F) {
             }
             for (int64_t n = 0; n < N; n++) ginc[n * B + b] = t < F->lengths[b] ? wgrad[n * B + b] : 0.0f;
         }
-        const float *gates = AT(gates, t, 4 * H), *c = AT(c, t, H), *cp = AT(c_prev, t, H), *a = AT(a, t, 3 * H);
-        const float *p = AT(p, t, 2 * H), *q = AT(q, t, 2 * H), *e1 = AT(e1, t, H), *eh = AT(eh, t, H);
+        const float *a = AT(a, t, 3 * H), *p = AT(p, t, 2 * H), *q = AT(q, t, 2 * H), *e1 = AT(e1, t, H), *eh = AT(eh, t, H);
         const float *par = AT(par, t, EP), *eps = F->eps + t * R * H;
         float *d_par = AT(d_par, t, EP), *d_eh = AT(d_eh, t, H), *d_ez = AT(d_enc_z, t, H), *d_e1 = AT(d_e1, t, H);
         float *d_p = AT(d_p, t, 2 * H), *d_q = AT(d_q, t, 2 * H), *d_a = AT(d_a, t, 3 * H);
-        float *d_g = AT(d_gates, t, 4 * H);
         for (int64_t r = 0; r < R; r++) emission_grad(F, par + r * EP, F->x + ((r % B) * T + t) * F->D, ginc[r], d_par + r * EP);
         product(R, EP, H, d_par, EP, F->t_em, d_eh, H, NULL, 0, xp, yp);
         for (int64_t i = 0; i < R * H; i++) d_eh[i] = eh[i] > 0 ? d_eh[i] : 0.0f;
@@ -384,31 +441,10 @@ void vrnn_filter_backward(Filter *F) {
             for (int64_t j = 0; j < 2 * H; j++) if (a[r * 3 * H + j] <= 0) d_a[r * 3 * H + j] = 0.0f;
             memcpy(d_a + r * 3 * H + 2 * H, d_eh + r * H, H * 4);
         }
-        product(R, 3 * H, H, d_a, 3 * H, F->t_fh, tmp, H, dh, H, xp, yp);
-        for (int64_t r = 0; r < R; r++) {
-            const float *act = gates + r * 4 * H;
-            float *g = d_g + r * 4 * H;
-            for (int64_t j = 0; j < H; j += 8) {
-                const __m256 one = SET(1.0f), i = _mm256_loadu_ps(act + j), f = _mm256_loadu_ps(act + H + j);
-                const __m256 u = _mm256_loadu_ps(act + 2 * H + j), o = _mm256_loadu_ps(act + 3 * H + j);
-                const __m256 tc = tanh8(_mm256_loadu_ps(c + r * H + j)), dhj = _mm256_loadu_ps(tmp + r * H + j);
-                const __m256 dcj = _mm256_fmadd_ps(_mm256_mul_ps(dhj, o), _mm256_fnmadd_ps(tc, tc, one),
-                                                   _mm256_loadu_ps(dc + r * H + j));
-                _mm256_storeu_ps(g + j, _mm256_mul_ps(_mm256_mul_ps(dcj, u), _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
-                _mm256_storeu_ps(g + H + j, _mm256_mul_ps(_mm256_mul_ps(dcj, _mm256_loadu_ps(cp + r * H + j)),
-                                                          _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
-                _mm256_storeu_ps(g + 2 * H + j, _mm256_mul_ps(_mm256_mul_ps(dcj, i), _mm256_fnmadd_ps(u, u, one)));
-                _mm256_storeu_ps(g + 3 * H + j, _mm256_mul_ps(_mm256_mul_ps(dhj, tc), _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
-                _mm256_storeu_ps(dc + r * H + j, _mm256_mul_ps(dcj, f));
-            }
-        }
-        product(R, 4 * H, 2 * H, d_g, 4 * H, F->t_rec, drec, 2 * H, NULL, 0, xp, yp);
-        for (int64_t r = 0; r < R; r++) {
-            memcpy(dez + r * H, drec + r * 2 * H, H * 4);
-            memcpy(dh + r * H, drec + r * 2 * H + H, H * 4);
-        }
+        if (F->lstm) lstm_backbone_grad(F, t, dh, dc, dez, tmp, drec, xp, yp);
+        else product(R, 2 * H, H, d_a, 3 * H, F->t_rec, dez, H, NULL, 0, xp, yp);  /* the SRNN's: rec . W_rec */
     }
     free(dh); free(dc); free(dez); free(tmp); free(dz); free(drec); free(ginc); free(wgrad); free(xp); free(yp);
 }
 
-int vrnn_filter_cpu_ok(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+int filter_kernel_cpu_ok(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
