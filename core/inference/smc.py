@@ -20,7 +20,7 @@ the ELBO. A step past a sequence's end adds nothing, so the final update sees th
 sequence's own last step, as the reference's update at the batch's last step does. The log-mean
 at the resampling steps is taken after the loop, in one call over all steps.
 
-The VRNN on the CPU skips this loop: core.inference.fused_filter runs the same filter, forward and
+The VRNN and the SRNN on the CPU skip this loop: core.inference.fused_filter runs the same filter, forward and
 backward, as one C call each, with the same proposal noise (the ESS criterion or none; its
 resampling uniforms are drawn up front, so FIVO's ancestors differ from this loop's, by the same law).
 
@@ -82,7 +82,7 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
     resampling: "multinomial" or "systematic" ancestors; relaxed=True blends states with
     Gumbel-softmax weights at `temperature` instead (gradients flow through the blend).
     generator: the resampling stream (on x's device); None seeds one from torch's global generator.
-    fused: run the whole filter as one C call where core.inference.fused_filter can (the VRNN on the CPU).
+    fused: run the whole filter as one C call where core.inference.fused_filter can (VRNN and SRNN on the CPU).
     """
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         raise ConfigError(f"particles must be an integer >= 1, got {particles!r}")
@@ -180,7 +180,7 @@ def lineages(ancestors: torch.Tensor) -> torch.Tensor:
 
 
 def _fused_trace(result: fused_filter.FusedResult) -> SMCTrace:
-    """The SMCTrace of a fused filter run, from what its kernel recorded (no latents: the VRNN names none)."""
+    """The SMCTrace of a fused filter run, from what its kernel recorded (no latents: VRNN and SRNN name none)."""
     t, n, b = result.log_weights.shape
     return SMCTrace(log_weights=result.log_weights.transpose(1, 2),
                     ess=ess(result.log_weights.transpose(0, 1).reshape(n, t * b)).view(t, b),

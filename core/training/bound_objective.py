@@ -35,7 +35,7 @@ class BoundObjective:
     resampling: str = "multinomial"  # "multinomial" or "systematic" (training; evaluation is multinomial)
     threshold: float = 0.5  # FIVO resamples when ESS <= threshold * particles
     relaxed: bool = False  # FIVO: blend states with Gumbel-softmax weights instead of copying them
-    fused: bool = True  # the VRNN on the CPU filters in one C call (core.inference.fused_filter); false: the loop
+    fused: bool = True  # VRNN and SRNN on the CPU filter in one C call (core.inference.fused_filter); false: the loop
 
     def __post_init__(self) -> None:
         need(self.bound in BOUNDS, f"objective.bound must be one of {BOUNDS}, got {self.bound!r}")
