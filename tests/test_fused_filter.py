@@ -158,3 +158,20 @@ def test_the_fused_filter_is_used_only_where_it_computes_the_same_thing():
     rows = fused_filter.MAX_ROWS
     assert fused_filter.usable(model, x, rows // B, None, relaxed=False)
     assert not fused_filter.usable(model, x, rows // B + 1, None, relaxed=False)  # the loop is faster there
+
+
+@FAMILIES
+def test_the_fused_arithmetic_holds_far_from_zero_and_on_one_step_one_particle_sequences(family):
+    model, x = model_and_data("gaussian", family=family)
+    with torch.no_grad():  # every weight x1.3 (x1.5 overflows both paths to NaN): pre-activations far out in the
+        for p in model.parameters():  # kernel's softplus, log and tanh, emission deviations tiny, bounds to -1e14
+            p.mul_(1.3)
+
+    def run(fused: bool, x: torch.Tensor, lengths: torch.Tensor, particles: int):
+        torch.manual_seed(3)
+        return estimate(model, x, lengths, "iwae", particles, generator=torch.Generator(), fused=fused).log_p_hat
+
+    for data, lengths, particles in ((x, LENGTHS, N), (x[:1, :1], torch.tensor([1]), 1)):
+        ours, loop = run(True, data, lengths, particles), run(False, data, lengths, particles)
+        assert torch.isfinite(ours).all()
+        torch.testing.assert_close(ours, loop, rtol=1e-4, atol=1e-2)
