@@ -175,3 +175,21 @@ def test_the_fused_arithmetic_holds_far_from_zero_and_on_one_step_one_particle_s
         ours, loop = run(True, data, lengths, particles), run(False, data, lengths, particles)
         assert torch.isfinite(ours).all()
         torch.testing.assert_close(ours, loop, rtol=1e-4, atol=1e-2)
+
+
+@FAMILIES
+def test_without_gradients_the_fused_filter_reuses_one_steps_scratch_and_gives_the_same_bound(family):
+    model, x = model_and_data(family=family)
+
+    def fivo():
+        return fused_filter.run(model, x, LENGTHS, N, 0.9, "multinomial", torch.Generator().manual_seed(2))
+
+    torch.manual_seed(4)
+    training = fivo()
+    torch.manual_seed(4)
+    with torch.no_grad():
+        scoring = fivo()
+    assert training.log_p_hat.requires_grad and not scoring.log_p_hat.requires_grad
+    # Not bit for bit: under no_grad PyTorch's own LSTM (the SRNN's data LSTM, in its inputs) may take another kernel.
+    torch.testing.assert_close(training.log_p_hat.detach(), scoring.log_p_hat, rtol=1e-5, atol=1e-4)
+    assert torch.equal(training.ancestors, scoring.ancestors)

@@ -25,9 +25,10 @@
  * sd = softplus(raw) everywhere (the 0.5 offsets are in the biases), except the Gaussian emission's
  * softplus(raw + 0.5).
  *
- * Everything the backward pass reads is saved per step (T, R, ...). The backward pass walks the steps
- * in reverse and writes, per step, the gradient of log p-hat with respect to each layer's output (dY);
- * the Python side turns those into weight gradients with one matrix product per layer over all steps.
+ * Everything the backward pass reads is saved per step (T, R, ...); without one, one step's worth is reused.
+ * The backward pass walks the steps in reverse and writes, per step, the gradient of log p-hat with respect
+ * to each layer's output (dY); the Python side turns those into weight gradients with one matrix product per
+ * layer over all steps.
  * Weights arrive as panels (core/generation/kernel_common.h); each also transposed for the backward.
  */
 #include <stdlib.h>
@@ -37,6 +38,7 @@
 typedef struct {
     int64_t B, T, N, H, D, E, EP, gaussian, mode; /* mode: 0 never resample, 1 multinomial, 2 systematic */
     int64_t lstm;                                 /* 1: the VRNN's backbone, 0: the SRNN's (see the top) */
+    int64_t saved_steps;                          /* T when a backward pass follows, else 1 (scratch) */
     double threshold;                             /* resample when sum w^2 >= 1 / (threshold N) */
     const int64_t *lengths;                       /* (B) */
     const float *seq, *c_term, *x, *eps, *uniforms; /* (B,T,4H or 3H) (B,T,H) (B,T,D) (T,R,H) (T,B,N) or (T,B) */
@@ -92,10 +94,13 @@ static inline __m256 log8(__m256 x) {
 /* softplus(v) = max(v, 0) + log(1 + a), a = e^-|v| in (0, 1], through 2 atanh(a / (2 + a)): exact for tiny a. */
 static inline __m256 softplus8(__m256 v) {
     const __m256 a = exp8(_mm256_or_ps(v, SET(-0.0f)));
-    return _mm256_add_ps(_mm256_max_ps(v, _mm256_setzero_ps()), two_atanh8(_mm256_div_ps(a, _mm256_add_ps(SET(2.0f), a))));
+    const __m256 log1p_a = two_atanh8(_mm256_div_ps(a, _mm256_add_ps(SET(2.0f), a)));
+    return _mm256_add_ps(_mm256_max_ps(v, _mm256_setzero_ps()), log1p_a);
 }
 
-static inline __m256 tanh8(__m256 v) { return _mm256_fmsub_ps(SET(2.0f), sigmoid8(_mm256_mul_ps(SET(2.0f), v)), SET(1.0f)); }
+static inline __m256 tanh8(__m256 v) {
+    return _mm256_fmsub_ps(SET(2.0f), sigmoid8(_mm256_mul_ps(SET(2.0f), v)), SET(1.0f));
+}
 
 static inline float sum8(__m256 v) {
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -198,13 +203,16 @@ static float emission_log_prob(const Filter *F, const float *par, const float *x
 }
 
 #define AT(name, t, width) (F->name + (t) * R * (width))
+/* A saved array's step t: every step's when training (saved_steps = T), else one step's, reused. */
+#define SAVED(name, t, width) (F->name + ((t) % F->saved_steps) * R * (width))
 
 /* The VRNN's backbone at step t: the LSTM over rec = [enc_z, h] of the previous step (state after resampling),
  * then a = h . W_fh + b_fh with c_term[b, t] added to its proposal block. */
 static void lstm_backbone(const Filter *F, int64_t t, const float *st_h, const float *st_c, const float *st_ez,
                           float *G, const float **xp, float **yp) {
     const int64_t B = F->B, R = F->N * B, H = F->H, T = F->T;
-    float *rec = AT(rec, t, 2 * H), *cp = AT(c_prev, t, H), *c = AT(c, t, H), *h = AT(h, t, H), *a = AT(a, t, 3 * H);
+    float *rec = SAVED(rec, t, 2 * H), *cp = SAVED(c_prev, t, H), *c = SAVED(c, t, H), *h = SAVED(h, t, H);
+    float *a = SAVED(a, t, 3 * H);
     for (int64_t r = 0; r < R; r++) {
         memcpy(rec + r * 2 * H, st_ez + r * H, H * 4);
         memcpy(rec + r * 2 * H + H, st_h + r * H, H * 4);
@@ -213,7 +221,7 @@ static void lstm_backbone(const Filter *F, int64_t t, const float *st_h, const f
     }
     for (int64_t r = 0; r < R; r++) { xp[r] = rec + r * 2 * H; yp[r] = G + r * 4 * H; }
     matmul_f32(R, 2 * H, xp, F->w_rec, 0, 4 * H / PANEL, yp);
-    lstm_cell(R, H, G, cp, AT(gates, t, 4 * H), c, h);
+    lstm_cell(R, H, G, cp, SAVED(gates, t, 4 * H), c, h);
     product(R, H, 3 * H, h, H, F->w_fh, a, 3 * H, F->b_fh, 0, xp, yp);
     for (int64_t r = 0; r < R; r++) {
         const float *ct = F->c_term + ((r % B) * T + t) * H;
@@ -225,7 +233,7 @@ static void lstm_backbone(const Filter *F, int64_t t, const float *st_h, const f
  * plus rec . W_rec in its prior and proposal blocks, rec = enc_z of the previous step (state after resampling). */
 static void markov_backbone(const Filter *F, int64_t t, const float *st_ez, const float **xp, float **yp) {
     const int64_t B = F->B, R = F->N * B, H = F->H, T = F->T;
-    float *rec = AT(rec, t, H), *a = AT(a, t, 3 * H);
+    float *rec = SAVED(rec, t, H), *a = SAVED(a, t, 3 * H);
     memcpy(rec, st_ez, R * H * 4);
     for (int64_t r = 0; r < R; r++) {
         memcpy(a + r * 3 * H, F->seq + ((r % B) * T + t) * 3 * H, 3 * H * 4);
@@ -244,8 +252,8 @@ void filter_forward(Filter *F) {
     double *cdf = malloc(N * sizeof(double));
     for (int64_t b = 0; b < B; b++) F->log_p_hat[b] = 0;
     for (int64_t t = 0; t < T; t++) {
-        float *a = AT(a, t, 3 * H), *p = AT(p, t, 2 * H), *q = AT(q, t, 2 * H), *z = AT(z, t, H);
-        float *e1 = AT(e1, t, H), *ez = AT(enc_z, t, H), *eh = AT(eh, t, H), *par = AT(par, t, EP);
+        float *a = SAVED(a, t, 3 * H), *p = SAVED(p, t, 2 * H), *q = SAVED(q, t, 2 * H), *z = SAVED(z, t, H);
+        float *e1 = SAVED(e1, t, H), *ez = SAVED(enc_z, t, H), *eh = SAVED(eh, t, H), *par = SAVED(par, t, EP);
         const float *eps = F->eps + t * R * H;
         if (F->lstm) lstm_backbone(F, t, st_h, st_c, st_ez, G, xp, yp);
         else markov_backbone(F, t, st_ez, xp, yp);
@@ -257,7 +265,8 @@ void filter_forward(Filter *F) {
             const float *pr = p + r * 2 * H, *qr = q + r * 2 * H, *er = eps + r * H;
             __m256 ratio = _mm256_setzero_ps();
             for (int64_t j = 0; j < H; j += 8) {
-                const __m256 sd_p = softplus8(_mm256_loadu_ps(pr + H + j)), sd_q = softplus8(_mm256_loadu_ps(qr + H + j));
+                const __m256 sd_p = softplus8(_mm256_loadu_ps(pr + H + j));
+                const __m256 sd_q = softplus8(_mm256_loadu_ps(qr + H + j));
                 const __m256 e = _mm256_loadu_ps(er + j), step = _mm256_fmadd_ps(sd_q, e, _mm256_loadu_ps(qr + j));
                 const __m256 u = _mm256_div_ps(step, sd_p);
                 _mm256_storeu_ps(z + r * H + j, _mm256_add_ps(_mm256_loadu_ps(pr + j), step));
@@ -303,8 +312,8 @@ void filter_forward(Filter *F) {
             const int64_t from = any ? F->ancestors[t * R + r] * B + r % B : r;
             memcpy(st_ez + r * H, ez + from * H, H * 4);
             if (!F->lstm) continue;
-            memcpy(st_h + r * H, AT(h, t, H) + from * H, H * 4);
-            memcpy(st_c + r * H, AT(c, t, H) + from * H, H * 4);
+            memcpy(st_h + r * H, SAVED(h, t, H) + from * H, H * 4);
+            memcpy(st_c + r * H, SAVED(c, t, H) + from * H, H * 4);
         }
     }
     for (int64_t b = 0; b < B; b++) F->log_p_hat[b] += log_sum_exp(lw, N, B, b) - log((double)N);
@@ -326,7 +335,8 @@ static void emission_grad(const Filter *F, const float *par, const float *x, flo
     }
     for (int64_t d = 0; d < D8; d += 8) {
         const __m256 raw = _mm256_add_ps(_mm256_loadu_ps(par + D + d), SET(0.5f)), sd = softplus8(raw);
-        const __m256 inv = _mm256_div_ps(SET(1.0f), sd), diff = _mm256_sub_ps(_mm256_loadu_ps(x + d), _mm256_loadu_ps(par + d));
+        const __m256 inv = _mm256_div_ps(SET(1.0f), sd);
+        const __m256 diff = _mm256_sub_ps(_mm256_loadu_ps(x + d), _mm256_loadu_ps(par + d));
         const __m256 w = _mm256_mul_ps(_mm256_mul_ps(diff, inv), inv);  /* diff / sd^2 */
         _mm256_storeu_ps(d_par + d, _mm256_mul_ps(g8, w));
         const __m256 d_sd = _mm256_mul_ps(_mm256_fmsub_ps(w, diff, SET(1.0f)), inv);  /* diff^2 / sd^3 - 1 / sd */
@@ -344,7 +354,7 @@ static void emission_grad(const Filter *F, const float *par, const float *x, flo
 static void lstm_backbone_grad(const Filter *F, int64_t t, float *dh, float *dc, float *dez, float *tmp, float *drec,
                                const float **xp, float **yp) {
     const int64_t R = F->N * F->B, H = F->H;
-    const float *gates = AT(gates, t, 4 * H), *c = AT(c, t, H), *cp = AT(c_prev, t, H);
+    const float *gates = SAVED(gates, t, 4 * H), *c = SAVED(c, t, H), *cp = SAVED(c_prev, t, H);
     float *d_g = AT(d_gates, t, 4 * H);
     product(R, 3 * H, H, AT(d_a, t, 3 * H), 3 * H, F->t_fh, tmp, H, dh, H, xp, yp);
     for (int64_t r = 0; r < R; r++) {
@@ -360,7 +370,8 @@ static void lstm_backbone_grad(const Filter *F, int64_t t, float *dh, float *dc,
             _mm256_storeu_ps(g + H + j, _mm256_mul_ps(_mm256_mul_ps(dcj, _mm256_loadu_ps(cp + r * H + j)),
                                                       _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
             _mm256_storeu_ps(g + 2 * H + j, _mm256_mul_ps(_mm256_mul_ps(dcj, i), _mm256_fnmadd_ps(u, u, one)));
-            _mm256_storeu_ps(g + 3 * H + j, _mm256_mul_ps(_mm256_mul_ps(dhj, tc), _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
+            _mm256_storeu_ps(g + 3 * H + j, _mm256_mul_ps(_mm256_mul_ps(dhj, tc),
+                                                          _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
             _mm256_storeu_ps(dc + r * H + j, _mm256_mul_ps(dcj, f));
         }
     }
@@ -403,11 +414,13 @@ void filter_backward(Filter *F) {
             }
             for (int64_t n = 0; n < N; n++) ginc[n * B + b] = t < F->lengths[b] ? wgrad[n * B + b] : 0.0f;
         }
-        const float *a = AT(a, t, 3 * H), *p = AT(p, t, 2 * H), *q = AT(q, t, 2 * H), *e1 = AT(e1, t, H), *eh = AT(eh, t, H);
-        const float *par = AT(par, t, EP), *eps = F->eps + t * R * H;
+        const float *a = SAVED(a, t, 3 * H), *p = SAVED(p, t, 2 * H), *q = SAVED(q, t, 2 * H);
+        const float *e1 = SAVED(e1, t, H), *eh = SAVED(eh, t, H);
+        const float *par = SAVED(par, t, EP), *eps = F->eps + t * R * H;
         float *d_par = AT(d_par, t, EP), *d_eh = AT(d_eh, t, H), *d_ez = AT(d_enc_z, t, H), *d_e1 = AT(d_e1, t, H);
         float *d_p = AT(d_p, t, 2 * H), *d_q = AT(d_q, t, 2 * H), *d_a = AT(d_a, t, 3 * H);
-        for (int64_t r = 0; r < R; r++) emission_grad(F, par + r * EP, F->x + ((r % B) * T + t) * F->D, ginc[r], d_par + r * EP);
+        for (int64_t r = 0; r < R; r++)
+            emission_grad(F, par + r * EP, F->x + ((r % B) * T + t) * F->D, ginc[r], d_par + r * EP);
         product(R, EP, H, d_par, EP, F->t_em, d_eh, H, NULL, 0, xp, yp);
         for (int64_t i = 0; i < R * H; i++) d_eh[i] = eh[i] > 0 ? d_eh[i] : 0.0f;
         product(R, H, H, d_eh, H, F->t_ez, d_ez, H, dez, H, xp, yp);
@@ -433,7 +446,11 @@ void filter_backward(Filter *F) {
                 _mm256_storeu_ps(dq + H + j, _mm256_mul_ps(d_sd_q, sigmoid8(raw_q)));
             }
         }
-        for (int64_t r = 0; r < R; r++) { xp[r] = d_p + r * 2 * H; yp[r] = d_a + r * 3 * H; memset(yp[r], 0, 2 * H * 4); }
+        for (int64_t r = 0; r < R; r++) {
+            xp[r] = d_p + r * 2 * H;
+            yp[r] = d_a + r * 3 * H;
+            memset(yp[r], 0, 2 * H * 4);
+        }
         matmul_f32(R, 2 * H, xp, F->t_p, 0, H / PANEL, yp);
         for (int64_t r = 0; r < R; r++) { xp[r] = d_q + r * 2 * H; yp[r] = d_a + r * 3 * H + H; }
         matmul_f32(R, 2 * H, xp, F->t_q, 0, H / PANEL, yp);

@@ -53,7 +53,8 @@ MAX_ROWS = 128
 
 
 class _Filter(ctypes.Structure):
-    _fields_ = ([(n, ctypes.c_int64) for n in ("B", "T", "N", "H", "D", "E", "EP", "gaussian", "mode", "lstm")]
+    _fields_ = ([(n, ctypes.c_int64) for n in ("B", "T", "N", "H", "D", "E", "EP", "gaussian", "mode", "lstm",
+                                                     "saved_steps")]
                 + [("threshold", ctypes.c_double)]
                 + pointer_fields("lengths", "seq", "c_term", "x", "eps", "uniforms",
                                  *(f"w_{k}" for k in SHORT.values()), *(f"t_{k}" for k in SHORT.values()),
@@ -127,13 +128,14 @@ class _Kernel(torch.autograd.Function):
         keep["seq"] = seq.detach().contiguous()
         keep["c_term"] = None if c_term is None else c_term.detach().contiguous()
         widths = {**SAVED, "rec": 2 if lstm else 1}
-        saved = {k: torch.empty(t, r, w * h if w else ep) for k, w in widths.items() if lstm or k not in LSTM_ONLY}
+        steps = t if run["backward"] else 1  # without a backward pass one step's arrays are scratch
+        saved = {k: torch.empty(steps, r, w * h if w else ep) for k, w in widths.items() if lstm or k not in LSTM_ONLY}
         record = {"log_w": torch.empty(t, n, b), "log_w_end": torch.empty(n, b),
                   "flags": torch.empty(t, b, dtype=torch.uint8), "ancestors": torch.empty(t, n, b, dtype=torch.long),
                   "log_p_hat": torch.empty(b, dtype=torch.float64)}
         fixed = {k: run[k] for k in ("lengths", "x", "eps", "uniforms")}
         spec = _Filter(B=b, T=t, N=n, H=h, D=d, E=e, EP=ep, gaussian=int(run["gaussian"]), mode=run["mode"],
-                       lstm=int(lstm), threshold=run["threshold"],
+                       lstm=int(lstm), saved_steps=steps, threshold=run["threshold"],
                        **{k: _ptr(v) for k, v in {**fixed, **keep, **saved, **record}.items()})
         _library().filter_forward(ctypes.byref(spec))
         run["record"] = record
@@ -191,6 +193,8 @@ def run(model: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor, particle
             "gaussian": model.config.emission == "gaussian", "mode": mode, "threshold": float(threshold or 0.0),
             "lengths": lengths.contiguous(), "x": x, "eps": eps, "uniforms": uniforms}
     ordered = [inputs.layers.get(k) for k in LAYERS] + [inputs.layers.get(f"{k}/b") for k in BIASED]
+    spec["backward"] = torch.is_grad_enabled() and any(v is not None and v.requires_grad
+                                                       for v in (inputs.seq, inputs.c_term, *ordered))
     log_p_hat = _Kernel.apply(spec, inputs.seq, inputs.c_term, *ordered)
     record = spec["record"]
     return FusedResult(log_p_hat=log_p_hat, eps=eps, uniforms=uniforms, log_weights=record["log_w"],
