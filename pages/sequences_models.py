@@ -75,7 +75,9 @@ def music_models(store: ModelStore) -> list[dict]:
 
 @functools.cache
 def _untrained_parameters() -> int:
-    with torch.device("meta"):
+    # Built on the CPU (milliseconds; fork_rng leaves the process's random numbers as they were), not on the meta
+    # device: its first use imports torch._dynamo, a second of the app's start-up.
+    with torch.random.fork_rng(devices=[]):
         return sum(p.numel() for p in VRNN(VRNNConfig(latent_size=UNTRAINED_LATENT)).parameters())
 
 

@@ -7,6 +7,9 @@ import html
 import json
 import math
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -134,3 +137,15 @@ def test_handlers_turn_bad_input_into_a_message(tmp_path) -> None:
         bounds_vs_particles(store, None, 0, 10, 4, 0.5)
     with pytest.raises(ConfigError, match="prefix length must be a whole number in \\[0, "):
         music_take(store, UNTRAINED, "jsb", 0, 500, 8, 1, 0)
+
+
+def test_counting_the_untrained_models_parameters_leaves_the_random_numbers_and_skips_torch_dynamo():
+    """The Music tab lists an untrained VRNN with its parameter count when there is no checkpoint; counting them
+    must not import torch._dynamo (as building on the meta device does: a second of the app's start-up) nor move
+    the process's random numbers."""
+    script = ("import sys, torch\nfrom pages import sequences_models as m\ntorch.manual_seed(5)\n"
+              "n = m._untrained_parameters()\nafter = torch.rand(1).item()\ntorch.manual_seed(5)\n"
+              "print(n, after == torch.rand(1).item(), 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1], check=True).stdout.split()
+    assert int(out[0]) > 0 and out[1:] == ["True", "False"]
