@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from core.generation.c_kernels import buildable, load, pad, pointer_fields
+from core.generation.c_kernels import as_numpy, buildable, load, pad, panels, pointer_fields
 from core.inference.resampling import EssCriterion
 from core.models.sequential import FusedInputs
 
@@ -60,7 +60,6 @@ class _Filter(ctypes.Structure):
                                  *(f"w_{k}" for k in SHORT.values()), *(f"t_{k}" for k in SHORT.values()),
                                  *(f"b_{SHORT[k]}" for k in BIASED),
                                  *SAVED, "log_w", "log_w_end", "flags", "ancestors", "log_p_hat", "grad", *GRADS))
-
 
 
 def _library() -> ctypes.CDLL:
@@ -96,9 +95,8 @@ class FusedResult:
 
 
 def _panels(w: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """(K, N) -> zero-padded to (rows, cols), stored as cols/16 panels of (rows, 16), contiguous."""
-    w = torch.nn.functional.pad(w.detach(), (0, cols - w.shape[1], 0, rows - w.shape[0]))
-    return w.reshape(rows, cols // 16, 16).transpose(0, 1).contiguous()
+    """(K, N) -> zero-padded to (rows, cols), stored as cols/16 panels of (rows, 16): the kernels' layout."""
+    return torch.from_numpy(panels(as_numpy(w), rows, cols))
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
