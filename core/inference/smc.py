@@ -99,7 +99,8 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
     if fused and fused_filter.usable(model, x, n, criterion, relaxed):
         threshold = None if criterion is None else criterion.threshold
         result = fused_filter.run(model, x, lengths, n, threshold, resampling, generator)
-        return SMCResult(result.log_p_hat, _fused_trace(result) if trace else None)
+        recorded = _trace(result.log_weights, result.resampled, result.ancestors, None) if trace else None
+        return SMCResult(result.log_p_hat, recorded)
     steps, shortest = int(lengths.max()), int(lengths.min())
     active = (torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)).unbind(0)  # steps x (B,)
     # On the CPU, asking whether any filter resamples costs nothing and saves re-indexing the state when none
@@ -158,14 +159,8 @@ def run_smc(model: LatentStepModel, x: torch.Tensor, lengths: torch.Tensor | Non
         log_p_hat = log_p_hat + torch.where(flags, at_resampling, zero).sum(dim=0)
     if not trace:
         return SMCResult(log_p_hat, None)
-    history = history.detach()
-    return SMCResult(log_p_hat, SMCTrace(
-        log_weights=history.transpose(1, 2),
-        ess=ess(history.transpose(0, 1).reshape(n, steps * b)).view(steps, b),
-        resampled=flags,
-        ancestors=(torch.stack(ancestry) if ancestry else identity.expand(steps, n, b)).transpose(1, 2),
-        latents=torch.stack(latents) if latents else None,
-    ))
+    ancestors = torch.stack(ancestry) if ancestry else identity.expand(steps, n, b)
+    return SMCResult(log_p_hat, _trace(history.detach(), flags, ancestors, torch.stack(latents) if latents else None))
 
 
 def lineages(ancestors: torch.Tensor) -> torch.Tensor:
@@ -179,12 +174,12 @@ def lineages(ancestors: torch.Tensor) -> torch.Tensor:
     return torch.stack(paths[::-1])
 
 
-def _fused_trace(result: fused_filter.FusedResult) -> SMCTrace:
-    """The SMCTrace of a fused filter run, from what its kernel recorded (no latents: VRNN and SRNN name none)."""
-    t, n, b = result.log_weights.shape
-    return SMCTrace(log_weights=result.log_weights.transpose(1, 2),
-                    ess=ess(result.log_weights.transpose(0, 1).reshape(n, t * b)).view(t, b),
-                    resampled=result.resampled, ancestors=result.ancestors.transpose(1, 2), latents=None)
+def _trace(history: torch.Tensor, resampled: torch.Tensor, ancestors: torch.Tensor,
+           latents: torch.Tensor | None) -> SMCTrace:
+    """The SMCTrace of a run, from its weights (T, N, B) before any reset, flags (T, B), ancestors (T, N, B)."""
+    t, n, b = history.shape
+    return SMCTrace(log_weights=history.transpose(1, 2), ess=ess(history.transpose(0, 1).reshape(n, t * b)).view(t, b),
+                    resampled=resampled, ancestors=ancestors.transpose(1, 2), latents=latents)
 
 
 def _resample(state: State, index: torch.Tensor) -> State:
