@@ -120,7 +120,31 @@ def load_checkpoint(folder: str | os.PathLike, device: str | torch.device = "cpu
     folder = Path(folder)
     model = build_model(read_config(folder))
     state = load_state(folder)
-    expected = model.state_dict()
+    problems = _mismatches(model.state_dict(), state)
+    if problems:
+        raise CheckpointError(f"weights in {folder} do not match its {CONFIG}: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def load_weights_into(model: torch.nn.Module, folder: str | os.PathLike) -> None:
+    """Copy a checkpoint's weights into `model` (fine-tuning), which must have exactly its tensors and shapes.
+
+    Only the weights travel: `model` keeps its own config (a sample rate or a data kind may differ).
+    CheckpointError names every tensor that is missing, extra or of another shape.
+    """
+    folder = _recover(Path(folder))
+    if not is_checkpoint(folder):
+        raise CheckpointError(f"{folder} is not a checkpoint: a checkpoint is a folder with {CONFIG} and {WEIGHTS}")
+    state = load_state(folder)
+    problems = _mismatches(model.state_dict(), state)
+    if problems:
+        raise CheckpointError(f"the weights in {folder} do not fit this model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def _mismatches(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """What stops `state` loading strictly where `expected` (a state_dict) is: missing, extra, reshaped tensors."""
     problems = [f"missing tensor {k!r}" for k in expected if k not in state]
     problems += [f"unexpected tensor {k!r}" for k in state if k not in expected]
     problems += [
@@ -128,10 +152,7 @@ def load_checkpoint(folder: str | os.PathLike, device: str | torch.device = "cpu
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
-    if problems:
-        raise CheckpointError(f"weights in {folder} do not match its {CONFIG}: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+    return problems
 
 
 def train_config_path(folder: str | os.PathLike) -> Path | None:

@@ -102,6 +102,9 @@ class JobManager:
         a path outside exists or not, so it tells nothing about the server's other folders."""
         if self.data_roots is None:
             return
+        if cfg.train.init_from:
+            raise ConfigError("train.init_from (fine-tuning from a checkpoint folder) is not offered on this server; "
+                              "leave it empty")
         roots = [r.resolve() for r in self.data_roots]
         for name in cfg.data.path_fields:
             value = getattr(cfg.data, name)
@@ -121,6 +124,8 @@ class JobManager:
         cfg = train_config.from_dict(cfg.to_dict())  # a copy: the data root is made absolute below
         if getattr(cfg.data, "root", ""):  # a data kind read from a folder (audio_folder)
             cfg.data.root = str(Path(cfg.data.root).resolve())
+        if cfg.train.init_from:
+            cfg.train.init_from = str(Path(cfg.train.init_from).resolve())
         with self._lock:
             self._check_capacity()
             name = check_run_name(name) if name else self._fresh_name(cfg)

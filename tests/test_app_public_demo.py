@@ -156,6 +156,12 @@ def test_a_data_folder_outside_the_data_roots_is_refused_alike_whether_it_exists
         jobs.check(tiny_config("data.kind=mnist", f"data.mnist_path={outside}"), device="cpu")
 
 
+def test_a_public_server_refuses_fine_tuning_from_a_server_path(tmp_path) -> None:
+    jobs = JobManager(tmp_path / "runs", data_roots=[tmp_path / "data"])
+    with pytest.raises(ConfigError, match="train.init_from .* is not offered on this server"):
+        jobs.check(tiny_config(f"train.init_from={tmp_path}"), device="cpu")
+
+
 def test_with_downloads_off_mnist_is_not_fetched_and_the_hub_is_not_asked(tmp_path, monkeypatch) -> None:
     def no_process(*args, **kwargs):
         raise AssertionError(f"a process was started: {args}")

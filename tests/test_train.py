@@ -101,6 +101,42 @@ def test_a_resume_that_names_a_new_learning_rate_restarts_the_optimizer_there_an
                                                                   (10, 2e-4)]
 
 
+def test_init_from_starts_a_new_run_from_a_checkpoints_weights_at_step_zero(tmp_path):
+    source = tmp_path / "source"
+    assert main(["--config", str(TONE), "--run-dir", str(source), "--no-progress",
+                 *sum((["--set", s] for s in TINY), []), "--set", "train.max_steps=4"]) == 0
+    trained = load_checkpoint(latest_checkpoint(source)).state_dict()
+    cfg = train_config.load(TONE, TINY + ["train.max_steps=1", f"train.init_from={latest_checkpoint(source)}",
+                                          "train.seed=7"])
+    trainer = Trainer(cfg, tmp_path / "tuned", show_progress=False)
+    assert trainer.step == 0
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(tensor, trained[name]), name
+    fresh = Trainer(train_config.load(TONE, TINY + ["train.seed=7"]), tmp_path / "fresh", show_progress=False)
+    assert not all(torch.equal(a, trained[k]) for k, a in fresh.model.state_dict().items())
+
+
+@pytest.mark.parametrize("init, message", [
+    ("model.residual_channels=16", "has shape"),  # another architecture: every reshaped tensor is named
+    ("model.dilations=[1,2,4,8]", "missing tensor"),
+])
+def test_init_from_a_checkpoint_of_another_shape_is_refused_naming_the_tensors(tmp_path, init, message):
+    source = tmp_path / "source"
+    assert main(["--config", str(TONE), "--run-dir", str(source), "--no-progress",
+                 *sum((["--set", s] for s in TINY), []), "--set", "train.max_steps=1"]) == 0
+    cfg = train_config.load(TONE, TINY + [init, f"train.init_from={latest_checkpoint(source)}"])
+    with pytest.raises(ConfigError, match=f"train.init_from: .*{message}"):
+        Trainer(cfg, tmp_path / "tuned", show_progress=False)
+
+
+def test_init_from_a_folder_that_is_not_a_checkpoint_is_refused(tmp_path):
+    cfg = train_config.load(TONE, TINY + [f"train.init_from={tmp_path}"])
+    with pytest.raises(ConfigError, match="train.init_from: .* is not a checkpoint"):
+        Trainer(cfg, tmp_path / "run", show_progress=False)
+    with pytest.raises(ConfigError, match="train.init_from must be"):
+        train_config.load(TONE, ["train.init_from=3"])
+
+
 def kept_steps(run: Path) -> set[int]:
     return {int(p.name.removeprefix("step_")) for p in (run / "checkpoints").iterdir()}
 

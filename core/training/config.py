@@ -49,6 +49,7 @@ class OptimConfig:
     keep_best: bool = True  # also keep the one with the lowest validation NLL (named in the run's `best` file)
     keep_every: int = 0  # also keep every checkpoint whose step is a multiple of N, to compare later; 0 = off
     seed: int = 0
+    init_from: str = ""  # a checkpoint folder whose weights start a new run (fine-tuning); "" = random weights
 
     def __post_init__(self) -> None:
         def number(v: object) -> bool:
@@ -67,6 +68,8 @@ class OptimConfig:
                      "decay_patience", "valid_batches", "seed", "keep_every"):
             if not is_int(getattr(self, name)):
                 raise ConfigError(f"train.{name} must be an integer, got {getattr(self, name)!r}")
+        if not isinstance(self.init_from, str):
+            raise ConfigError(f"train.init_from must be a checkpoint folder's path, got {self.init_from!r}")
         if not isinstance(self.keep_best, bool):
             raise ConfigError(f"train.keep_best must be true or false, got {self.keep_best!r}")
         if self.decay_rate > 1:

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from core import atomic, checkpoints
 from core.data import build_split
 from core.devices import pick_device
-from core.errors import ConfigError
+from core.errors import CheckpointError, ConfigError
 from core.models import build_model
 from core.run_files import METRICS, metrics_rows
 from core.training.config import TrainConfig
@@ -62,7 +62,13 @@ class Trainer:
         opt = cfg.train
         torch.manual_seed(opt.seed)
         model_config = cfg.model_config()
-        self.model = build_model(model_config).to(self.device)
+        self.model = build_model(model_config)
+        if opt.init_from and not resume:  # a resumed run has its own weights
+            try:
+                checkpoints.load_weights_into(self.model, opt.init_from)
+            except CheckpointError as e:
+                raise ConfigError(f"train.init_from: {e}") from e
+        self.model.to(self.device)
         self.train_set = build_split(cfg.data, "train", model_config)
         self.valid_set = build_split(cfg.data, "valid", model_config)
         if len(self.train_set) < opt.batch_size * self.world:
