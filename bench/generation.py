@@ -14,7 +14,8 @@ With `--device cuda` the methods are cached and graph (the cached step replayed 
 `real_time`: samples per second over the model's sample rate (over 1: faster than it plays).
 
 The fused kernel's reduced-precision methods (fused-bf16, fused-int8: bfloat16 or int8 weights on
-AVX-512) run where the CPU has them, beside float32 "fused"; `ratio_to_fused` is each row's speed
+AVX-512; bf16 on AMX tiles from batch 4 where the CPU has them, with a "fused-bf16-avx512" row beside
+it that hides the tiles) run where the CPU has them, beside float32 "fused"; `ratio_to_fused` is each row's speed
 over that float32 fused row of the same batch. `--repeats N` measures every method but naive N
 times, interleaved (fused, fused-bf16, fused-int8, fused, ...), and keeps the median: on a shared
 machine a neighbour's load then falls on all methods alike. For batch 1 on one core, run it under
@@ -47,7 +48,7 @@ from core.checkpoints import load_checkpoint  # noqa: E402
 from core.generation import METHODS, generate  # noqa: E402
 from core.generation.c_kernels import cores_for  # noqa: E402
 from core.generation.factory import family_steppers  # noqa: E402
-from core.generation.fused import FusedStepper  # noqa: E402
+from core.generation.fused import FusedStepper, bf16_engine  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.models.wavenet import WaveNet, WaveNetConfig  # noqa: E402
 from core.training import config as train_config  # noqa: E402
@@ -56,8 +57,18 @@ REFERENCE = WaveNetConfig(quantization_levels=256, dilations=[2**i for i in rang
                           residual_channels=64, dilation_channels=64, skip_channels=128, head_channels=128)
 
 
+VECTORS = "fused-bf16-avx512"  # fused-bf16 with the AMX tiles hidden (STUDIO_FUSED_ISA=avx512): vdpbf16ps only
+
+
 def samples_per_s(model: torch.nn.Module, method: str, batch: int, steps: int) -> float:
     """Generated samples (steps x batch) per second of wall time, after a short warm-up."""
+    if method == VECTORS:
+        before = os.environ.get("STUDIO_FUSED_ISA")
+        os.environ["STUDIO_FUSED_ISA"] = "avx512"
+        try:
+            return samples_per_s(model, "fused-bf16", batch, steps)
+        finally:
+            os.environ.pop("STUDIO_FUSED_ISA") if before is None else os.environ.update(STUDIO_FUSED_ISA=before)
     for _ in generate(model, min(steps, 20), batch=batch, method=method, seed=0):
         pass
     start = time.perf_counter()
@@ -99,8 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=2000, help="samples per sequence for fast methods")
     p.add_argument("--naive-steps", type=int, default=100, help="samples per sequence for the naive method")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--methods", nargs="+", choices=list(METHODS),
-                   help="default: naive, cached and fused on the CPU; cached and graph on CUDA")
+    p.add_argument("--methods", nargs="+", choices=[*METHODS, VECTORS],
+                   help="default: naive, cached and fused on the CPU; cached and graph on CUDA; "
+                        f"{VECTORS}: fused-bf16 without AMX tiles, beside it where the CPU has them")
     p.add_argument("--repeats", type=int, default=1, help="interleaved measurements per method; the median is kept")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--checkpoint", default=None, help="time this WaveNet checkpoint instead of the reference config")
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
     rate_hz = getattr(model.config, "sample_rate", None) if args.checkpoint else None
     usable = [m for m, cls in family_steppers(model).items() if cls.unusable(model) is None]
     methods = args.methods or (["cached", "graph"] if on_cuda else [m for m in usable if m != "graph"])
+    if not args.methods and "fused-bf16" in methods and bf16_engine() == "amx":
+        methods.insert(methods.index("fused-bf16") + 1, VECTORS)
     results = []
     cores = len(os.sched_getaffinity(0))
     for batch in args.batches:

@@ -15,7 +15,7 @@ import torch
 from core import sample
 from core.data.batch import Batch
 from core.generation import default_method, make_stepper
-from core.generation.fused import available, precisions
+from core.generation.fused import available, bf16_engine, precisions
 from core.generation.fused_pack import bf16_bits, int8_columns
 from core.precision_cost import DEFAULT_MAX_CHANGE, teacher_forced_bits
 from tests.test_wavenet import CACHED_CASES, conditioning, small_model
@@ -23,6 +23,8 @@ from tests.test_wavenet import CACHED_CASES, conditioning, small_model
 CPU_FLAGS = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("flags")), []) if Path("/proc/cpuinfo").exists() else []
 AVX512 = all(f in CPU_FLAGS for f in ("avx512f", "avx512bw", "avx512vl"))
+AMX = AVX512 and all(f in CPU_FLAGS for f in ("avx512_bf16", "amx_bf16", "amx_tile"))
+LINUX_RELEASE = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
 # Largest |logit - float32 cached logit| allowed at any step of the small test models, whose logits
 # span a few units: float32 sums the same products in another order; bfloat16 keeps 8 bits of
 # every weight and product input (relative error 2^-9); int8 keeps 7 bits of each weight column
@@ -104,14 +106,25 @@ def with_kernel_rounding(model, method: str):
     return model
 
 
-@pytest.mark.parametrize("method", [pytest.param(m, marks=needs(m)) for m in ("fused-bf16", "fused-int8")])
+def engines(method: str) -> list:
+    """(method, engine) cases: bf16 through each engine this CPU has, "avx512" forced with STUDIO_FUSED_ISA."""
+    if method != "fused-bf16":
+        return [pytest.param(method, None, marks=needs(method))]
+    return [pytest.param(method, None, marks=needs(method), id=f"{method}-default"),
+            pytest.param(method, "avx512", marks=needs(method), id=f"{method}-avx512")]
+
+
+@pytest.mark.parametrize("method, engine", [*engines("fused-bf16"), *engines("fused-int8")])
 @pytest.mark.parametrize("batch", [1, 5])
 @pytest.mark.parametrize("cfg", [dict(kernel_size=3), dict(kernel_size=2, n_classes=2, local_channels=2, local_hop=1)])
-def test_each_reduced_precision_equals_pytorch_with_the_same_rounding_at_every_step(cfg, batch, method):
+def test_each_reduced_precision_equals_pytorch_with_the_same_rounding_at_every_step(cfg, batch, method, engine,
+                                                                                  monkeypatch):
     """Tight: the kernel's logits are those of the model with the kernel's rounding (channel counts are
     multiples of 16, so the kernel's vectors have no padding); a layout or scale mistake would show here.
     The two sum in different orders, so an input within float32 noise of a rounding boundary now and
     then rounds the other way, moving later logits by up to about 1e-3: most steps agree to 1e-5."""
+    if engine:
+        monkeypatch.setenv("STUDIO_FUSED_ISA", engine)
     model = small_model(residual_channels=16, dilation_channels=16, skip_channels=32, head_channels=16, **cfg)
     length = 2 * model.receptive_field + 5
     x = torch.randint(0, 16, (batch, length))
@@ -150,6 +163,32 @@ def test_the_kernel_offers_exactly_the_precisions_the_cpu_flags_allow():
 
 
 @pytest.mark.skipif(not available(), reason="the fused kernel cannot be built here")
+def test_bf16_products_of_four_rows_or_more_run_on_amx_tiles_exactly_where_the_cpu_and_linux_allow(monkeypatch):
+    amx = AMX and LINUX_RELEASE >= (5, 16)  # Linux 5.16 lets a process ask for the tile registers
+    assert bf16_engine() == ("amx" if amx else "avx512" if "bf16" in precisions() else None)
+    monkeypatch.setenv("STUDIO_FUSED_ISA", "avx512")
+    assert bf16_engine() == ("avx512" if "bf16" in precisions() else None)
+
+
+@pytest.mark.skipif(bf16_engine() != "amx", reason="this CPU (or its kernel) gives no AMX tiles")
+@pytest.mark.parametrize("batch", [4, 16, 21])  # a whole tile block, and 16 + a block of 5
+@pytest.mark.parametrize("channels", [16, 32])  # k = 2 x 16 = 32 inputs per tile product, and 16 left over
+def test_amx_tiles_and_vdpbf16ps_give_the_same_bf16_logits_up_to_summation_order(batch, channels, monkeypatch):
+    model = small_model(residual_channels=channels, dilation_channels=channels, skip_channels=2 * channels,
+                        head_channels=channels + 16)
+    cond = conditioning(model, batch, 60)
+    tiles = make_stepper("fused-bf16", model, batch, cond)
+    monkeypatch.setenv("STUDIO_FUSED_ISA", "avx512")
+    vectors = make_stepper("fused-bf16", model, batch, cond)
+    prev = None
+    with torch.no_grad():
+        for _ in range(60):
+            a, b = tiles.step(prev), vectors.step(prev)
+            torch.testing.assert_close(a, b, atol=2e-3, rtol=0)
+            prev = a.argmax(1)
+
+
+@pytest.mark.skipif(not available(), reason="the fused kernel cannot be built here")
 def test_on_an_avx2_only_cpu_auto_takes_float32_and_reduced_precision_is_refused(monkeypatch):
     monkeypatch.setenv("STUDIO_FUSED_ISA", "avx2")
     model = small_model()
@@ -160,20 +199,27 @@ def test_on_an_avx2_only_cpu_auto_takes_float32_and_reduced_precision_is_refused
             make_stepper(method, model, 1)
 
 
-def test_a_compiler_without_avx512_targets_still_builds_the_float32_kernel(tmp_path):
-    """A `cc` that rejects the AVX-512 BF16/VNNI targets (as gcc < 9 does) gets the -DFUSED_NO_AVX512 build."""
+@pytest.mark.parametrize("known, expected", [
+    ("FUSED_NO_AVX512", "True fp32 fused None"),  # gcc < 9: no AVX-512 BF16/VNNI targets
+    ("FUSED_NO_AMX", "True {precisions} {default} {vectors}"),  # gcc 9-10: AVX-512 BF16 but no AMX
+])
+def test_a_compiler_without_the_newest_targets_builds_the_kernel_without_them(tmp_path, known, expected):
+    """A `cc` that rejects a target attribute gets the build that leaves those paths out, and the rest still run."""
     cc = tmp_path / "old-cc"
-    cc.write_text('#!/bin/sh\ncase "$*" in *FUSED_NO_AVX512*) exec cc "$@";; esac\n'
-                  'echo "error: attribute(target(\"avx512bf16\")) is unknown" >&2; exit 1\n')
+    cc.write_text(f'#!/bin/sh\ncase "$*" in *{known}*|*FUSED_NO_AVX512*) exec cc "$@";; esac\n'
+                  'echo "error: attribute(target(...)) is unknown" >&2; exit 1\n')
     cc.chmod(0o755)
-    code = ("from core.generation.fused import available, precisions; from core.generation import default_method;"
-            "from tests.test_wavenet import small_model; m = small_model();"
-            "print(available(), ','.join(precisions()), default_method(m))")
+    code = ("from core.generation.fused import available, bf16_engine, precisions;"
+            "from core.generation import default_method; from tests.test_wavenet import small_model;"
+            "print(available(), ','.join(precisions()), default_method(small_model()), bf16_engine())")
     env = {**os.environ, "STUDIO_CACHE": str(tmp_path / "cache"), "CC": str(cc)}
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "fp32", "fused"]
+    here = precisions()
+    assert done.stdout.split() == expected.format(
+        precisions=",".join(here), default="fused-bf16" if "bf16" in here else "fused",
+        vectors="avx512" if "bf16" in here else None).split()
 
 
 def test_bf16_bits_round_to_nearest_even_as_torch_does():

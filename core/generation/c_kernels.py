@@ -5,8 +5,8 @@ PixelCNN) that includes `kernel_common.h`. `load(source, name)` compiles it with
 compiler (`$CC`, else `cc`) the first time it is needed and keeps the library in $STUDIO_CACHE
 (default ~/.cache/autoregressive-studio) as `NAME-HASH.so`, HASH covering the source, the header
 and the flags; a later process loads it without compiling. A kernel with paths for a newer target
-(the WaveNet's AVX-512 bfloat16 and int8 products) names the flags of a build without them, tried
-when the compiler refuses the first. Without a compiler, with an unwritable cache or on a CPU
+(the WaveNet's AMX and AVX-512 bfloat16 and int8 products) names the flags of builds without them,
+tried in turn when the compiler refuses the first. Without a compiler, with an unwritable cache or on a CPU
 without AVX2/FMA it raises KernelUnavailable, and generation falls back to the PyTorch steppers.
 
 Packing (numpy, float32): every channel count is zero-padded to a multiple of PANEL = 16, and a
@@ -68,12 +68,13 @@ def _build(source: Path, target: Path, flags: list[str]) -> None:
 
 
 @functools.cache
-def load(source: Path, name: str, fallback: tuple[str, ...] = ()) -> ctypes.CDLL:
+def load(source: Path, name: str, fallbacks: tuple[tuple[str, ...], ...] = ()) -> ctypes.CDLL:
     """The compiled `source`, built on first use and cached on disk as `name`-HASH.so; it must export
-    `int NAME_cpu_ok(void)`. With `fallback` flags, a source the compiler refuses is built again with
-    FLAGS + fallback (e.g. -DFUSED_NO_AVX512). KernelUnavailable if it cannot be built, loaded or run here."""
+    `int NAME_cpu_ok(void)`. A source the compiler refuses is built again with FLAGS + each of `fallbacks`
+    in turn (e.g. -DFUSED_NO_AMX, then -DFUSED_NO_AVX512). KernelUnavailable if it cannot be built, loaded
+    or run here."""
     errors = []
-    for flags in (FLAGS, [*FLAGS, *fallback]) if fallback else (FLAGS,):
+    for flags in (FLAGS, *([*FLAGS, *extra] for extra in fallbacks)):
         key = hashlib.sha256(source.read_bytes() + HEADER.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
         target = cache_dir() / f"{name}-{key}.so"
         try:

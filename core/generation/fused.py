@@ -26,14 +26,17 @@ random state; it draws from the same distribution as core.generation.sampling, n
 Precision: the "fused" method streams float32 weights (AVX2/FMA). "fused-bf16" packs them as
 bfloat16 and "fused-int8" as int8 with a scale per output column; their products run on AVX-512
 (`vdpbf16ps`, VNNI `vpdpbusd`) with float32 sums, and each needs the CPU to have it
-(`precisions()`; STUDIO_FUSED_ISA=avx2 hides the AVX-512 paths, to test the fallback). Halving or
+(`precisions()`; STUDIO_FUSED_ISA=avx2 hides the AVX-512 paths, to test the fallback). On a CPU with
+AMX-BF16, bf16 products of 4 rows or more (batch 4 and up) run on the tile unit instead, with the
+same operands (`bf16_engine()`; STUDIO_FUSED_ISA=avx512 hides it). Halving or
 quartering the weights matters because a batch-1 step streams all of them: 2.5 MB at float32 on
 the reference config, more than a core's L2. `nll()` teacher-forces a sequence through the same
 arithmetic, to measure what a precision costs.
 
 The C file (with kernel_common.h) is compiled by core.generation.c_kernels the first time it is
 needed and kept on disk; `warm_up()` pays that at app start-up. A compiler that cannot target
-AVX-512 BF16/VNNI builds it float32 only (-DFUSED_NO_AVX512). Without a compiler or without
+AMX builds it without tiles (-DFUSED_NO_AMX), one that cannot target AVX-512 BF16/VNNI float32 only
+(-DFUSED_NO_AVX512). Without a compiler or without
 AVX2/FMA, `available()` is False and generation falls back to the PyTorch path.
 """
 
@@ -71,7 +74,8 @@ class _Model(ctypes.Structure):
                                                "c_head", "q", "q_pad", "precision")]
                 + pointer_fields("in_tab", "in_b", "w_z", "b_z", "w_out", "b_res", "b_skip", "w1", "b1", "w2", "b2",
                                  "offs", "sizes", "dils", "buf", "scratch", "tokens", "prev", "rng",
-                                 "s_z", "c_z", "s_out", "c_out", "s1", "c1", "s2", "c2"))
+                                 "s_z", "c_z", "s_out", "c_out", "s1", "c1", "s2", "c2")
+                + [("tiles", ctypes.c_int64)])
 
 
 class _Run(ctypes.Structure):
@@ -83,8 +87,9 @@ class _Run(ctypes.Structure):
 
 def _library() -> ctypes.CDLL:
     """The compiled kernel, built on first use and cached on disk; KernelUnavailable if impossible.
-    A compiler that cannot target AVX-512 BF16 and VNNI builds it float32 only (-DFUSED_NO_AVX512)."""
-    lib = load(SOURCE, "fused", ("-DFUSED_NO_AVX512",))
+    A compiler that cannot target AMX builds it without the tile path (-DFUSED_NO_AMX), one that cannot
+    target AVX-512 BF16 and VNNI float32 only (-DFUSED_NO_AVX512)."""
+    lib = load(SOURCE, "fused", (("-DFUSED_NO_AMX",), ("-DFUSED_NO_AVX512",)))
     lib.fused_run.argtypes = [ctypes.POINTER(_Model), ctypes.POINTER(_Run)]
     lib.fused_run.restype = None
     lib.fused_cpu_features.restype = ctypes.c_int
@@ -96,13 +101,30 @@ def available() -> bool:
     return buildable(_library)
 
 
+def _features() -> int:
+    """The kernel's fused_cpu_features(): 1 bf16, 2 int8, 4 bf16 on AMX tiles; STUDIO_FUSED_ISA=avx2 hides
+    all three and STUDIO_FUSED_ISA=avx512 hides the tiles, to test each fallback on a CPU that has more."""
+    isa = os.environ.get("STUDIO_FUSED_ISA", "").lower()
+    if isa == "avx2":
+        return 0
+    features = _library().fused_cpu_features()
+    return features & ~4 if isa == "avx512" else features
+
+
 def precisions() -> tuple[str, ...]:
     """The weight precisions the kernel runs on this CPU: fp32 wherever it is available, bf16 with
     AVX-512 BF16, int8 with AVX-512 VNNI; only fp32 under STUDIO_FUSED_ISA=avx2."""
     if not available():
         return ()
-    features = 0 if os.environ.get("STUDIO_FUSED_ISA", "").lower() == "avx2" else _library().fused_cpu_features()
+    features = _features()
     return ("fp32", *(("bf16",) if features & 1 else ()), *(("int8",) if features & 2 else ()))
+
+
+def bf16_engine() -> str | None:
+    """What runs the bf16 products of 4 rows or more: "amx" (tiles), "avx512" (vdpbf16ps), None (no bf16)."""
+    if "bf16" not in precisions():
+        return None
+    return "amx" if _features() & 4 else "avx512"
 
 
 def supports(model: torch.nn.Module) -> bool:
@@ -194,7 +216,8 @@ class FusedStepper:
                                    self.in_tab, self.in_b, self.w_z, self.b_z, self.w_out, self.b_res, self.b_skip,
                                    self.w1, self.b1, self.w2, self.b2, self.offs, self.sizes, self.dils, self.buf,
                                    self.scratch, self.tokens, self.prev, self.rng, self.s_z, self.c_z, self.s_out,
-                                   self.c_out, self.s1, self.c1, self.s2, self.c2)))
+                                   self.c_out, self.s1, self.c1, self.s2, self.c2)),
+                               int(self.precision == "bf16" and bf16_engine() == "amx"))
 
     def prime(self, tokens: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
         """tokens (B, P): one conv forward fills the rings -> logits (B, Q, P); without `logits`

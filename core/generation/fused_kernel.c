@@ -28,10 +28,21 @@
  * `vpdpbusd`. Everything between products (biases, gates, residuals, head, sampling) stays
  * float32. The AVX-512 functions are compiled for that target only (`AVX512` below) and run
  * only where fused_cpu_features() reports it: core/generation/fused.py checks before it asks.
+ * With Model.tiles set (a CPU with AMX-BF16 whose kernel lets this process use it), a bfloat16
+ * product of AMX_MIN_ROWS rows or more runs on the AMX tile unit instead (`tdpbf16ps`: a block
+ * of up to 16 rows times 32 inputs times one 16-column panel per instruction), with the same
+ * bfloat16 operands and float32 sums; fewer rows stay on vdpbf16ps, which is as fast there.
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#ifndef FUSED_NO_AVX512
+#ifndef FUSED_NO_AMX
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#endif
 
 #include "kernel_common.h"
 
@@ -60,6 +71,7 @@ typedef struct {
     uint64_t *rng;        /* (batch): SplitMix64 state per row */
     /* int8 only, per output column of each matrix: the weight scale and the sum of the column's int8 weights */
     const float *s_z, *c_z, *s_out, *c_out, *s1, *c1, *s2, *c2;  /* (L, 2 c_dil), (L, c_res + c_skip), ... */
+    int64_t tiles;        /* 1: bfloat16 products of AMX_MIN_ROWS rows or more on AMX tiles (fused_cpu_features & 4) */
 } Model;
 
 typedef struct {
@@ -215,6 +227,81 @@ AVX512 static void matmul_i8(int64_t rows, int64_t k, const float *const *x, con
     }
 }
 
+/* ---------------------------------------------------------------- bfloat16 products on AMX tiles */
+
+/* A compiler that knows AVX-512 BF16 but not AMX builds the file with -DFUSED_NO_AMX. */
+#ifndef FUSED_NO_AMX
+#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+#define AMX_MIN_ROWS 4
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} TileConfig;
+
+static __thread int64_t tile_rows;  /* the row count this thread's tiles are configured for; 0 = none */
+
+/* Tiles: 0 = C, mr rows x 16 float32 sums; 1 = A, mr rows x 32 bfloat16 inputs; 2 = B, 16 pairs of
+ * weight rows x 16 columns (one panel's 64-byte rows, as vdpbf16ps reads them); 3 and 4 = A and B
+ * for the last 16 inputs when k is an odd multiple of 16. */
+AMX static void tiles_for(int64_t mr) {
+    if (tile_rows == mr) return;
+    TileConfig c = {.palette = 1};
+    const uint8_t rows[5] = {mr, mr, 16, mr, 8};
+    const uint16_t colsb[5] = {64, 64, 64, 32, 64};
+    for (int i = 0; i < 5; i++) {
+        c.rows[i] = rows[i];
+        c.colsb[i] = colsb[i];
+    }
+    _tile_loadconfig(&c);
+    tile_rows = mr;
+}
+
+AMX static void tiles_release(void) {
+    if (tile_rows) _tile_release();
+    tile_rows = 0;
+}
+
+/* y[m] += x[m] . W over panels [p0, p1), W bfloat16, blocks of up to 16 rows; q: room for 16 converted rows. */
+AMX static void matmul_amx(int64_t rows, int64_t k, const float *const *x, const uint16_t *w, int64_t p0,
+                           int64_t p1, float *const *y, uint32_t *q) {
+    const int64_t stride = k * PANEL, pairs = k / 2, whole = k / 32;
+    float sums[16 * PANEL] __attribute__((aligned(64)));
+    for (int64_t m = 0; m < rows; m += 16) {
+        const int64_t mr = rows - m < 16 ? rows - m : 16;
+        for (int64_t r = 0; r < mr; r++) to_bf16(x[m + r], k, q + r * pairs);
+        tiles_for(mr);
+        for (int64_t p = p0; p < p1; p++) {
+            const uint16_t *wp = w + p * stride;  /* 32 PANEL weights per 32 inputs */
+            _tile_zero(0);
+            for (int64_t i = 0; i < whole; i++) {
+                _tile_loadd(1, (const char *)q + 64 * i, 4 * pairs);
+                _tile_loadd(2, wp + 32 * PANEL * i, 64);
+                _tile_dpbf16ps(0, 1, 2);
+            }
+            if (k % 32) {
+                _tile_loadd(3, (const char *)q + 64 * whole, 4 * pairs);
+                _tile_loadd(4, wp + 32 * PANEL * whole, 64);
+                _tile_dpbf16ps(0, 3, 4);
+            }
+            _tile_stored(0, sums, 64);
+            for (int64_t r = 0; r < mr; r++) {
+                float *out = y[m + r] + p * PANEL;
+                _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), _mm512_load_ps(sums + r * PANEL)));
+            }
+        }
+    }
+}
+
+/* AMX-BF16 on this CPU, and the kernel's leave for this process to use the tile registers (Linux 5.16+). */
+static int amx_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24))) return 0;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+}
+#endif
+
 #endif
 
 /* One weight matrix of the model: panels at `w` (element type by Model.precision) and, for
@@ -236,6 +323,9 @@ static void matmul(const Model *m, int64_t rows, int64_t k, const float *const *
                    float *const *y, uint32_t *q) {
     if (p0 >= p1) return;
 #ifndef FUSED_NO_AVX512
+#ifndef FUSED_NO_AMX
+    if (m->precision == 1 && m->tiles && rows >= AMX_MIN_ROWS) { matmul_amx(rows, k, x, w.w, p0, p1, y, q); return; }
+#endif
     if (m->precision == 1) { matmul_bf16(rows, k, x, w.w, p0, p1, y, q); return; }
     if (m->precision == 2) { matmul_i8(rows, k, x, w.w, w.scale, w.colsum, p0, p1, y, q); return; }
 #endif
@@ -303,7 +393,7 @@ static void *steps(void *arg) {
     if (cd > widest) widest = cd;
     if (cs > widest) widest = cs;
     if (ch > widest) widest = ch;
-    uint32_t *q = malloc(4 * widest * sizeof(uint32_t));
+    uint32_t *q = malloc(8 * widest * sizeof(uint32_t));  /* 16 rows of bfloat16 pairs (AMX), or 4 of uint8 quads */
     for (int64_t i = 0; i < rows; i++) {
         float *s = m->scratch + (w->row0 + i) * per_row;
         z[i] = s; g[i] = s + 2 * cd; hs[i] = g[i] + cd; hid[i] = hs[i] + hs_len; lg[i] = hid[i] + ch;
@@ -385,6 +475,9 @@ static void *steps(void *arg) {
             }
         }
     }
+#if !defined(FUSED_NO_AVX512) && !defined(FUSED_NO_AMX)
+    if (m->tiles) tiles_release();
+#endif
     free(q);
     free(mine);
     free(z);
@@ -422,14 +515,21 @@ void fused_run(const Model *m, const Run *r) {
 
 int fused_cpu_ok(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
-/* Which reduced-precision products this CPU runs: 1 = bfloat16 (AVX-512 BF16), 2 = int8 (AVX-512 VNNI). */
+/* Which reduced-precision products this CPU runs: 1 = bfloat16 (AVX-512 BF16), 2 = int8 (AVX-512 VNNI),
+ * 4 = bfloat16 on AMX tiles (asks the kernel for the tile registers once: the answer holds for the process). */
 int fused_cpu_features(void) {
 #ifdef FUSED_NO_AVX512
     return 0;
 #else
     const int base = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
                      && __builtin_cpu_supports("avx512vl");
-    return (base && __builtin_cpu_supports("avx512bf16") ? 1 : 0)
-           | (base && __builtin_cpu_supports("avx512vnni") ? 2 : 0);
+    const int bf16 = base && __builtin_cpu_supports("avx512bf16");
+    int tiles = 0;
+#ifndef FUSED_NO_AMX
+    static int amx = -1;
+    if (amx < 0) amx = amx_usable();
+    tiles = bf16 && amx;
+#endif
+    return (bf16 ? 1 : 0) | (base && __builtin_cpu_supports("avx512vnni") ? 2 : 0) | (tiles ? 4 : 0);
 #endif
 }
