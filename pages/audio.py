@@ -40,12 +40,11 @@ from core.primer import SILENCE_DBFS, TARGET_PEAK_DBFS, Primer, prepare_primer, 
 from pages.audio_output import (
     MAX_VARIATIONS,
     Runs,
+    as_started,
+    as_update,
     build_output_area,
     build_status,
     finished,
-    hidden_results,
-    running,
-    status_line,
     visible_tabs,
 )
 from pages.audio_plots import variation_figure
@@ -255,8 +254,8 @@ def generate_audio(
 
     `audio` is a path to the uploaded file (or None: generate from silence); `trim` and `match_level`
     prepare its primer (core.primer), and what was done to it heads the status (HTML). Each chunk the
-    model makes goes to its slot's streaming player as (sample_rate, int16 (n,)), the first one led by
-    the primer as the model heard it; the status follows every UPDATE_EVERY seconds. The last yield
+    model makes goes to its slot's streaming player as (sample_rate, int16 (n,)), after the primer as the model
+    heard it, which the first update sends; the status follows every UPDATE_EVERY seconds. The last yield
     adds each slot's WAV (primer + continuation) and figure. A Cancel from the same browser session
     (`runs.cancel`) ends the run at its next chunk with that last yield for what was made. Unused
     slots are skipped. A StudioError becomes a gr.Error with its message.
@@ -272,7 +271,10 @@ def generate_audio(
         notes = "".join(f"{html.escape(note)}<br>" for note in primer.notes) if primer is not None else ""
         for warning in primer.warnings if primer is not None else ():
             gr.Warning(warning)
-        yield (notes + "Starting…", *_empty_slots())  # clears the last run's figures and files
+        # The first update clears the last run's figures and files and sends each player the primer as the model
+        # hears it, so the audio encoder starts (and the first sound plays) while the model primes itself.
+        primer_heard = heard(net, *((primer.audio, primer.gain) if primer is not None else (None,)))
+        yield (notes + "Starting…", *_first_slots(net.config.sample_rate, primer_heard, settings.variations))
         last, take, cancelled = time.perf_counter(), None, False
         for take in run_continuation(net, primer, settings):
             cancelled = runs is not None and runs.cancelled(run)
@@ -334,9 +336,6 @@ def build(store: ModelStore) -> None:
 
     runs = Runs()
 
-    def start() -> tuple:
-        return (*running(), gr.Column(visible=True), status_line("Queued…"), *hidden_results(area))
-
     def stop(request: gr.Request) -> gr.Button:
         runs.cancel(request.session_hash)
         return gr.Button(interactive=False)
@@ -349,26 +348,35 @@ def build(store: ModelStore) -> None:
         yield from generate_audio(store, model, audio, prime_seconds, seconds, temperature, top_k, variations, seed,
                                   class_id, trim, match_level, request, runs)
 
-    # Two events on one click: the first only flips the buttons and shows the output area (outside the queue,
-    # at once); the browser sends the run's request when it has its answer. Chaining the run with .then
-    # would wait for that answer's round trip as well.
-    generate_button.click(start, None, [generate_button, cancel, area.column, status, *results], queue=False,
-                          api_visibility="private")
-    run = generate_button.click(generate, inputs, area.outputs, api_name="generate_audio", show_progress="hidden")
-    run.then(finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
-    # A clicked example fills the upload, then runs exactly as Generate does, buttons and Cancel included.
-    examples.load_input_event.then(start, None, [generate_button, cancel, area.column, status, *results],
-                                   queue=False, api_visibility="private")
-    run_after_example(examples, generate, inputs, area.outputs, show_progress="hidden").then(
+    def generate_on_page(model, audio, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim,
+                         match_level, request: gr.Request) -> Iterator[tuple]:
+        updates = generate(model, audio, prime_seconds, seconds, temperature, top_k, variations, seed, class_id,
+                           trim, match_level, request)
+        for i, update in enumerate(updates):
+            yield as_started(update) if i == 0 else as_update(update)
+
+    # One event per click: its first update also flips the buttons and shows the output area. A second event
+    # on the same click for those (outside the queue) would hold the run's request back until the browser has
+    # its answer and has drawn the area, about 70 ms. While the run waits in the queue, the Generate button
+    # shows Gradio's queue position.
+    on_page = dict(show_progress="minimal", show_progress_on=[generate_button])
+    ui_outputs = [*area.outputs, generate_button, cancel, area.column]
+    generate_button.click(generate_on_page, inputs, ui_outputs, api_visibility="private", **on_page).then(
         finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
+    # A clicked example fills the upload, then runs exactly as Generate does, buttons and Cancel included.
+    run_after_example(examples, generate_on_page, inputs, ui_outputs, **on_page).then(
+        finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
+    # The API's endpoint: the same run without the page's buttons (a button never shown).
+    gr.Button(visible=False).click(generate, inputs, area.outputs, api_name="generate_audio")
     cancel.click(stop, None, cancel, queue=False, api_visibility="private")
     model.change(class_box, model, class_id, api_visibility="private")
     variations.change(visible_tabs, variations, area.tabs, api_visibility="private")
 
 
-def _empty_slots() -> list:
-    """Every slot's first update: no WAV, no figure; the players start afresh."""
-    return [None, gr.skip(), None] * MAX_VARIATIONS
+def _first_slots(sample_rate: int, primer: np.ndarray, variations: int) -> list:
+    """Every slot's first update: no WAV, no figure; each used slot's player starts afresh on the primer."""
+    start = (sample_rate, to_int16(primer)) if len(primer) else gr.skip()
+    return [v for i in range(MAX_VARIATIONS) for v in [None, start if i < variations else gr.skip(), None]]
 
 
 def _slots(take: Take, slot: Callable[[Take, int], list]) -> list:
@@ -378,10 +386,8 @@ def _slots(take: Take, slot: Callable[[Take, int], list]) -> list:
 
 
 def _chunk(take: Take, i: int) -> list:
-    """The samples new in this take, for the player; the first take's come after the primer."""
-    new = take.continuation[i, take.done - take.fresh:]
-    audio = np.concatenate([take.primer, new]) if take.fresh == take.done else new
-    return [gr.skip(), (take.sample_rate, to_int16(audio)), gr.skip()]
+    """The samples new in this take, for the player (which had the primer first)."""
+    return [gr.skip(), (take.sample_rate, to_int16(take.continuation[i, take.done - take.fresh:])), gr.skip()]
 
 
 def _final(take: Take, i: int, folder: Path) -> list:

@@ -1,12 +1,12 @@
 """The audio page's output area and the life of one run of Generate.
 
-    build_status() / status_line()     the status line: above the page's columns, sticky at the top of the
+    build_status()                     the status line: above the page's columns, sticky at the top of the
                                        window so it stays in view; hidden until a run starts
     OutputArea / build_output_area()   one tab per variation: a player that receives the audio chunk by
                                        chunk as it is made, a figure (waveform over spectrogram) and a WAV
                                        download; all hidden until a run has something to show
     Runs                               the runs a Cancel may stop: per browser session, read between chunks
-    running() / finished()             the buttons (and results) during and after a run
+    as_started() / finished()          the buttons (and results) as a run starts and after it
 
 A run streams: each chunk the model makes goes to its variation's player as it comes (Gradio encodes the
 chunks into one HLS stream), so pressing play during generation plays what exists and nothing restarts.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import gradio as gr
@@ -37,11 +38,6 @@ ${value}"""
 def build_status() -> gr.HTML:
     """The status line, in the current Blocks context: hidden, and sticky once shown."""
     return gr.HTML("", html_template=STATUS_TEMPLATE, visible=False, elem_id="audio-status")
-
-
-def status_line(text: str) -> gr.HTML:
-    """The status line's update: shown, saying `text` (HTML)."""
-    return gr.HTML(text, visible=True)
 
 
 class OutputArea(NamedTuple):
@@ -112,14 +108,20 @@ class Runs:
             self._runs.pop(run, None)
 
 
-def running() -> tuple[gr.Button, gr.Button]:
-    """Generate off (a second click cannot queue a second run), Cancel on."""
-    return gr.Button(interactive=False), gr.Button(interactive=True)
+def as_started(first: Sequence) -> list:
+    """The Generate handler's first update (status, then per slot: WAV, player, figure) as the page shows a run
+    start: the status line shown, each slot's WAV and figure cleared and hidden (its player shows first), then
+    Generate off (a second click cannot queue a second run), Cancel on, and the output area shown."""
+    status, *slots = first
+    hidden = [v if j % OUTPUTS_PER_VARIATION == 1 else gr.update(value=None, visible=False)  # 1: the player
+              for j, v in enumerate(slots)]
+    return [gr.update(value=status, visible=True), *hidden, gr.Button(interactive=False), gr.Button(interactive=True),
+            gr.Column(visible=True)]
 
 
-def hidden_results(area: OutputArea) -> list:
-    """Each slot's WAV and figure hidden (the run's start): the players show first."""
-    return [gr.update(visible=False)] * (2 * len(area.slots))
+def as_update(later: Sequence) -> list:
+    """A later update of the handler, with the start's three extra outputs left as they are."""
+    return [*later, gr.skip(), gr.skip(), gr.skip()]
 
 
 def finished(*files: str | None) -> list:

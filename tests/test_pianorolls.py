@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from core.data import pianorolls
 from core.data.pianorolls import (
     ASSETS,
     DATASETS,
     KEYS,
+    PianorollData,
     independent_bernoulli_ll,
     load_pianorolls,
     pianoroll_datasets,
@@ -49,6 +51,22 @@ def test_train_mean_is_the_mean_over_all_training_frames(jsb):
 def test_independent_bernoulli_floor_on_jsb_test_is_minus_11_06(jsb):
     floor = independent_bernoulli_ll(jsb["test"], train_mean(jsb["train"]))
     assert abs(floor - (-11.06)) <= 0.01, floor
+
+
+def test_the_training_mean_a_config_needs_is_read_once_per_file_and_again_once_the_file_changes(tmp_path, jsb,
+                                                                                                 monkeypatch):
+    name, _ = DATASETS["jsb"]
+    shutil.copy(ASSETS / name, tmp_path / name)
+    reads = []
+    monkeypatch.setattr(pianorolls, "load_pianorolls", lambda *a: reads.append(a) or jsb)
+    kind = PianorollData(root=str(tmp_path))
+    first = kind.model_settings({})["train_mean"]
+    assert kind.model_settings({})["train_mean"] == first == train_mean(jsb["train"]).tolist()
+    assert len(reads) == 1
+    (tmp_path / name).touch()  # a replaced file (its time changes) is read again
+    kind.model_settings({})
+    assert len(reads) == 2
+    assert "train_mean" not in kind.model_settings({"train_mean": first})
 
 
 def test_a_file_whose_sha256_differs_is_refused(tmp_path):

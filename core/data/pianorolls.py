@@ -17,6 +17,7 @@ at its training mean (JSB test: -11.06 nats per timestep).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -164,5 +165,15 @@ class PianorollData(DataKind):
         """88 Bernoulli keys, and the training mean that centres the inputs and biases the logits."""
         settings = {"data_dim": KEYS, "emission": "bernoulli"}
         if "train_mean" not in model:
-            settings["train_mean"] = train_mean(self.rolls()["train"]).tolist()
+            source = Path(self.pickle_path or Path(self.root or ASSETS) / DATASETS.get(self.name, ("",))[0])
+            stamp = (source.stat().st_size, source.stat().st_mtime_ns) if source.is_file() else None
+            settings["train_mean"] = list(_train_mean_of(self.name, self.root, self.pickle_path, stamp))
         return settings
+
+
+@functools.lru_cache(maxsize=16)
+def _train_mean_of(name: str, root: str, pickle_path: str, stamp: tuple[int, int] | None) -> tuple[float, ...]:
+    """The training mean of a PianorollData's rolls, kept per file size and time: the Train page's presets ask
+    for the same few at every start (each read costs a sha256 and a .mat load)."""
+    rolls = load_pianoroll_pickle(pickle_path) if pickle_path else load_pianorolls(name, root or None)
+    return tuple(train_mean(rolls["train"]).tolist())
