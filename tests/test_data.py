@@ -7,7 +7,7 @@ import torch
 
 from core.codecs import decode, encode
 from core.data import DATA_KINDS, Batch, build_split, data_config, data_config_from_dict, data_config_to_dict
-from core.data.audio_folder import audio_folder_split
+from core.data.audio_folder import AudioFolderData, audio_folder_split, shorten_silences
 from core.data.tones import KINDS, tone_clip, tones
 from core.data.windows import WindowDataset
 from core.errors import AudioError, ConfigError
@@ -243,6 +243,32 @@ def test_audio_folder_bad_file_raises_audio_error_naming_it(tmp_path):
     (root / "train" / "01_broken.wav").write_bytes(b"RIFF not really a wav")
     with pytest.raises(AudioError, match=r"01_broken\.wav"):
         audio_folder_split(root, "train", SR)
+
+
+def test_silences_longer_than_the_limit_are_cut_to_it_keeping_their_edges_and_short_ones_stay():
+    tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)).astype(np.float32)
+    gap, pause = np.zeros(SR, np.float32), np.zeros(SR // 40, np.float32)  # 1 s, and 25 ms
+    x = np.concatenate([tone, gap, tone, pause, tone])
+    y = shorten_silences(x, SR, 0.05)
+    assert len(y) == len(x) - SR + SR // 20  # the second of silence is 50 ms now; the 25 ms pause stays
+    np.testing.assert_array_equal(y[:SR + SR // 40], x[:SR + SR // 40])  # the fade out: its first 25 ms kept
+    np.testing.assert_array_equal(y[-(2 * SR + SR // 40 + SR // 40):], x[-(2 * SR + SR // 40 + SR // 40):])
+    np.testing.assert_array_equal(shorten_silences(tone, SR, 0.05), tone)
+    assert len(shorten_silences(np.zeros(3, np.float32), SR, 0.05)) == 3  # under one frame: as it is
+
+
+def test_an_audio_folder_with_max_silence_trains_on_its_files_with_long_silences_cut(tmp_path):
+    for split in ("train", "valid", "test"):
+        (tmp_path / split).mkdir()
+        tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(SR // 2) / SR)
+        sf.write(tmp_path / split / "a.wav", np.concatenate([tone, np.zeros(SR), tone]), SR, subtype="PCM_16")
+    model = WaveNetConfig(dilations=[1, 2], sample_rate=SR, codec="mulaw")
+    whole = AudioFolderData(root=str(tmp_path), targets=100).build("valid", model)
+    cut = AudioFolderData(root=str(tmp_path), targets=100, max_silence=0.1).build("valid", model)
+    rf = model.receptive_field  # a window is R context samples and 100 targets
+    assert len(whole) == (2 * SR - rf) // 100 and len(cut) == (SR + SR // 10 - rf) // 100
+    with pytest.raises(ConfigError, match="max_silence"):
+        AudioFolderData(root=str(tmp_path), max_silence=-1.0)
 
 
 # -- data kinds and build_split -------------------------------------------------------

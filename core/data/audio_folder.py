@@ -21,6 +21,8 @@ from core.errors import AudioError, ConfigError
 from core.validation import check_int, need
 
 SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg")
+SILENT_RMS = 0.003  # about -50 dBFS: a 10 ms frame quieter than this is silence (quiet consonants stay above it)
+FRAME_S = 0.01
 LAYOUT = "root/{train,valid,test}/*.wav (or .flac, .ogg)"
 
 
@@ -58,6 +60,25 @@ def audio_folder_split(
     return clips
 
 
+def shorten_silences(x: np.ndarray, sample_rate: int, max_seconds: float) -> np.ndarray:
+    """x (T,) with every silent stretch (a run of 10 ms frames under SILENT_RMS) longer than `max_seconds` cut to
+    `max_seconds`: its first and last halves are kept, so sound still fades out and in as it did."""
+    frame = max(1, round(FRAME_S * sample_rate))
+    n = len(x) // frame
+    if n == 0:
+        return x
+    rms = np.sqrt(np.mean(np.square(x[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
+    keep_frames = max(1, round(max_seconds / FRAME_S))
+    keep = np.ones(len(x), bool)
+    silent = np.concatenate([[False], rms < SILENT_RMS, [False]])
+    starts, ends = np.flatnonzero(~silent[:-1] & silent[1:]), np.flatnonzero(silent[:-1] & ~silent[1:])
+    for a, b in zip(starts, ends, strict=True):  # frames [a, b) are silent
+        if b - a > keep_frames:
+            head = keep_frames // 2
+            keep[(a + head) * frame : (b - (keep_frames - head)) * frame] = False
+    return x[keep]
+
+
 @register_kind("audio_folder")
 @dataclass
 class AudioFolderData(DataKind):
@@ -69,6 +90,7 @@ class AudioFolderData(DataKind):
     targets: int = 1024  # T: scored positions per window, and the stride between windows
     max_files: int | None = None  # read at most this many files per split
     seed: int = 0  # the random window offsets
+    max_silence: float = 0.0  # seconds: longer silent stretches in every split are cut to this (0 = keep them)
 
     def __post_init__(self) -> None:
         need(isinstance(self.root, str) and bool(self.root),
@@ -77,9 +99,13 @@ class AudioFolderData(DataKind):
         if self.max_files is not None:
             check_int("max_files", self.max_files, 1)
         check_int("seed", self.seed, 0)
+        need(isinstance(self.max_silence, (int, float)) and not isinstance(self.max_silence, bool)
+             and 0 <= self.max_silence < float("inf"), f"max_silence must be seconds >= 0, got {self.max_silence!r}")
 
     def build(self, split: str, model_config) -> WindowDataset:
         """The windows of `split`: its files read at the model's rate, tokenised by its codec."""
         check_audio_model(model_config)
         signals = audio_folder_split(self.root, split, model_config.sample_rate, self.max_files)
+        if self.max_silence:
+            signals = [shorten_silences(x, model_config.sample_rate, self.max_silence) for x in signals]
         return audio_windows(signals, split, model_config, self.targets, self.seed)
