@@ -40,11 +40,10 @@ from core.primer import SILENCE_DBFS, TARGET_PEAK_DBFS, Primer, prepare_primer, 
 from pages.audio_output import (
     MAX_VARIATIONS,
     Runs,
-    as_started,
-    as_update,
     build_output_area,
     build_status,
     finished,
+    on_page,
     visible_tabs,
 )
 from pages.audio_plots import variation_figure
@@ -350,21 +349,19 @@ def build(store: ModelStore) -> None:
 
     def generate_on_page(model, audio, prime_seconds, seconds, temperature, top_k, variations, seed, class_id, trim,
                          match_level, request: gr.Request) -> Iterator[tuple]:
-        updates = generate(model, audio, prime_seconds, seconds, temperature, top_k, variations, seed, class_id,
-                           trim, match_level, request)
-        for i, update in enumerate(updates):
-            yield as_started(update) if i == 0 else as_update(update)
+        yield from on_page(generate(model, audio, prime_seconds, seconds, temperature, top_k, variations, seed,
+                                    class_id, trim, match_level, request))
 
     # One event per click: its first update also flips the buttons and shows the output area. A second event
     # on the same click for those (outside the queue) would hold the run's request back until the browser has
     # its answer and has drawn the area, about 70 ms. While the run waits in the queue, the Generate button
     # shows Gradio's queue position.
-    on_page = dict(show_progress="minimal", show_progress_on=[generate_button])
+    progress = dict(show_progress="minimal", show_progress_on=[generate_button])
     ui_outputs = [*area.outputs, generate_button, cancel, area.column]
-    generate_button.click(generate_on_page, inputs, ui_outputs, api_visibility="private", **on_page).then(
+    generate_button.click(generate_on_page, inputs, ui_outputs, api_visibility="private", **progress).then(
         finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
     # A clicked example fills the upload, then runs exactly as Generate does, buttons and Cancel included.
-    run_after_example(examples, generate_on_page, inputs, ui_outputs, **on_page).then(
+    run_after_example(examples, generate_on_page, inputs, ui_outputs, **progress).then(
         finished, results[::2], [generate_button, cancel, *results], api_visibility="private")
     # The API's endpoint: the same run without the page's buttons (a button never shown).
     gr.Button(visible=False).click(generate, inputs, area.outputs, api_name="generate_audio")

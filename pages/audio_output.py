@@ -6,7 +6,7 @@
                                        chunk as it is made, a figure (waveform over spectrogram) and a WAV
                                        download; all hidden until a run has something to show
     Runs                               the runs a Cancel may stop: per browser session, read between chunks
-    as_started() / finished()          the buttons (and results) as a run starts and after it
+    on_page() / finished()             the buttons (and results) as a run starts and after it
 
 A run streams: each chunk the model makes goes to its variation's player as it comes (Gradio encodes the
 chunks into one HLS stream), so pressing play during generation plays what exists and nothing restarts.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import gradio as gr
@@ -119,9 +119,11 @@ def as_started(first: Sequence) -> list:
             gr.Column(visible=True)]
 
 
-def as_update(later: Sequence) -> list:
-    """A later update of the handler, with the start's three extra outputs left as they are."""
-    return [*later, gr.skip(), gr.skip(), gr.skip()]
+def on_page(updates: Iterable[Sequence]) -> Iterator[list]:
+    """The Generate handler's updates as the page gives them: the first `as_started`, then each with the
+    start's three extra outputs (Generate, Cancel, the area) left as they are."""
+    for i, update in enumerate(updates):
+        yield as_started(update) if i == 0 else [*update, gr.skip(), gr.skip(), gr.skip()]
 
 
 def finished(*files: str | None) -> list:

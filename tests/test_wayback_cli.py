@@ -42,7 +42,8 @@ def test_the_seeds_train_command_trains_resumes_evaluates_and_samples_with_only_
     run = tmp_path / "runs" / "wb"
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["layout"] == "wayback" and config["objective"] == {"name": "tbptt", "checkpointed": None}
-    assert config["data"] == {"kind": "audio_folder", "root": str(data), "targets": 1024, "max_files": None, "seed": 0}
+    assert config["data"] == {"kind": "audio_folder", "root": str(data), "targets": 1024, "max_files": None, "seed": 0,
+                              "max_silence": 0.0}
     resumed = [a if a != "false" else "true" for a in command]
     resumed[resumed.index("--max_step_count") + 1] = "6"
     assert train(resumed) == 0
