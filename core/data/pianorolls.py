@@ -165,7 +165,7 @@ class PianorollData(DataKind):
         """88 Bernoulli keys, and the training mean that centres the inputs and biases the logits."""
         settings = {"data_dim": KEYS, "emission": "bernoulli"}
         if "train_mean" not in model:
-            source = Path(self.pickle_path or Path(self.root or ASSETS) / DATASETS.get(self.name, ("",))[0])
+            source = Path(self.pickle_path or Path(self.root or ASSETS) / DATASETS[self.name][0])
             stamp = (source.stat().st_size, source.stat().st_mtime_ns) if source.is_file() else None
             settings["train_mean"] = list(_train_mean_of(self.name, self.root, self.pickle_path, stamp))
         return settings

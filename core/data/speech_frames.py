@@ -73,7 +73,7 @@ def training_stats(root: str | os.PathLike, max_files: int | None = None) -> tup
     """signal_stats of root/train's files at 16 kHz, remembered on disk (the cache folder "speech_stats")
     under a key of the files' names, sizes and modification times: reading hours of audio takes seconds."""
     files = audio_files(root, "train")[:max_files]
-    stats = [(os.fspath(f), os.stat(f)) for f in files]  # one stat each: the app's start-up reads this for 3,600
+    stats = [(Path(f).name, os.stat(f)) for f in files]  # one stat each: the app's start-up reads this for 3,600
     stamp = [str(Path(root).resolve()), *((name, st.st_size, st.st_mtime_ns) for name, st in stats)]
     key = hashlib.sha256(json.dumps([SAMPLE_RATE, stamp]).encode()).hexdigest()
     path = cache_dir("speech_stats") / f"{key}.json"
