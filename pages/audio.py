@@ -5,7 +5,7 @@ The flow is a chain of plain functions, each testable without a browser:
     load_primer(upload, rate, prime_seconds)   the last N seconds of the upload at the model's rate, before its
                                                trailing silence, level matched on request (core.primer)
     check_settings(model, ...)                 the user's choices, validated -> Settings
-    run_continuation(model, primer, settings)  yields a growing Take per chunk (core.continuation)
+    run_continuation(model, primer, heard, s)  yields a growing Take per chunk (core.continuation)
     generate_audio(store, ...)                 the event handler: streams each chunk to the players, then
                                                gives each variation's WAV and figure (pages.audio_plots)
 
@@ -188,14 +188,15 @@ def check_settings(
     )
 
 
-def run_continuation(model: WaveNet, primer: Primer | None, settings: Settings) -> Iterator[Take]:
-    """Generate all variations in one batch; yield the growing Take after every chunk."""
+def run_continuation(model: WaveNet, primer: Primer | None, primer_heard: np.ndarray,
+                     settings: Settings) -> Iterator[Take]:
+    """Generate all variations in one batch; yield the growing Take after every chunk. primer_heard (P,):
+    `primer` as the model hears it (core.continuation.heard), which every Take carries."""
     sr = model.config.sample_rate
     audio, gain = (primer.audio, primer.gain) if primer is not None else (None, 1.0)
     total = int(round(settings.seconds * sr))
     chunks: list[np.ndarray] = []
     method = default_method(model)
-    primer_heard = heard(model, audio, gain)
     start = time.perf_counter()
     for chunk in continue_audio(
         model, audio, settings.seconds, temperature=settings.temperature, top_k=settings.top_k,
@@ -275,7 +276,7 @@ def generate_audio(
         primer_heard = heard(net, *((primer.audio, primer.gain) if primer is not None else (None,)))
         yield (notes + "Starting…", *_first_slots(net.config.sample_rate, primer_heard, settings.variations))
         last, take, cancelled = time.perf_counter(), None, False
-        for take in run_continuation(net, primer, settings):
+        for take in run_continuation(net, primer, primer_heard, settings):
             cancelled = runs is not None and runs.cancelled(run)
             if cancelled:
                 break

@@ -166,7 +166,8 @@ class PianorollData(DataKind):
         settings = {"data_dim": KEYS, "emission": "bernoulli"}
         if "train_mean" not in model:
             source = Path(self.pickle_path or Path(self.root or ASSETS) / DATASETS[self.name][0])
-            stamp = (source.stat().st_size, source.stat().st_mtime_ns) if source.is_file() else None
+            st = source.stat() if source.is_file() else None
+            stamp = (st.st_size, st.st_mtime_ns) if st else None
             settings["train_mean"] = list(_train_mean_of(self.name, self.root, self.pickle_path, stamp))
         return settings
 
