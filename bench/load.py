@@ -153,6 +153,20 @@ def user(url: str, calls: dict, soak: Soak, first: int, new_session_every: int =
         soak.record(name, time.perf_counter() - start, error)
 
 
+def tracebacks(log: Path) -> list[str]:
+    """The tracebacks the app printed to its log, each as one text: what a failed request hit inside the app."""
+    found, current = [], None
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            current = [line]
+        elif current is not None:
+            current.append(line)
+            if line and not line.startswith((" ", "\t")):  # the exception's own line ends the traceback
+                found.append("\n".join(current[-40:]))
+                current = None
+    return found
+
+
 def percentiles(seconds: list[float]) -> dict:
     if not seconds:
         return {"p50": None, "p95": None}
@@ -200,6 +214,7 @@ def run(users: int, max_requests: int, max_seconds: float, max_concurrency: int,
             except subprocess.TimeoutExpired:
                 app.kill()
                 app.wait()
+        app_errors = tracebacks(tmp / "app.log")
     results = soak.results
     failures = [f"{name}: {error}" for name, _, error in results if error]
     per_endpoint = {}
@@ -215,6 +230,7 @@ def run(users: int, max_requests: int, max_seconds: float, max_concurrency: int,
         "requests": len(results),
         "failures": len(failures),
         "failure_examples": failures[:5],
+        "app_errors": app_errors[:3],
         "seconds": round(elapsed, 1),
         "requests_per_s": round(len(results) / elapsed, 2) if elapsed else None,
         "latency_s": {**percentiles(ok), "max": round(max(ok), 3) if ok else None},

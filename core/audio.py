@@ -212,6 +212,26 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
     )
 
 
+def _pcm16(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono float samples `(T,)` -> int16 `(T,)`, once the rate and the shape are checked."""
+    _check_sample_rate(sample_rate)
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must have shape (T,), got {audio.shape}")
+    return to_int16(audio)
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """Float samples `(T,)` in [-1, 1] as the bytes of a 16-bit PCM WAV (converted by `to_int16`).
+
+    What a streaming player is given: bytes go to its encoder as they are, where a (rate, array) pair would be
+    written to a cache file named by its content, a file two runs making the same audio would write at once.
+    """
+    out = io.BytesIO()
+    sf.write(out, _pcm16(audio, sample_rate), int(sample_rate), subtype="PCM_16", format="WAV")
+    return out.getvalue()
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
     """Write float samples `(T,)` in [-1, 1] to `path` as a 16-bit PCM WAV.
 
@@ -219,11 +239,7 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> N
     folders are created; the file is written to a temporary name in the same folder and
     moved into place, so a reader never sees a half-written file.
     """
-    _check_sample_rate(sample_rate)
-    audio = np.asarray(audio)
-    if audio.ndim != 1:
-        raise ValueError(f"audio must have shape (T,), got {audio.shape}")
-    pcm = to_int16(audio)
+    pcm = _pcm16(audio, sample_rate)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

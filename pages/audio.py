@@ -30,7 +30,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from core.audio import read_audio, to_int16, write_wav
+from core.audio import read_audio, wav_bytes, write_wav
 from core.continuation import check_audio_model, continue_audio, heard
 from core.errors import ConfigError, StudioError
 from core.generation import default_method
@@ -254,7 +254,7 @@ def generate_audio(
 
     `audio` is a path to the uploaded file (or None: generate from silence); `trim` and `match_level`
     prepare its primer (core.primer), and what was done to it heads the status (HTML). Each chunk the
-    model makes goes to its slot's streaming player as (sample_rate, int16 (n,)), after the primer as the model
+    model makes goes to its slot's streaming player as 16-bit WAV bytes, after the primer as the model
     heard it, which the first update sends; the status follows every UPDATE_EVERY seconds. The last yield
     adds each slot's WAV (primer + continuation) and figure. A Cancel from the same browser session
     (`runs.cancel`) ends the run at its next chunk with that last yield for what was made. Unused
@@ -373,7 +373,7 @@ def build(store: ModelStore) -> None:
 
 def _first_slots(sample_rate: int, primer: np.ndarray, variations: int) -> list:
     """Every slot's first update: no WAV, no figure; each used slot's player starts afresh on the primer."""
-    start = (sample_rate, to_int16(primer)) if len(primer) else gr.skip()
+    start = wav_bytes(primer, sample_rate) if len(primer) else gr.skip()
     return [v for i in range(MAX_VARIATIONS) for v in [None, start if i < variations else gr.skip(), None]]
 
 
@@ -385,7 +385,7 @@ def _slots(take: Take, slot: Callable[[Take, int], list]) -> list:
 
 def _chunk(take: Take, i: int) -> list:
     """The samples new in this take, for the player (which had the primer first)."""
-    return [gr.skip(), (take.sample_rate, to_int16(take.continuation[i, take.done - take.fresh:])), gr.skip()]
+    return [gr.skip(), wav_bytes(take.continuation[i, take.done - take.fresh:], take.sample_rate), gr.skip()]
 
 
 def _final(take: Take, i: int, folder: Path) -> list:
