@@ -127,17 +127,25 @@ def load_checkpoint(folder: str | os.PathLike, device: str | torch.device = "cpu
     return model.to(device).eval()
 
 
+NEW_CONDITIONING = "class_embedding.weight"  # a tensor load_weights_into may add, at zero
+
+
 def load_weights_into(model: torch.nn.Module, folder: str | os.PathLike) -> None:
     """Copy a checkpoint's weights into `model` (fine-tuning), which must have exactly its tensors and shapes.
 
-    Only the weights travel: `model` keeps its own config (a sample rate or a data kind may differ).
+    Only the weights travel: `model` keeps its own config (a sample rate or a data kind may differ). One
+    tensor may be new: a class embedding (`class_embedding.weight`) the checkpoint's model lacked starts at
+    zero, so the fine-tuned model begins as the checkpoint's, for every class, and learns what a class adds.
     CheckpointError names every tensor that is missing, extra or of another shape.
     """
     folder = _recover(Path(folder))
     if not is_checkpoint(folder):
         raise CheckpointError(f"{folder} is not a checkpoint: a checkpoint is a folder with {CONFIG} and {WEIGHTS}")
     state = load_state(folder)
-    problems = _mismatches(model.state_dict(), state)
+    expected = model.state_dict()
+    if NEW_CONDITIONING in expected and NEW_CONDITIONING not in state:
+        state[NEW_CONDITIONING] = torch.zeros_like(expected[NEW_CONDITIONING])
+    problems = _mismatches(expected, state)
     if problems:
         raise CheckpointError(f"the weights in {folder} do not fit this model: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)

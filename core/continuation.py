@@ -18,6 +18,7 @@ from core.errors import ConfigError
 from core.generation import generate
 from core.generation.stepper import STEPPERS
 from core.models.wavenet import WaveNet
+from core.pitch import pitch_class
 
 
 def generates_audio(model: torch.nn.Module) -> bool:
@@ -56,6 +57,21 @@ def heard(model: WaveNet, primer: np.ndarray | None, gain: float = 1.0) -> np.nd
     return (dequantise(model, quantise(model, np.asarray(primer) * gain)) / np.float32(gain)).astype(np.float32)
 
 
+def class_for(model: WaveNet, primer: np.ndarray | None, classes: int | None, gain: float = 1.0) -> int | None:
+    """The class `model` continues `primer` (T,) with: `classes` if given, else for a pitch-conditioned model
+    (config.classes_from "pitch") the pitch register of the primer as the model hears it (`primer * gain`;
+    core.pitch.pitch_class; the middle register for no primer). ConfigError if a class-conditional model has
+    none."""
+    config = model.config
+    if classes is None and getattr(config, "classes_from", "") == "pitch":
+        heard_primer = np.asarray(primer if primer is not None else np.zeros(0), dtype=np.float32) * gain
+        return pitch_class(heard_primer, config.sample_rate)
+    n_classes = getattr(config, "n_classes", 0)  # families without class conditioning have none
+    if n_classes and classes is None:
+        raise ConfigError(f"this model is class-conditional: choose a class in [0, {n_classes})")
+    return classes
+
+
 def continue_audio(
     model: WaveNet,
     primer: np.ndarray | None,
@@ -82,11 +98,9 @@ def continue_audio(
         raise ConfigError(f"seconds must be > 0, got {seconds!r}")
     if not (isinstance(gain, (int, float)) and gain > 0 and math.isfinite(gain)):
         raise ConfigError(f"gain must be a positive number, got {gain!r}")
-    n_classes = getattr(model.config, "n_classes", 0)  # families without class conditioning have none
-    if n_classes and classes is None:
-        raise ConfigError(f"this model is class-conditional: choose a class in [0, {n_classes})")
     n = int(round(seconds * model.config.sample_rate))
     prime = quantise(model, np.asarray(primer) * gain) if primer is not None and len(primer) else None
+    classes = class_for(model, primer, classes, gain)
     cond = Cond(classes=torch.tensor([classes])) if classes is not None else None
     for chunk in generate(model, n, prime=prime, cond=cond, temperature=temperature, top_k=top_k, batch=batch,
                           seed=seed, method=method, chunk_size=chunk_size, progress=progress):

@@ -14,8 +14,9 @@ The output area and a run's Cancel are in pages.audio_output.
 Each variation's audio is the primer *as the model heard it* (resampled, quantised, decoded)
 followed by the continuation, so what you hear is exactly the sequence the model saw and made
 (with level matching, both are scaled back by the gain the primer was raised by).
-Audio goes to the browser as int16: Gradio peak-normalises float audio, which would change the
-loudness from chunk to chunk.
+Audio goes to the players as 16-bit WAV bytes: Gradio would peak-normalise float audio (changing the
+loudness from chunk to chunk) and write an array to a cache file named by its content, which two runs
+making the same audio would write at once. Which models are listed, and how, is pages.audio_models.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from core.generation import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from core.primer import SILENCE_DBFS, TARGET_PEAK_DBFS, Primer, prepare_primer, read_seconds
+from pages.audio_models import audio_models, class_props, example_model, model_summary
 from pages.audio_output import (
     MAX_VARIATIONS,
     Runs,
@@ -47,10 +49,9 @@ from pages.audio_output import (
     visible_tabs,
 )
 from pages.audio_plots import variation_figure
-from pages.audio_training import trained_on
 from pages.checks import is_whole, require
 from pages.examples import asset, run_after_example
-from pages.model_picker import metrics_text, model_picker
+from pages.model_picker import model_picker
 from pages.uploads import MAX_UPLOAD_BYTES
 
 # (file in assets/, what it is, the bundled model made for such sound): clips that end in sound, so the model
@@ -60,7 +61,6 @@ EXAMPLES = [
     ("audio/chord.wav", "a C major chord (16 kHz), continued by the tones model", "tones-wavenet"),
     ("audio/spoken.wav", "a spoken sentence (espeak-ng, 16 kHz)", "speech-wavenet"),
 ]
-DEFAULT_MODEL = "melodies-wavenet"  # the best-trained bundled audio model: the page starts on it
 MAX_SECONDS = 20.0  # longest continuation a request may ask for
 MAX_PRIME_SECONDS = 10.0
 UPDATE_EVERY = 0.5  # seconds between UI updates while generating
@@ -97,43 +97,6 @@ class Take:
     def audio(self, i: int) -> np.ndarray:
         """Variation i: primer + continuation so far, float32 (P + n,)."""
         return np.concatenate([self.primer, self.continuation[i]])
-
-
-def audio_models(store: ModelStore) -> list[dict]:
-    """The store's entries that generate audio (a WaveNet or a wayback RNN with an audio codec and a sample rate),
-    DEFAULT_MODEL first when the store has it (the page starts on it), the others in the store's order."""
-    found = [m for m in store.list_models() if m["audio"] is not None]
-    return sorted(found, key=lambda m: Path(m["path"]).name != DEFAULT_MODEL)
-
-
-def example_model(entries: list[dict], bundle: str) -> str | None:
-    """The path of the listed model in a folder named `bundle` (an example's own model), else the first listed."""
-    named = [m["path"] for m in entries if Path(m["path"]).name == bundle]
-    return next(iter(named + [m["path"] for m in entries]), None)
-
-
-def model_summary(entry: dict | None) -> str:
-    """Markdown describing a listed model: rate, receptive field, size, what it was trained on, classes, metrics."""
-    if entry is None:
-        return "No audio model chosen. Put checkpoint folders in the app's checkpoint folders and press ↻."
-    c, a, rf = entry["config"], entry["audio"], entry["receptive_field"]
-    lines = [
-        f"**{entry['title']}** (`{entry['name']}`) — {a['sample_rate']:,} Hz, {a['quantization_levels']} levels "
-        f"({a['codec']}), {entry['parameters']:,} parameters.",
-        f"The model hears the last **{rf:,} samples** ({1000 * rf / a['sample_rate']:.1f} ms) before each new one."
-        if rf is not None else
-        f"A recurrent model ({entry['model_type']}, {c.get('layout', '')} layout): it hears everything before each "
-        "new sample through its state.",
-    ]
-    if entry.get("data"):
-        lines.append(trained_on(entry["data"]))
-    if c.get("n_classes"):
-        names = c["extra"].get("class_names")
-        listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names)) if names else f"0 … {c['n_classes'] - 1}"
-        lines.append(f"Class-conditional: class ids {listed}.")
-    if entry["metrics"]:
-        lines.append("Metrics: " + metrics_text(entry["metrics"], entry["config"]))
-    return "\n\n".join(lines)
 
 
 def load_primer(
@@ -174,7 +137,8 @@ def check_settings(
     need(is_whole(variations) and 1 <= variations <= MAX_VARIATIONS,
          f"variations must be a whole number in [1, {MAX_VARIATIONS}], got {variations!r}")
     need(seed is None or (is_whole(seed) and 0 <= seed < 2**63), f"seed must be a whole number >= 0, got {seed!r}")
-    n_classes = getattr(model.config, "n_classes", 0)  # families without class conditioning have none
+    # Families without class conditioning have none; a pitch-conditioned model takes its class from the primer.
+    n_classes = 0 if getattr(model.config, "classes_from", "") else getattr(model.config, "n_classes", 0)
     if n_classes:
         need(class_id is not None and is_whole(class_id) and 0 <= class_id < n_classes,
              f"this model is class-conditional: class id must be in [0, {n_classes - 1}], got {class_id!r}")
@@ -324,7 +288,7 @@ def build(store: ModelStore) -> None:
             variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="variations",
                                    info="generated together, in one batch")
             seed = gr.Number(0, precision=0, minimum=0, label="seed", info="blank = random")
-            class_id = gr.Number(0, precision=0, minimum=0, label="class id", **_class_props(first))
+            class_id = gr.Number(0, precision=0, minimum=0, label="class id", **class_props(first))
             with gr.Row():
                 generate_button = gr.Button("Generate", variant="primary")
                 cancel = gr.Button("Cancel", variant="stop", interactive=False)
@@ -332,7 +296,7 @@ def build(store: ModelStore) -> None:
             area = build_output_area(status, variations=1)
 
     def class_box(path: str | None):
-        return gr.Number(**_class_props(next((m for m in audio_models(store) if m["path"] == path), None)))
+        return gr.Number(**class_props(next((m for m in audio_models(store) if m["path"] == path), None)))
 
     runs = Runs()
 
@@ -393,8 +357,3 @@ def _final(take: Take, i: int, folder: Path) -> list:
     path = folder / f"variation_{i + 1}.wav"
     write_wav(path, audio, sr)
     return [str(path), gr.skip(), variation_figure(take.primer, take.continuation[i], sr)]
-
-
-def _class_props(entry: dict | None) -> dict:
-    n = entry["config"].get("n_classes", 0) if entry else 0
-    return dict(visible=bool(n), maximum=max(n - 1, 0), info=f"0 … {n - 1}" if n else None)

@@ -45,63 +45,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.audio import read_audio  # noqa: E402
 from core.checkpoints import load_checkpoint  # noqa: E402
 from core.continuation import continue_audio  # noqa: E402
+from core.pitch import FRAME_S, HOP_S, SILENT_RMS, frames, voicing  # noqa: E402
 from core.primer import prepare_primer  # noqa: E402
 
 ANALYSIS_RATE = 16000
-FRAME_S, HOP_S = 0.04, 0.01
-F0_MIN, F0_MAX = 60.0, 500.0
-SILENT_RMS = 0.003  # about -50 dBFS: the corpus is set to RMS 0.1, quiet consonants stay above this
-VOICED_PEAK = 0.5  # white noise peaks near 0.2 over these lags at 40 ms frames; a vowel near 0.9
 VOICED_RUN = 3  # a primer ends with this many voiced frames
 F0_MARGIN = 4.0  # semitones
 MIN_CHANGES_PER_S = 1.5
 PAGE_TEMPERATURE = 0.85  # the Audio page's default
 MEL_BAND = (60.0, 3800.0)
 N_MELS, N_MFCC = 26, 12
-
-
-def frames(x: np.ndarray, sr: int) -> np.ndarray:
-    """x (T,) -> (F, N) frames of FRAME_S with hop HOP_S (only whole frames; (0, N) if x is shorter)."""
-    n, hop = round(FRAME_S * sr), round(HOP_S * sr)
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) < n:
-        return np.zeros((0, n))
-    return np.lib.stride_tricks.sliding_window_view(x, n)[::hop]
-
-
-def voicing(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame of x (T,): (label (F,) of "silent" / "voiced" / "unvoiced", f0 (F,) in Hz, 0 unless voiced).
-
-    A frame's normalised autocorrelation r(k) = sum x[n] x[n+k] / sqrt(sum x[n]^2 sum x[n+k]^2) is
-    taken over lags of F0_MIN..F0_MAX; the period is the shortest lag whose r is a local peak within
-    0.9 of the largest, so a pulse train is not heard an octave low at twice its period.
-    """
-    fr = frames(x, sr)
-    fr = fr - fr.mean(axis=1, keepdims=True)
-    n = fr.shape[1]
-    lo, hi = int(sr / F0_MAX), min(int(np.ceil(sr / F0_MIN)), n - 2)
-    labels = np.full(len(fr), "unvoiced", dtype=object)
-    f0 = np.zeros(len(fr))
-    rms = np.sqrt((fr**2).mean(axis=1)) if len(fr) else np.zeros(0)
-    labels[rms < SILENT_RMS] = "silent"
-    spectrum = rfft(fr, 2 * n, axis=1)
-    ac = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, : hi + 2]
-    energy = np.cumsum(fr**2, axis=1)  # energy[:, m] = sum of x[0..m]^2
-    total = energy[:, -1:]
-    lags = np.arange(lo - 1, hi + 2)
-    head = total - np.concatenate([np.zeros((len(fr), 1)), energy], axis=1)[:, lags]  # sum x[k..n-1]^2
-    tail = energy[:, n - 1 - lags]  # sum x[0..n-1-k]^2
-    r = ac[:, lags] / np.sqrt(head * tail + 1e-20)
-    for i in np.flatnonzero(rms >= SILENT_RMS):
-        inner = r[i, 1:-1]
-        peaks = np.flatnonzero((inner >= r[i, :-2]) & (inner >= r[i, 2:]))
-        if len(peaks) == 0 or inner[peaks].max() < VOICED_PEAK:
-            continue
-        k = peaks[np.argmax(inner[peaks] >= 0.9 * inner[peaks].max())]
-        a, b, c = r[i, k], r[i, k + 1], r[i, k + 2]  # parabolic interpolation around the peak
-        shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c < 0 else 0.0
-        labels[i], f0[i] = "voiced", sr / (lo + k + shift)
-    return labels, f0
 
 
 def mel_filters(sr: int, n_fft: int, band: tuple[float, float] = MEL_BAND, n_mels: int = N_MELS) -> np.ndarray:

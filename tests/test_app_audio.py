@@ -21,6 +21,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import pages.audio as audio_page
+import pages.audio_models as audio_models_page
 from app import build_app, launch
 from core.audio import read_audio, to_int16
 from core.checkpoints import save_checkpoint
@@ -328,27 +329,27 @@ def test_one_click_of_generate_sends_one_request_that_also_flips_the_buttons(mod
 
 def test_the_model_summary_says_what_the_model_was_trained_on_and_what_that_makes_of_speech(model_dir: Path) -> None:
     listed = {Path(m["path"]).name: m for m in ModelStore([MELODIES.parent, model_dir], device="cpu").list_models()}
-    melodies = audio_page.model_summary(listed["melodies-wavenet"])
+    melodies = audio_models_page.model_summary(listed["melodies-wavenet"])
     assert "Trained on: the soprano lines of the first 160 Bach chorales" in melodies
     assert "**a melody model**: speech and noise come out as sustained notes" in melodies
-    assert "tone model" in audio_page.model_summary(listed["tones-wavenet"])
-    assert listed["tiny"]["data"] is None and "Trained on" not in audio_page.model_summary(listed["tiny"])
+    assert "tone model" in audio_models_page.model_summary(listed["tones-wavenet"])
+    assert listed["tiny"]["data"] is None and "Trained on" not in audio_models_page.model_summary(listed["tiny"])
 
 
 def test_each_example_chooses_the_bundled_model_made_for_its_sound_else_the_first_listed(model_dir: Path) -> None:
-    listed = audio_page.audio_models(ModelStore([MELODIES.parent, model_dir], device="cpu"))
+    listed = audio_models_page.audio_models(ModelStore([MELODIES.parent, model_dir], device="cpu"))
     for _, label, bundle in audio_page.EXAMPLES:
         named = [m["path"] for m in listed if Path(m["path"]).name == bundle]
-        assert audio_page.example_model(listed, bundle) == (named[0] if named else listed[0]["path"]), label
-    assert Path(audio_page.example_model(listed, "tones-wavenet")).name == "tones-wavenet"
-    assert Path(audio_page.example_model(listed, "melodies-wavenet")).name == "melodies-wavenet"
-    tiny = audio_page.audio_models(ModelStore([model_dir], device="cpu"))
-    assert audio_page.example_model(tiny, "speech-wavenet") == tiny[0]["path"]
-    assert audio_page.example_model([], "speech-wavenet") is None
+        assert audio_models_page.example_model(listed, bundle) == (named[0] if named else listed[0]["path"]), label
+    assert Path(audio_models_page.example_model(listed, "tones-wavenet")).name == "tones-wavenet"
+    assert Path(audio_models_page.example_model(listed, "melodies-wavenet")).name == "melodies-wavenet"
+    tiny = audio_models_page.audio_models(ModelStore([model_dir], device="cpu"))
+    assert audio_models_page.example_model(tiny, "speech-wavenet") == tiny[0]["path"]
+    assert audio_models_page.example_model([], "speech-wavenet") is None
 
 
 def test_the_page_starts_on_the_melody_wavenet_not_the_barely_trained_recurrent_bundles(model_dir: Path) -> None:
-    listed = audio_page.audio_models(ModelStore([MELODIES.parent, model_dir], device="cpu"))
-    assert Path(listed[0]["path"]).name == audio_page.DEFAULT_MODEL == "melodies-wavenet"
+    listed = audio_models_page.audio_models(ModelStore([MELODIES.parent, model_dir], device="cpu"))
+    assert Path(listed[0]["path"]).name == audio_models_page.DEFAULT_MODEL == "melodies-wavenet"
     names = [Path(m["path"]).name for m in listed]
     assert {"melodies-stack-gru", "melodies-wayback-gru", "tones-wavenet", "tiny"} <= set(names[1:])

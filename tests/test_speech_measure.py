@@ -11,6 +11,7 @@ from scipy.signal import lfilter
 from core.audio import write_wav
 from core.checkpoints import save_checkpoint
 from core.models.wavenet import WaveNet
+from core.pitch import voicing
 from scripts.speech_measure import (
     FRAME_S,
     HOP_S,
@@ -20,7 +21,6 @@ from scripts.speech_measure import (
     level_ratio,
     main,
     speech_like,
-    voicing,
 )
 from tests.conftest import tiny_audio_config
 

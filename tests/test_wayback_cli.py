@@ -15,7 +15,7 @@ from core.checkpoints import save_checkpoint
 from core.model_store import ModelStore
 from core.models import build_model, config_from_dict
 from core.train import main as train
-from pages import audio as audio_page
+from pages import audio_models as audio_models_page
 from tests.conftest import serving
 
 TINY = ("{sampling_frequency: 8000, bit_depth: 6, data_dim: 64, initial_learning_rate: 0.01, decay_rate: 0.5, "
@@ -43,7 +43,7 @@ def test_the_seeds_train_command_trains_resumes_evaluates_and_samples_with_only_
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["layout"] == "wayback" and config["objective"] == {"name": "tbptt", "checkpointed": None}
     assert config["data"] == {"kind": "audio_folder", "root": str(data), "targets": 1024, "max_files": None, "seed": 0,
-                              "max_silence": 0.0}
+                              "max_silence": 0.0, "classes": ""}
     resumed = [a if a != "false" else "true" for a in command]
     resumed[resumed.index("--max_step_count") + 1] = "6"
     assert train(resumed) == 0
@@ -74,4 +74,4 @@ def test_the_audio_page_lists_and_continues_a_wayback_checkpoint(tmp_path):
                                 match_level=False, api_name="/generate_audio")
     data, rate = sf.read(result[1], dtype="int16")
     assert rate == 8000 and len(data) == 800 + 800  # the primer as heard, then the continuation
-    assert "recurrent" in audio_page.model_summary(audio_page.audio_models(ModelStore([models]))[0])
+    assert "recurrent" in audio_models_page.model_summary(audio_models_page.audio_models(ModelStore([models]))[0])

@@ -18,12 +18,14 @@ from core.audio import read_audio
 from core.data.registry import DataKind, check_split, register_kind
 from core.data.windows import WindowDataset, audio_windows, check_audio_model
 from core.errors import AudioError, ConfigError
+from core.pitch import pitch_class
 from core.validation import check_int, need
 
 SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg")
 SILENT_RMS = 0.003  # about -50 dBFS: a 10 ms frame quieter than this is silence (quiet consonants stay above it)
 FRAME_S = 0.01
 LAYOUT = "root/{train,valid,test}/*.wav (or .flac, .ogg)"
+CLASSES = ("", "pitch")
 
 
 def audio_files(root: str | os.PathLike, split: str) -> list[Path]:
@@ -91,6 +93,7 @@ class AudioFolderData(DataKind):
     max_files: int | None = None  # read at most this many files per split
     seed: int = 0  # the random window offsets
     max_silence: float = 0.0  # seconds: longer silent stretches in every split are cut to this (0 = keep them)
+    classes: str = ""  # "" = none; "pitch" = each file's pitch register (core.pitch.pitch_class) is its class
 
     def __post_init__(self) -> None:
         need(isinstance(self.root, str) and bool(self.root),
@@ -101,11 +104,18 @@ class AudioFolderData(DataKind):
         check_int("seed", self.seed, 0)
         need(isinstance(self.max_silence, (int, float)) and not isinstance(self.max_silence, bool)
              and 0 <= self.max_silence < float("inf"), f"max_silence must be seconds >= 0, got {self.max_silence!r}")
+        need(self.classes in CLASSES, f"classes must be one of {CLASSES}, got {self.classes!r}")
 
     def build(self, split: str, model_config) -> WindowDataset:
         """The windows of `split`: its files read at the model's rate, tokenised by its codec."""
         check_audio_model(model_config)
-        signals = audio_folder_split(self.root, split, model_config.sample_rate, self.max_files)
+        wanted = getattr(model_config, "classes_from", "")
+        if wanted != self.classes:
+            raise ConfigError(f"the data's classes ({self.classes or 'none'!r}) must be what the model's classes_from "
+                              f"says ({wanted or 'none'!r}): set data.classes and model.classes_from alike")
+        rate = model_config.sample_rate
+        signals = audio_folder_split(self.root, split, rate, self.max_files)
+        classes = [pitch_class(x, rate) for x in signals] if self.classes == "pitch" else None
         if self.max_silence:
-            signals = [shorten_silences(x, model_config.sample_rate, self.max_silence) for x in signals]
-        return audio_windows(signals, split, model_config, self.targets, self.seed)
+            signals = [shorten_silences(x, rate, self.max_silence) for x in signals]
+        return audio_windows(signals, split, model_config, self.targets, self.seed, classes)

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from core.codecs import encode
+from core.conditioning import Cond
 from core.data.batch import Batch, SplitDataset
 from core.data.segments import StreamSplit
 from core.errors import ConfigError
-from core.validation import check_int
+from core.validation import check_int, need
 
 
 class AudioModelConfig(Protocol):
@@ -57,19 +58,27 @@ def check_audio_model(model_config: AudioModelConfig) -> None:
 
 
 def audio_windows(signals: list[np.ndarray], split: str, model_config: AudioModelConfig, targets: int,
-                  seed: int) -> SplitDataset:
+                  seed: int, classes: Sequence[int] | None = None) -> SplitDataset:
     """Float signals (T_i,) in [-1, 1] at the model's rate -> its tokens, as the model reads them.
 
     A convolutional model (its config has a receptive field R) gets windows of R + T, random
     offsets for "train" and offset 0 for "valid" and "test"; a recurrent one (its config has a
     segment_length instead) gets consecutive segments of parallel streams (core.data.segments).
+    `classes` (one id per signal) makes every window of a signal carry its class (ClassedWindows).
     """
     check_audio_model(model_config)
+    n_classes = getattr(model_config, "n_classes", 0)
+    if n_classes and classes is None:
+        raise ConfigError(f"the model is class-conditional (n_classes {n_classes}) but this data gives no class ids")
+    if classes is not None and not n_classes:
+        raise ConfigError("this data gives class ids but the model has none (n_classes 0)")
     sequences = [encode(x, model_config.quantization_levels, model_config.codec) for x in signals]
     if hasattr(model_config, "segment_length"):
+        need(classes is None, "class-conditioned audio needs a WaveNet; a recurrent model takes no classes")
         return StreamSplit(sequences, model_config.segment_length, seed=seed, shuffle=split == "train")
-    return WindowDataset(sequences, receptive_field=model_config.receptive_field, targets=targets, seed=seed,
-                         random_offset=split == "train")
+    args = dict(receptive_field=model_config.receptive_field, targets=targets, seed=seed,
+                random_offset=split == "train")
+    return WindowDataset(sequences, **args) if classes is None else ClassedWindows(sequences, classes, **args)
 
 
 class WindowDataset(SplitDataset):
@@ -148,17 +157,44 @@ class WindowDataset(SplitDataset):
     def __len__(self) -> int:
         return int(self._ends[-1])
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        """LongTensor (R + T,): window `index`, counting through the sequences in order."""
+    def sequence_of(self, index: int) -> int:
+        """Which sequence window `index` is cut from (windows count through the sequences in order)."""
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"window index {index} out of range for {n} windows")
-        index %= n
-        s = int(np.searchsorted(self._ends, index, side="right"))
-        k = index - (int(self._ends[s - 1]) if s else 0)
+        return int(np.searchsorted(self._ends, index % n, side="right"))
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """LongTensor (R + T,): window `index`, counting through the sequences in order."""
+        s = self.sequence_of(index)
+        k = index % len(self) - (int(self._ends[s - 1]) if s else 0)
         start = int(self._offsets[s]) + k * self.targets
         return torch.from_numpy(self.sequences[s][start : start + self.window].astype(np.int64))
 
     def collate(self, items: list[torch.Tensor]) -> Batch:
         """Windows (R + T,) -> Batch x (B, R + T), scored from R."""
         return Batch(torch.stack(items), score_from=self.score_from)
+
+
+class ClassedWindows(WindowDataset):
+    """WindowDataset whose sequences each have a class id; `classes` (one int >= 0 per sequence).
+
+    `dataset[i]` is (window LongTensor (R + T,), class id); a batch carries the classes as Cond(classes (B,)).
+    """
+
+    def __init__(self, sequences: Sequence[np.ndarray], classes: Sequence[int], **windows):
+        super().__init__(sequences, **windows)
+        need(len(classes) == len(self.sequences),
+             f"classes must give one id per sequence: {len(classes)} for {len(self.sequences)} sequences")
+        for c in classes:
+            check_int("class id", c, 0)
+        self.classes = [int(c) for c in classes]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        window = super().__getitem__(index)
+        return window, self.classes[self.sequence_of(index)]
+
+    def collate(self, items: list[tuple[torch.Tensor, int]]) -> Batch:
+        """(window (R + T,), class) items -> Batch x (B, R + T), cond classes (B,), scored from R."""
+        return Batch(torch.stack([w for w, _ in items]), cond=Cond(classes=torch.tensor([c for _, c in items])),
+                     score_from=self.score_from)

@@ -28,9 +28,11 @@ from torch import nn
 
 from core.conditioning import Cond, embed_classes
 from core.models.registry import register
+from core.pitch import PITCH_CLASSES
 from core.validation import is_int, need
 
 CODECS = ("mulaw", "linear", "none")
+CLASSES_FROM = ("", "pitch")
 
 
 @dataclass
@@ -46,6 +48,9 @@ class WaveNetConfig:
     skip_channels: int = 128
     head_channels: int = 128
     n_classes: int = 0  # global conditioning: number of class ids (0 = none)
+    # "" = the user picks the class; "pitch" = the class is the audio's pitch register (core.pitch.pitch_class):
+    # the training clip's, and when continuing, the primer's.
+    classes_from: str = ""
     local_channels: int = 0  # local conditioning: feature channels (0 = none)
     local_hop: int = 1  # samples per local-conditioning frame
     codec: str = "mulaw"  # what a token means: "mulaw", "linear" (audio) or "none"
@@ -65,6 +70,12 @@ class WaveNetConfig:
             need(is_int(getattr(self, name)) and getattr(self, name) >= 0,
                  f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
         need(self.codec in CODECS, f"codec must be one of {CODECS}, got {self.codec!r}")
+        need(self.classes_from in CLASSES_FROM,
+             f"classes_from must be one of {CLASSES_FROM}, got {self.classes_from!r}")
+        if self.classes_from == "pitch":
+            need(self.n_classes == PITCH_CLASSES and self.sample_rate > 0,
+                 f"classes_from 'pitch' needs audio (sample_rate > 0) and n_classes = {PITCH_CLASSES}, one per "
+                 f"pitch register; got n_classes {self.n_classes!r}")
         if self.dilations is None:
             self.dilations = [2**i for i in range(self.layers_per_stack)] * self.stacks
         self.dilations = list(self.dilations)
