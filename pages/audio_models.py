@@ -47,7 +47,8 @@ def model_summary(entry: dict | None) -> str:
     if entry.get("data"):
         lines.append(trained_on(entry["data"]))
     if c.get("classes_from") == "pitch":
-        bands = ", ".join(f"{lo:g}–{hi:g}" for lo, hi in zip((0, *PITCH_EDGES), (*PITCH_EDGES, "…"), strict=True))
+        middle = [f"{lo:g}–{hi:g}" for lo, hi in zip(PITCH_EDGES[:-1], PITCH_EDGES[1:], strict=True)]
+        bands = ", ".join([f"under {PITCH_EDGES[0]:g}", *middle, f"{PITCH_EDGES[-1]:g} and over"])
         lines.append(f"Pitch-conditioned: told the register of the voice (the primer's median f0 in one of "
                      f"{c['n_classes']} bands: {bands} Hz), it keeps to it after a pause.")
     elif c.get("n_classes"):

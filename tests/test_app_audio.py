@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -29,6 +30,7 @@ from core.continuation import dequantise, quantise
 from core.errors import AudioError, CheckpointError, ConfigError
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
+from core.pitch import PITCH_CLASSES
 from pages.audio_output import OUTPUTS_PER_VARIATION, Runs
 from tests.conftest import TINY_SAMPLE_RATE, free_port, tiny_audio_config
 
@@ -193,6 +195,27 @@ def test_class_conditional_model_needs_a_class_in_range() -> None:
     assert audio_page.check_settings(model, 1.0, 1.0, 0, 1, 0, 2).class_id == 2
     with pytest.raises(ConfigError, match="class id"):
         audio_page.check_settings(model, 1.0, 1.0, 0, 1, 0, 3)
+
+
+def test_a_pitch_conditioned_model_takes_its_class_from_the_primer_and_the_page_hides_the_class_box(
+        wav: Path, tmp_path: Path) -> None:
+    """Its class is the primer's pitch register (core.pitch), so the class box is hidden, whatever it holds is
+    ignored, and the model's description says what the classes are."""
+    torch.manual_seed(0)
+    save_checkpoint(WaveNet(tiny_audio_config(n_classes=PITCH_CLASSES, classes_from="pitch")), tmp_path / "voice")
+    store = ModelStore([tmp_path], device="cpu")
+    (entry,) = audio_models_page.audio_models(store)
+    assert audio_models_page.class_props(entry)["visible"] is False
+    assert "Pitch-conditioned" in audio_models_page.model_summary(entry)
+    model = store.get(entry["path"])
+    assert audio_page.check_settings(model, 1.0, 1.0, 0, 1, 0, 99).class_id is None
+    made = [len(sf.read(update[1])[0]) for update in audio_page.generate_audio(
+        store, entry["path"], str(wav), 0.25, 0.1, 1.0, 0, 1, 0, 99, True, True) if isinstance(update[1], str)]
+    assert made == [SR // 4 + SR // 10]  # the primer as heard and the continuation
+    save_checkpoint(WaveNet(tiny_audio_config(n_classes=3)), tmp_path / "picked")
+    picked = next(m for m in audio_models_page.audio_models(ModelStore([tmp_path], device="cpu"))
+                  if m["path"].endswith("picked"))
+    assert audio_models_page.class_props(picked) == dict(visible=True, maximum=2, info="0 … 2")
 
 
 def test_model_store_skips_bad_folders_and_caches_loads(model_dir: Path, tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ from core.codecs import decode, encode
 from core.data import DATA_KINDS, Batch, build_split, data_config, data_config_from_dict, data_config_to_dict
 from core.data.audio_folder import AudioFolderData, audio_folder_split, shorten_silences
 from core.data.tones import KINDS, tone_clip, tones
-from core.data.windows import WindowDataset
+from core.data.windows import ClassedWindows, WindowDataset, audio_windows
 from core.errors import AudioError, ConfigError
 from core.models.wavenet import WaveNetConfig
+from core.pitch import PITCH_CLASSES
 
 SR = 8000
 
@@ -385,3 +386,38 @@ def test_a_windows_split_collates_into_a_batch_scored_from_the_receptive_field()
     assert torch.equal(batch.x, again.x) and not torch.equal(batch.x, other_epoch.x)
     everything = list(train.loader(3, train=False))
     assert sum(b.x.shape[0] for b in everything) == len(train)  # evaluation sees every window, the last batch short
+
+
+def test_a_pitch_classed_audio_folder_gives_each_window_its_files_register(tmp_path):
+    t = np.arange(SR // 2) / SR
+    voices = {"low": 85.0, "high": 250.0}  # pulse trains: registers 0 and the top one
+    for split in ("train", "valid", "test"):
+        (tmp_path / split).mkdir()
+        for name, f0 in voices.items():
+            x = 0.3 * np.cos(2 * np.pi * f0 * np.outer(t, np.arange(1, int(3500 / f0) + 1))).mean(axis=1)
+            sf.write(tmp_path / split / f"{name}.wav", x, SR, subtype="PCM_16")
+    model = small_wavenet(n_classes=PITCH_CLASSES, classes_from="pitch")
+    split = AudioFolderData(root=str(tmp_path), targets=500, classes="pitch").build("train", model)
+    assert isinstance(split, ClassedWindows) and split.classes == [PITCH_CLASSES - 1, 0]  # high.wav sorts first
+    batch = split.collate([split[i] for i in range(len(split))])
+    assert batch.x.shape == (len(split), model.receptive_field + 500)
+    assert batch.cond.classes.tolist() == [split.classes[split.sequence_of(i)] for i in range(len(split))]
+    assert set(batch.cond.classes.tolist()) == {0, PITCH_CLASSES - 1}
+    with pytest.raises(ConfigError, match="data.classes and model.classes_from alike"):
+        AudioFolderData(root=str(tmp_path), targets=500).build("train", model)
+    with pytest.raises(ConfigError, match="data.classes and model.classes_from alike"):
+        AudioFolderData(root=str(tmp_path), targets=500, classes="pitch").build("train", small_wavenet())
+    with pytest.raises(ConfigError, match="classes must be one of"):
+        AudioFolderData(root=str(tmp_path), classes="speaker")
+
+
+def test_classed_windows_need_one_class_id_per_sequence_and_class_conditional_models_need_classed_data():
+    with pytest.raises(ConfigError, match="one id per sequence"):
+        ClassedWindows(ramps(50, 60), [0], receptive_field=4, targets=10)
+    with pytest.raises(ConfigError, match="class id"):
+        ClassedWindows(ramps(50), [-1], receptive_field=4, targets=10)
+    x = [np.zeros(SR // 4, np.float32)]
+    with pytest.raises(ConfigError, match="gives no class ids"):
+        audio_windows(x, "train", small_wavenet(n_classes=3), targets=100, seed=0)
+    with pytest.raises(ConfigError, match="the model has none"):
+        audio_windows(x, "train", small_wavenet(), targets=100, seed=0, classes=[1])
