@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy; higher = more random (default 1)")
     p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely levels")
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
-    p.add_argument("--class", dest="class_id", type=int, default=None, help="class id for class-conditional models")
+    p.add_argument("--class", dest="class_id", type=int, default=None,
+                   help="class id for class-conditional models (a pitch-conditioned one takes its primer's register "
+                        "when none is given)")
     p.add_argument("--count", type=int, default=1, help="unconditional samples to write when no WAV is given")
     p.add_argument("--method", default="auto", choices=["auto", *METHODS],
                    help="generation path: auto (CUDA graph on a GPU; on a CPU the fused C kernel where it builds, "

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoints import latest_checkpoint, load_checkpoint
+from core.checkpoints import latest_checkpoint, load_checkpoint, load_state
 from core.continuation import continue_audio
 from core.errors import ConfigError
 from core.train import main
 from core.training import config as train_config
-from core.training.loop import Trainer
+from core.training.loop import TRAINED, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TONE = ROOT / "configs" / "tone500.json"
@@ -88,6 +88,36 @@ def test_resume_continues_the_step_count_and_optimizer(tmp_path):
     assert state["step"] == 10
     resumed = load_checkpoint(latest_checkpoint(run))
     assert any((a != b).any() for a, b in zip(first.state_dict().values(), resumed.state_dict().values(), strict=True))
+
+
+def test_with_ema_checkpoints_hold_the_moving_average_and_a_resume_trains_on_from_the_trained_weights(tmp_path):
+    """train.ema = d: after step 1 the average is the trained weights; each later step moves it by (1 - d) towards
+    them. The average is what is validated and saved (model.safetensors); trained.safetensors holds the trained
+    weights, which a resume trains on from while the average goes on from the saved one."""
+    run = tmp_path / "run"
+    args = [*sum((["--set", s] for s in TINY), []), "--set", "train.ema=0.75", "--set", "train.valid_every=1",
+            "--set", "train.keep_checkpoints=10"]
+    assert main(["--config", str(TONE), "--run-dir", str(run), "--no-progress", *args,
+                 "--set", "train.max_steps=2"]) == 0
+
+    def weights(step: int, name: str = "model.safetensors") -> dict:
+        return load_state(run / "checkpoints" / f"step_{step:08d}", name)
+
+    resumed = Trainer(train_config.load(run / "config.json", ["train.max_steps=3"]), run, resume=True,
+                      show_progress=False)
+    for k, v in resumed.model.state_dict().items():
+        torch.testing.assert_close(v, weights(2, TRAINED)[k])
+        torch.testing.assert_close(resumed.averaged.module.state_dict()[k], weights(2)[k])
+    resumed.run()
+    (first, second, third), trained = ([weights(k, name) for k in (1, 2, 3)] for name in ("model.safetensors",
+                                                                                             TRAINED))
+    for k in first:
+        torch.testing.assert_close(first[k], trained[0][k])
+        torch.testing.assert_close(second[k], 0.75 * first[k] + 0.25 * trained[1][k])
+        torch.testing.assert_close(third[k], 0.75 * second[k] + 0.25 * trained[2][k])
+    assert any(not torch.equal(third[k], trained[2][k]) for k in third)
+    with pytest.raises(ConfigError, match="train.ema must be in"):
+        train_config.load(TONE, ["train.ema=1"])
 
 
 def test_a_resume_that_names_a_new_learning_rate_restarts_the_optimizer_there_and_later_resumes_keep_it(tmp_path):

@@ -50,6 +50,9 @@ class OptimConfig:
     keep_every: int = 0  # also keep every checkpoint whose step is a multiple of N, to compare later; 0 = off
     seed: int = 0
     init_from: str = ""  # a checkpoint folder whose weights start a new run (fine-tuning); "" = random weights
+    # Weight averaging: validation and every checkpoint's weights are an exponential moving average of the trained
+    # weights, each step moving it by (1 - ema) towards them (0.999: about the last 1,000 steps); 0 = off.
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         def number(v: object) -> bool:
@@ -72,6 +75,9 @@ class OptimConfig:
             raise ConfigError(f"train.init_from must be a checkpoint folder's path, got {self.init_from!r}")
         if not isinstance(self.keep_best, bool):
             raise ConfigError(f"train.keep_best must be true or false, got {self.keep_best!r}")
+        if not number(self.ema) or not 0 <= self.ema < 1:
+            raise ConfigError(f"train.ema must be in [0, 1) (0 = off; 0.999 averages about 1,000 steps), "
+                              f"got {self.ema!r}")
         if self.decay_rate > 1:
             raise ConfigError(f"train.decay_rate must be in (0, 1], got {self.decay_rate!r}")
 

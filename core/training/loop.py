@@ -5,7 +5,9 @@
 Each step draws a batch (core.data.Batch), calls the config's objective (core.training.objectives),
 which returns the loss, its additive statistics and any state carried into the next batch of the
 same streams, and takes an optimiser step. Validation calls the same objective in evaluation form
-(core.training.evaluation), so what is trained and what is reported never drift.
+(core.training.evaluation), so what is trained and what is reported never drift. With `train.ema` the
+weights that are validated, saved and sampled are a moving average of the trained ones (Polyak
+averaging): a sampled continuation then depends far less on which step a checkpoint was taken at.
 
 A run folder holds:
     config.json       the full TrainConfig
@@ -13,7 +15,8 @@ A run folder holds:
                       train rows add "lr" and "samples_per_s"
     status.json       {"state": "running"|"finished"|"stopped"|"failed", "step", "max_steps", ...}
     checkpoints/step_XXXXXXXX/   checkpoint folders (config.json, model.safetensors, README.md,
-                      metrics.json, optimizer.safetensors, trainer_state.json)
+                      metrics.json, optimizer.safetensors, trainer_state.json; with train.ema,
+                      model.safetensors holds the averaged weights and trained.safetensors the trained ones)
     latest            the name of the newest complete checkpoint folder (replaced atomically)
 
 Under torchrun every rank trains on its own shard (DDP, gloo on CPU, nccl on CUDA) and draws its own
@@ -33,6 +36,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from core import atomic, checkpoints
@@ -44,6 +48,9 @@ from core.run_files import METRICS, metrics_rows
 from core.training.config import TrainConfig
 from core.training.evaluation import evaluate
 from core.training.objectives import LN2, Through
+
+
+TRAINED = "trained.safetensors"  # with train.ema: the trained weights, beside the averaged ones a checkpoint holds
 
 
 class Trainer:
@@ -85,6 +92,9 @@ class Trainer:
         self.objective = cfg.objective.build(self.model, opt.seed, training=True)
         self.eval_objective = cfg.objective.build(self.model, opt.seed, training=False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+        # The averaged weights start as the model's (its initial or init_from weights) and follow each step.
+        self.averaged = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(opt.ema),
+                                      use_buffers=True) if opt.ema else None
         self.step, self.epoch = 0, 0
         self.best_valid, self.bad_validations = math.inf, 0
         if resume:
@@ -154,11 +164,18 @@ class Trainer:
         if opt.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), opt.clip_norm)
         self.optimizer.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
         return {**out.sums, "targets": out.count}, out.state
+
+    @property
+    def kept_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the moving average with train.ema, else the trained ones."""
+        return self.averaged.module if self.averaged is not None else self.model
 
     def evaluate(self, dataset) -> dict:
         """The objective's statistics per scored unit over a split (nll_nats, bits, acc...), pooled across ranks."""
-        return evaluate(self.model, dataset, self.eval_objective, self.cfg.train.batch_size, self.device,
+        return evaluate(self.kept_model, dataset, self.eval_objective, self.cfg.train.batch_size, self.device,
                         self.cfg.train.valid_batches, self.world, self.rank)
 
     def _validate_and_save(self) -> dict:
@@ -214,10 +231,13 @@ class Trainer:
         opt_tensors, opt_meta = _optimizer_state(self.optimizer)
         state = {"step": self.step, "epoch": self.epoch + 1, "best_valid": self.best_valid,
                  "bad_validations": self.bad_validations, "optimizer": opt_meta}
+        tensors = {"optimizer.safetensors": opt_tensors}
+        if self.averaged is not None:  # model.safetensors gets the average; a resume trains on from these
+            tensors[TRAINED] = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
         checkpoints.save_checkpoint(
-            self.model, ckpt_dir / name, overwrite=True, metrics=card_metrics,
-            card=checkpoints.model_card(self.model, card_metrics, notes),
-            extra_tensors={"optimizer.safetensors": opt_tensors},
+            self.kept_model, ckpt_dir / name, overwrite=True, metrics=card_metrics,
+            card=checkpoints.model_card(self.kept_model, card_metrics, notes),
+            extra_tensors=tensors,
             extra_files={"trainer_state.json": json.dumps(state).encode()},
         )
         atomic.write_text(self.run_dir / "latest", name)
@@ -247,8 +267,12 @@ class Trainer:
         if folder is None:
             raise ConfigError(f"--resume: {self.run_dir} has no checkpoint yet; start it without --resume")
         state = json.loads((folder / "trainer_state.json").read_text())
-        loaded = checkpoints.load_checkpoint(folder, self.device)
-        self.model.load_state_dict(loaded.state_dict())
+        loaded = checkpoints.load_checkpoint(folder, self.device).state_dict()
+        trained = folder / TRAINED
+        self.model.load_state_dict(checkpoints.load_state(folder, TRAINED) if trained.is_file() else loaded)
+        if self.averaged is not None:  # the saved average (or, for a run that had none, the weights) goes on
+            self.averaged.module.load_state_dict(loaded)
+            self.averaged.n_averaged.fill_(max(1, state["step"]))
         _load_optimizer_state(self.optimizer, checkpoints.load_state(folder, "optimizer.safetensors"),
                               state["optimizer"], self.device)
         self.step, self.epoch = state["step"], state["epoch"]
