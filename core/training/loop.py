@@ -49,7 +49,6 @@ from core.training.config import TrainConfig
 from core.training.evaluation import evaluate
 from core.training.objectives import LN2, Through
 
-
 TRAINED = "trained.safetensors"  # with train.ema: the trained weights, beside the averaged ones a checkpoint holds
 
 
