@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import soxr
-from scipy.fft import rfft
 
 ANALYSIS_RATE = 16000  # Hz: median_f0 hears every clip at this rate
 FRAME_S, HOP_S = 0.04, 0.01
@@ -50,7 +49,7 @@ def voicing(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     f0 = np.zeros(len(fr))
     rms = np.sqrt((fr**2).mean(axis=1)) if len(fr) else np.zeros(0)
     labels[rms < SILENT_RMS] = "silent"
-    spectrum = rfft(fr, 2 * n, axis=1)
+    spectrum = np.fft.rfft(fr, 2 * n, axis=1)
     ac = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, : hi + 2]
     energy = np.cumsum(fr**2, axis=1)  # energy[:, m] = sum of x[0..m]^2
     total = energy[:, -1:]
