@@ -8,14 +8,16 @@ a clip 40 dB quieter: it hears next to nothing. So, before priming:
 - trailing silence is cut: 10 ms frames (FRAME_SECONDS) at the end whose RMS is below
   SILENCE_DBFS are dropped, looking back at most TRIM_SEARCH_SECONDS, and the primer is the
   last `prime_seconds` before them;
-- with level matching, the primer is scaled so its peak is TARGET_PEAK_DBFS (the loudness the
-  bundled audio models were trained at: the rendered melodies are peak-normalised to 0.9, about
-  -1 dBFS; the synthetic tones peak between 0.3 and 0.9), by at most MAX_GAIN_DB; the continuation
-  is scaled back by the same factor, so the output stays at the clip's own level;
+- with level matching, the primer is scaled to the loudness its model was trained at (a Loudness: by
+  default a TARGET_PEAK_DBFS peak, as the rendered melodies are peak-normalised to 0.9, about -1 dBFS,
+  and the synthetic tones peak between 0.3 and 0.9; a model's config may name another in
+  `extra["loudness"]`, such as the speech model's -20 dBFS RMS, its corpus's level), by at most
+  MAX_GAIN_DB; the continuation is scaled back by the same factor, so the output stays at the clip's
+  own level;
 - a primer that is silent, or whose peak is below QUIET_DBFS without level matching, gets a warning.
 
     end = read_audio(path, rate, last_seconds=read_seconds(prime_seconds))
-    primer = prepare_primer(end, rate, prime_seconds, match_level=True)
+    primer = prepare_primer(end, rate, prime_seconds, match_level=True, target=loudness_of(model.config))
     primer.audio * primer.gain        what the model is primed with; primer.notes for the person
 """
 
@@ -26,12 +28,47 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import ConfigError
+
 SILENCE_DBFS = -60.0  # a 10 ms frame whose RMS is below this is silence
-QUIET_DBFS = -30.0  # a primer whose peak is below this is very quiet for the bundled models
-TARGET_PEAK_DBFS = -1.0  # level matching sets the primer's peak to this
+QUIET_DBFS = -29.0  # dB: a primer this far under its model's training level is very quiet for it
+TARGET_PEAK_DBFS = -1.0  # level matching sets the primer's peak to this, unless its model says otherwise
+LOUDNESS_MEASURES = ("peak", "rms")
 MAX_GAIN_DB = 40.0  # level matching raises a primer by at most this
 TRIM_SEARCH_SECONDS = 10.0  # trailing silence is looked for this far back from the end, at most
 FRAME_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """How loud a model's training audio was: its `measure` ("peak" or "rms") at `dbfs`."""
+
+    measure: str = "peak"
+    dbfs: float = TARGET_PEAK_DBFS
+
+    def __post_init__(self) -> None:
+        if self.measure not in LOUDNESS_MEASURES:
+            raise ConfigError(f"loudness measure must be one of {LOUDNESS_MEASURES}, got {self.measure!r}")
+        if isinstance(self.dbfs, bool) or not isinstance(self.dbfs, (int, float)) or not -60 <= self.dbfs <= 0:
+            raise ConfigError(f"loudness dbfs must be a number in [-60, 0], got {self.dbfs!r}")
+
+    def of(self, audio: np.ndarray) -> float:
+        """`audio`'s level by this measure, in dBFS (-inf for silence or no samples)."""
+        return peak_dbfs(audio) if self.measure == "peak" else rms_dbfs(audio)
+
+    def __str__(self) -> str:
+        return f"{self.dbfs:g} dBFS {'peak' if self.measure == 'peak' else 'RMS'}"
+
+
+def loudness_of(model_config) -> Loudness:
+    """The loudness a model was trained at: its config's `extra["loudness"]` ({"measure", "dbfs"}), else the
+    default peak. ConfigError for one that does not parse."""
+    named = (getattr(model_config, "extra", None) or {}).get("loudness")
+    if named is None:
+        return Loudness()
+    if not isinstance(named, dict) or set(named) - {"measure", "dbfs"}:
+        raise ConfigError(f"extra.loudness must be {{'measure': 'peak' or 'rms', 'dbfs': number}}, got {named!r}")
+    return Loudness(**named)
 
 
 @dataclass(frozen=True)
@@ -43,6 +80,7 @@ class Primer:
     trimmed_seconds: float  # trailing silence cut from the end of the clip
     peak_dbfs: float  # the peak of `audio` (-inf when it is all zeros)
     warnings: tuple[str, ...]  # problems the person should fix (silent, very quiet)
+    target: Loudness = Loudness()  # what level matching aims at
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -51,8 +89,8 @@ class Primer:
         if self.trimmed_seconds > 0:
             done.append(f"Cut {self.trimmed_seconds:.2f} s of trailing silence (below {SILENCE_DBFS:g} dBFS).")
         if self.gain != 1.0:
-            done.append(f"Level matched: primer {20 * math.log10(self.gain):+.1f} dB to a {TARGET_PEAK_DBFS:g} dBFS "
-                        "peak; the output is scaled back to the clip's level.")
+            done.append(f"Level matched: primer {20 * math.log10(self.gain):+.1f} dB to {self.target}, the model's "
+                        "training level; the output is scaled back to the clip's level.")
         return (*done, *self.warnings)
 
 
@@ -65,6 +103,12 @@ def peak_dbfs(audio: np.ndarray) -> float:
     """The largest absolute sample of `audio` in dBFS (0 = full scale); -inf for silence or no samples."""
     peak = float(np.abs(audio).max()) if len(audio) else 0.0
     return 20 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def rms_dbfs(audio: np.ndarray) -> float:
+    """The RMS of `audio` in dBFS (a full-scale square wave is 0); -inf for silence or no samples."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if len(audio) else 0.0
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
 
 
 def trim_trailing_silence(audio: np.ndarray, sample_rate: int, threshold_dbfs: float = SILENCE_DBFS) -> np.ndarray:
@@ -91,6 +135,7 @@ def prepare_primer(
     *,
     trim: bool = True,
     match_level: bool = False,
+    target: Loudness = Loudness(),
 ) -> Primer:
     """The primer for `clip_end` (T,), float32 at `sample_rate`: its last `prime_seconds`, prepared as above.
 
@@ -115,11 +160,13 @@ def prepare_primer(
         warnings.append(f"The end of the clip is silent (below {SILENCE_DBFS:g} dBFS): the model hears nothing "
                         "of it and continues from silence. Upload a clip with sound near its end.")
     elif match_level:
-        gain = 10 ** (min(TARGET_PEAK_DBFS - level, MAX_GAIN_DB) / 20)
-        if TARGET_PEAK_DBFS - level > MAX_GAIN_DB:
-            warnings.append(f"The primer peaks at {level:.0f} dBFS: level matching raised it by its limit of "
-                            f"{MAX_GAIN_DB:g} dB only, and the model may not hear it well.")
-    elif level < QUIET_DBFS:
-        warnings.append(f"The primer is very quiet (its peak is {level:.0f} dBFS; the model was trained near "
-                        f"{TARGET_PEAK_DBFS:g} dBFS) and may not be continued: turn on level matching.")
-    return Primer(audio=audio, gain=gain, trimmed_seconds=trimmed, peak_dbfs=level, warnings=tuple(warnings))
+        # Raised by at most MAX_GAIN_DB, and never so far that its peak would pass full scale.
+        gain = 10 ** (min(target.dbfs - target.of(audio), MAX_GAIN_DB, -level) / 20)
+        if target.dbfs - target.of(audio) > MAX_GAIN_DB:
+            warnings.append(f"The primer is at {target.of(audio):.0f} dBFS {target.measure}: level matching raised "
+                            f"it by its limit of {MAX_GAIN_DB:g} dB only, and the model may not hear it well.")
+    elif target.of(audio) < target.dbfs + QUIET_DBFS:
+        warnings.append(f"The primer is very quiet ({target.of(audio):.0f} dBFS {target.measure}; the model was "
+                        f"trained near {target}) and may not be continued: turn on level matching.")
+    return Primer(audio=audio, gain=gain, trimmed_seconds=trimmed, peak_dbfs=level, warnings=tuple(warnings),
+                  target=target)

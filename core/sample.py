@@ -32,7 +32,7 @@ from core.devices import pick_device
 from core.errors import StudioError
 from core.generation import METHODS, default_method
 from core.generation.factory import family_steppers
-from core.primer import Primer, prepare_primer, read_seconds
+from core.primer import Loudness, Primer, loudness_of, prepare_primer, read_seconds
 from core.sequence_samples import sample_sequences
 
 
@@ -51,10 +51,11 @@ def sample_file(model, primer: Primer | None, args, label: str, seed: int | None
     return np.concatenate([heard(model, audio, gain)] + [c[0] for c in chunks])
 
 
-def read_primer(path: Path, sample_rate: int, args) -> Primer:
-    """The primer of one input file (only its end is decoded); its notes go to stderr."""
+def read_primer(path: Path, sample_rate: int, args, target: Loudness) -> Primer:
+    """The primer of one input file (only its end is decoded), level matched to `target`; its notes go to stderr."""
     end = read_audio(path, sample_rate, last_seconds=read_seconds(args.prime_seconds, args.trim))
-    primer = prepare_primer(end, sample_rate, args.prime_seconds, trim=args.trim, match_level=args.match_level)
+    primer = prepare_primer(end, sample_rate, args.prime_seconds, trim=args.trim, match_level=args.match_level,
+                            target=target)
     for note in primer.notes:
         print(f"{path}: {note}", file=sys.stderr)
     return primer
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for i, (name, wav) in enumerate(jobs):
         try:
-            primer = read_primer(wav, sr, args) if wav is not None else None
+            primer = read_primer(wav, sr, args, loudness_of(model.config)) if wav is not None else None
             seed = None if args.seed is None else args.seed + i
             audio = sample_file(model, primer, args, name, seed)
             write_wav(out / name, audio, sr)

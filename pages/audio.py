@@ -37,7 +37,7 @@ from core.errors import ConfigError, StudioError
 from core.generation import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
-from core.primer import SILENCE_DBFS, TARGET_PEAK_DBFS, Primer, prepare_primer, read_seconds
+from core.primer import SILENCE_DBFS, Loudness, Primer, loudness_of, prepare_primer, read_seconds
 from pages.audio_models import audio_models, class_props, example_model, model_summary
 from pages.audio_output import (
     MAX_VARIATIONS,
@@ -101,10 +101,12 @@ class Take:
 
 def load_primer(
     upload: str | None, sample_rate: int, prime_seconds: float, *, trim: bool = True, match_level: bool = False,
+    target: Loudness = Loudness(),
 ) -> Primer | None:
     """The primer from the uploaded file at `sample_rate` (core.primer.prepare_primer); None without an upload.
 
-    Its last `prime_seconds` before its trailing silence (with `trim`), level matched on request. Only
+    Its last `prime_seconds` before its trailing silence (with `trim`), level matched to `target` (the model's
+    training loudness, core.primer.loudness_of) on request. Only
     the end of the file is decoded (core.audio.read_audio's last_seconds). Raises AudioError for an
     upload that is not usable audio (not audio, empty, NaN, over 20 MiB).
     """
@@ -113,7 +115,7 @@ def load_primer(
     if not (isinstance(prime_seconds, (int, float)) and 0 < prime_seconds <= MAX_PRIME_SECONDS):
         raise ConfigError(f"prime seconds must be in (0, {MAX_PRIME_SECONDS:g}], got {prime_seconds!r}")
     end = read_audio(upload, sample_rate, max_bytes=MAX_UPLOAD_BYTES, last_seconds=read_seconds(prime_seconds, trim))
-    return prepare_primer(end, sample_rate, prime_seconds, trim=trim, match_level=match_level)
+    return prepare_primer(end, sample_rate, prime_seconds, trim=trim, match_level=match_level, target=target)
 
 
 def check_settings(
@@ -231,7 +233,7 @@ def generate_audio(
         net = store.get(model)
         settings = check_settings(net, seconds, temperature, top_k, variations, seed, class_id)
         primer = load_primer(audio, net.config.sample_rate, prime_seconds, trim=bool(trim),
-                             match_level=bool(match_level))
+                             match_level=bool(match_level), target=loudness_of(net.config))
         notes = "".join(f"{html.escape(note)}<br>" for note in primer.notes) if primer is not None else ""
         for warning in primer.warnings if primer is not None else ():
             gr.Warning(warning)
@@ -278,9 +280,9 @@ def build(store: ModelStore) -> None:
                                info=f"the primer is the last N seconds before the clip's trailing silence: 10 ms "
                                     f"frames quieter than {SILENCE_DBFS:g} dBFS (RMS) at its end are cut first")
             match_level = gr.Checkbox(True, label="match level",
-                                      info=f"the model hears the primer raised (or lowered) to a {TARGET_PEAK_DBFS:g} "
-                                           "dBFS peak, the loudness it was trained at; the output is scaled back "
-                                           "to the clip's level")
+                                      info="the model hears the primer raised (or lowered) to the loudness it was "
+                                           f"trained at ({Loudness()} for the music models); the output is scaled "
+                                           "back to the clip's level")
             seconds = gr.Slider(0.1, MAX_SECONDS, value=2.0, step=0.1, label="seconds to generate")
             temperature = gr.Slider(0.0, 2.0, value=0.85, step=0.05, label="temperature",
                                     info="0 = greedy; the bundled model holds its notes at 0.85 and at 1")

@@ -7,7 +7,8 @@
 Each clip (the first --clips WAVs of --wavs, sorted; in the speech corpus the test voices are never
 heard in training) is read at ANALYSIS_RATE and cut where it has been voiced for VOICED_RUN frames,
 at least --prime-seconds in (`cut_to_voiced`). Every model continues the same primer for --seconds
-the way the Audio page does (its default temperature, trailing silence trimmed, level matched),
+the way the Audio page does (its default temperature, trailing silence trimmed, level matched to the
+model's training loudness),
 at its own sample rate; the continuation is resampled back to ANALYSIS_RATE and measured against
 the primer, beside the clip's real continuation (what the speaker said next, up to --seconds: less
 where the clip ends sooner) as a reference:
@@ -46,7 +47,7 @@ from core.audio import read_audio  # noqa: E402
 from core.checkpoints import load_checkpoint  # noqa: E402
 from core.continuation import continue_audio  # noqa: E402
 from core.pitch import FRAME_S, HOP_S, SILENT_RMS, frames, voicing  # noqa: E402
-from core.primer import prepare_primer  # noqa: E402
+from core.primer import loudness_of, prepare_primer  # noqa: E402
 
 ANALYSIS_RATE = 16000
 VOICED_RUN = 3  # a primer ends with this many voiced frames
@@ -133,7 +134,8 @@ def continuation_of(model, primer: np.ndarray, seconds: float, temperature: floa
     """`model`'s continuation of `primer` (P,) at ANALYSIS_RATE, made as the Audio page makes it, at ANALYSIS_RATE."""
     rate = model.config.sample_rate
     heard = soxr.resample(primer, ANALYSIS_RATE, rate, "HQ") if rate != ANALYSIS_RATE else primer
-    prepared = prepare_primer(heard.astype(np.float32), rate, len(heard) / rate, trim=True, match_level=True)
+    prepared = prepare_primer(heard.astype(np.float32), rate, len(heard) / rate, trim=True, match_level=True,
+                              target=loudness_of(model.config))
     out = np.concatenate(list(continue_audio(model, prepared.audio, seconds, temperature=temperature, seed=seed,
                                              gain=prepared.gain)), axis=1)[0]
     return soxr.resample(out, rate, ANALYSIS_RATE, "HQ") if rate != ANALYSIS_RATE else out

@@ -200,18 +200,20 @@ def test_class_conditional_model_needs_a_class_in_range() -> None:
 def test_a_pitch_conditioned_model_takes_its_class_from_the_primer_and_the_page_hides_the_class_box(
         wav: Path, tmp_path: Path) -> None:
     """Its class is the primer's pitch register (core.pitch), so the class box is hidden, whatever it holds is
-    ignored, and the model's description says what the classes are."""
+    ignored, and the model's description says what the classes are. Level matching aims at the loudness its
+    config names (core.primer.loudness_of)."""
     torch.manual_seed(0)
-    save_checkpoint(WaveNet(tiny_audio_config(n_classes=PITCH_CLASSES, classes_from="pitch")), tmp_path / "voice")
+    speech = dict(n_classes=PITCH_CLASSES, classes_from="pitch", extra={"loudness": {"measure": "rms", "dbfs": -20}})
+    save_checkpoint(WaveNet(tiny_audio_config(**speech)), tmp_path / "voice")
     store = ModelStore([tmp_path], device="cpu")
     (entry,) = audio_models_page.audio_models(store)
     assert audio_models_page.class_props(entry)["visible"] is False
     assert "Pitch-conditioned" in audio_models_page.model_summary(entry)
     model = store.get(entry["path"])
     assert audio_page.check_settings(model, 1.0, 1.0, 0, 1, 0, 99).class_id is None
-    made = [len(sf.read(update[1])[0]) for update in audio_page.generate_audio(
-        store, entry["path"], str(wav), 0.25, 0.1, 1.0, 0, 1, 0, 99, True, True) if isinstance(update[1], str)]
-    assert made == [SR // 4 + SR // 10]  # the primer as heard and the continuation
+    updates = list(audio_page.generate_audio(store, entry["path"], str(wav), 0.25, 0.1, 1.0, 0, 1, 0, 99, True, True))
+    assert "to -20 dBFS RMS, the model&#x27;s training level" in updates[0][0]  # its own loudness, not a peak
+    assert updates[-1][0].count("-20 dBFS RMS") == 1
     save_checkpoint(WaveNet(tiny_audio_config(n_classes=3)), tmp_path / "picked")
     picked = next(m for m in audio_models_page.audio_models(ModelStore([tmp_path], device="cpu"))
                   if m["path"].endswith("picked"))

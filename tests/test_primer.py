@@ -8,15 +8,19 @@ import pytest
 import torch
 
 from core.continuation import continue_audio, dequantise, heard, quantise
+from core.errors import ConfigError
 from core.models.wavenet import WaveNet
 from core.primer import (
     MAX_GAIN_DB,
     SILENCE_DBFS,
     TARGET_PEAK_DBFS,
     TRIM_SEARCH_SECONDS,
+    Loudness,
+    loudness_of,
     peak_dbfs,
     prepare_primer,
     read_seconds,
+    rms_dbfs,
     trim_trailing_silence,
 )
 from tests.conftest import tiny_audio_config
@@ -76,6 +80,29 @@ def test_level_matching_raises_by_at_most_its_limit_and_says_so() -> None:
     primer = prepare_primer(faint, SR, 1.0, match_level=True)
     assert primer.gain == pytest.approx(10 ** (MAX_GAIN_DB / 20))
     assert "limit of 40 dB" in primer.warnings[0]
+
+
+def test_a_model_trained_at_an_rms_level_hears_its_primer_at_that_rms_but_never_past_full_scale() -> None:
+    speech = Loudness("rms", -20.0)  # the speech corpus: every file at RMS 0.1
+    primer = prepare_primer(tone(1.0, 0.05), SR, 1.0, match_level=True, target=speech)  # RMS 0.035: -29 dBFS
+    assert rms_dbfs(primer.audio * primer.gain) == pytest.approx(-20.0, abs=1e-3)
+    assert "to -20 dBFS RMS, the model's training level" in primer.notes[0]
+    clicks = np.zeros(SR, np.float32)
+    clicks[::800] = 0.5  # a peak of -6 dBFS at an RMS of -36: reaching -20 RMS would clip it
+    capped = prepare_primer(clicks, SR, 1.0, match_level=True, target=speech)
+    assert capped.gain == pytest.approx(2.0, rel=1e-4)  # +6 dB, not the +16 dB the RMS asks for
+    assert peak_dbfs(capped.audio * capped.gain) == pytest.approx(0.0, abs=1e-4)
+    quiet = prepare_primer(tone(1.0, 0.002), SR, 1.0, target=speech)  # -57 dBFS RMS, 37 dB under the target
+    assert "very quiet" in quiet.warnings[0] and "-20 dBFS RMS" in quiet.warnings[0]
+
+
+def test_a_models_training_loudness_comes_from_its_config_and_defaults_to_the_peak() -> None:
+    assert loudness_of(tiny_audio_config()) == Loudness("peak", TARGET_PEAK_DBFS)
+    config = tiny_audio_config(extra={"loudness": {"measure": "rms", "dbfs": -20}})
+    assert loudness_of(config) == Loudness("rms", -20)
+    for bad in ({"measure": "lufs", "dbfs": -20}, {"measure": "rms", "dbfs": 3}, {"level": -20}, -20):
+        with pytest.raises(ConfigError, match="loudness"):
+            loudness_of(tiny_audio_config(extra={"loudness": bad}))
 
 
 def test_read_seconds_leaves_room_for_trailing_silence_only_when_trimming() -> None:
