@@ -65,15 +65,17 @@ audio-model: build-deps
 # festvox-kallpc16k, festvox-us-slt-hts and espeak-ng; under 2 min on a quiet 2-core machine), then, at
 # 8 kHz and batch 8, fine-tune the bundled melody WaveNet on it (configs/speech8k_wavenet.json,
 # train.init_from) for SPEECH_STAGE1 steps, and go on from that step as a pitch-conditioned model (each
-# file's pitch register is its class, core.pitch; the new class embedding starts at zero) to SPEECH_STEPS;
+# file's pitch register is its class, core.pitch; the new class embedding starts at zero), with silences
+# over 0.1 s cut to 0.1 s (data.max_silence) and averaged weights (train.ema), to SPEECH_STEPS;
 # bundle that step with its test NLL, and measure how its continuations of 16 held-out clips compare with
-# the melody model's (docs/speech_measure.json). Runs already in runs/speech8k and runs/speech8k-pitch are
+# the melody model's (docs/speech_measure.json). Runs already in runs/speech8k and runs/speech8k-pitch-short are
 # resumed. About 40 min per 3,000 steps on 2 cores.
 SPEECH_STAGE1 ?= 3000
 SPEECH_STEPS ?= 2000
 SPEECH := data/speech16k
 SPEECH1 := runs/speech8k/checkpoints/step_$(shell printf %08d $(SPEECH_STAGE1))
-PITCH := --set model.n_classes=6 --set model.classes_from=pitch --set data.classes=pitch
+PITCH := --set model.n_classes=6 --set model.classes_from=pitch --set data.classes=pitch \
+	--set data.max_silence=0.1 --set train.ema=0.998
 speech-model: $(STAMP)
 	$(PY) scripts/render_speech.py --out $(SPEECH)
 	if [ ! -f runs/speech8k/latest ]; then \
@@ -82,17 +84,18 @@ speech-model: $(STAMP)
 	elif [ ! -d $(SPEECH1) ]; then \
 		$(PY) -m core.train --run-dir runs/speech8k --resume --set train.max_steps=$(SPEECH_STAGE1); \
 	fi
-	if [ ! -f runs/speech8k-pitch/latest ]; then \
-		$(PY) -m core.train --config configs/speech8k_wavenet.json --run-dir runs/speech8k-pitch $(PITCH) \
+	if [ ! -f runs/speech8k-pitch-short/latest ]; then \
+		$(PY) -m core.train --config configs/speech8k_wavenet.json --run-dir runs/speech8k-pitch-short $(PITCH) \
 			--set train.init_from=$(SPEECH1) --set train.keep_every=250 --set train.max_steps=$(SPEECH_STEPS); \
 	else \
-		$(PY) -m core.train --run-dir runs/speech8k-pitch --resume --set train.max_steps=$(SPEECH_STEPS); \
+		$(PY) -m core.train --run-dir runs/speech8k-pitch-short --resume --set train.max_steps=$(SPEECH_STEPS); \
 	fi
-	$(PY) scripts/bundle.py export runs/speech8k-pitch checkpoints/speech-wavenet --test --step $(SPEECH_STEPS) \
+	$(PY) scripts/bundle.py export runs/speech8k-pitch-short checkpoints/speech-wavenet --test --step $(SPEECH_STEPS) \
 		--title "English speech, 8 kHz" --notes docs/speech_card.md \
 		--data "3.0 h of English sentences spoken by 16 synthetic voice settings (Festival's kal diphone and \
 		slt HTS voices, eSpeak NG variants) rendered by scripts/render_speech.py at 16 kHz, heard at 8 kHz, \
-		each file's pitch register (6 bands of median f0) its class; valid and test are spoken by voice \
+		silences over 0.1 s cut to 0.1 s, each file's pitch register (6 bands of median f0) its class; \
+		valid and test are spoken by voice \
 		settings never heard in training ($(SPEECH)/SOURCE.md); fine-tuned from melodies-wavenet" \
 		--command "make speech-model SPEECH_STAGE1=$(SPEECH_STAGE1) SPEECH_STEPS=$(SPEECH_STEPS)"
 	$(PY) scripts/speech_measure.py --checkpoints checkpoints/speech-wavenet checkpoints/melodies-wavenet \

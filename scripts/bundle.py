@@ -6,7 +6,8 @@
 
 A bundle is a normal checkpoint folder (config.json, model.safetensors, README.md, metrics.json)
 plus the run's train_config.json and, where the checkpoint has them, what resuming needs:
-optimizer.safetensors and trainer_state.json. Its model card records the command, data,
+optimizer.safetensors and trainer_state.json (and, for a run with train.ema, the trained weights beside the
+averaged ones the bundle is sampled with: trained.safetensors). Its model card records the command, data,
 training time (up to the bundled step) and the validation NLL in the model's unit (bits per sample for
 audio, per dim for images: core.checkpoints.nll_unit), all read
 from the run folder. `--step` bundles an earlier checkpoint than the latest.
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core import checkpoints  # noqa: E402
 from core.evaluate import evaluate_checkpoint  # noqa: E402
 from core.run_files import metrics_rows  # noqa: E402
+from core.training.loop import TRAINED  # noqa: E402
 
 RESUME_FILES = ("optimizer.safetensors", "trainer_state.json")
 
@@ -103,7 +105,8 @@ def export(run: Path, dest: Path, data: str, command: str, test: bool = False, n
     checkpoints.save_checkpoint(
         model, dest, overwrite=True, metrics=metrics, card=checkpoints.model_card(model, metrics, notes, title),
         extra_files={"train_config.json": json.dumps(train_cfg, indent=2).encode(),
-                     **{name: (ckpt / name).read_bytes() for name in RESUME_FILES if resumable}},
+                     **{name: (ckpt / name).read_bytes() for name in (*RESUME_FILES, TRAINED)
+                        if resumable and (ckpt / name).is_file()}},
     )
     return dest
 

@@ -5,9 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.checkpoints import load_checkpoint
+import torch
+
+from core.checkpoints import load_checkpoint, load_state
 from core.evaluate import evaluate_checkpoint
 from core.train import main as train
+from core.training import config as train_config
+from core.training.loop import TRAINED, Trainer
 from scripts.bundle import training_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +37,23 @@ def test_export_then_restore_resumes_training_where_the_bundle_stopped(tmp_path)
     bundle("restore", str(dest), str(again))
     assert train(["--run-dir", str(again), "--resume", "--no-progress", "--set", "train.max_steps=6"]) == 0
     assert json.loads((again / "status.json").read_text())["step"] == 6
+
+
+def test_a_bundle_of_an_averaged_run_is_sampled_with_the_average_and_restores_with_the_trained_weights(tmp_path):
+    run = tmp_path / "run"
+    assert train(["--config", str(ROOT / "configs/tone500.json"), "--run-dir", str(run), "--no-progress",
+                  *sum((["--set", s] for s in [*TINY, "train.ema=0.9"]), [])]) == 0
+    dest = tmp_path / "bundled"
+    bundle("export", str(run), str(dest), "--data", "a 500 Hz tone", "--command", "python -m core.train ...")
+    ckpt = run / "checkpoints" / "step_00000004"
+    for name in ("model.safetensors", TRAINED):
+        assert (dest / name).read_bytes() == (ckpt / name).read_bytes(), name
+    again = tmp_path / "again"
+    bundle("restore", str(dest), str(again))
+    trainer = Trainer(train_config.load(again / "config.json", ["train.max_steps=6"]), again, resume=True,
+                      show_progress=False)
+    trained = load_state(ckpt, TRAINED)
+    assert all(torch.equal(v, trained[k]) for k, v in trainer.model.state_dict().items())
 
 
 def test_export_with_test_puts_the_test_nll_in_bits_per_sample_and_notes_in_the_card(tmp_path):
