@@ -74,7 +74,6 @@ def audio_windows(signals: list[np.ndarray], split: str, model_config: AudioMode
         raise ConfigError("this data gives class ids but the model has none (n_classes 0)")
     sequences = [encode(x, model_config.quantization_levels, model_config.codec) for x in signals]
     if hasattr(model_config, "segment_length"):
-        need(classes is None, "class-conditioned audio needs a WaveNet; a recurrent model takes no classes")
         return StreamSplit(sequences, model_config.segment_length, seed=seed, shuffle=split == "train")
     args = dict(receptive_field=model_config.receptive_field, targets=targets, seed=seed,
                 random_offset=split == "train")
