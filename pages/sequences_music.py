@@ -25,7 +25,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from core.audio import to_int16
+from core.audio import write_wav
 from core.errors import StudioError
 from core.inference.bounds import estimate
 from core.latent_generation import continue_sequences
@@ -126,22 +126,26 @@ def sample_pianoroll(store: ModelStore, model: str | None, data: str, index: flo
     """The Sample handler. Yields once: (pianoroll figure, per-step bound figure, status, the truth's audio,
     MAX_CONTINUATIONS sample audios (None past `count`), MIDI files [truth, sample 1, ...]).
 
-    Audio is (SAMPLE_RATE, int16 (frames * hop,)) of prefix + continuation. A generator, so the MIDI
-    files' temporary folder lives until Gradio has copied them."""
+    Audio is a 16-bit WAV of prefix + continuation at SAMPLE_RATE, written (atomically) beside the MIDI
+    files: an array would be cached by Gradio under a hash of its content, a file two users sampling the same
+    sequence would write at once. A generator, so the files' temporary folder lives until Gradio has copied
+    them (which it does atomically)."""
     try:
         take = music_take(store, model, data, index, prefix, steps, count, seed)
     except StudioError as e:
         raise gr.Error(str(e), print_exception=False) from e
     tag = "untrained-" if take.model == UNTRAINED_NAME else ""  # on the samples' files: the truth is no model's
     rolls = {"truth": take.truth, **{f"sample-{i + 1}": c for i, c in enumerate(take.samples)}}
-    sounds = {key: _audio(np.concatenate([take.prefix, roll])) for key, roll in rolls.items()}
-    slots = [sounds.get(f"sample-{i + 1}") for i in range(MAX_CONTINUATIONS)]
-    with tempfile.TemporaryDirectory(prefix="studio-midi-") as folder:
-        files = []
+    with tempfile.TemporaryDirectory(prefix="studio-music-") as folder:
+        files, sounds = [], {}
         for key, roll in rolls.items():
+            whole = np.concatenate([take.prefix, roll])
             path = Path(folder) / f"{'' if key == 'truth' else tag}{take.data}-{take.index}-{key}.mid"
-            path.write_bytes(pianoroll_to_midi(np.concatenate([take.prefix, roll]), SECONDS_PER_STEP))
+            path.write_bytes(pianoroll_to_midi(whole, SECONDS_PER_STEP))
             files.append(str(path))
+            sounds[key] = str(path.with_suffix(".wav"))
+            write_wav(sounds[key], pianoroll_to_audio(whole, SAMPLE_RATE, SECONDS_PER_STEP), SAMPLE_RATE)
+        slots = [sounds.get(f"sample-{i + 1}") for i in range(MAX_CONTINUATIONS)]
         yield (pianoroll_figure(take.prefix, take.truth, take.samples, _title(take)),
                bound_figure(take.bound, take.baseline, len(take.prefix), _title(take)),
                status_markdown(take), sounds["truth"], *slots, files)
@@ -149,8 +153,3 @@ def sample_pianoroll(store: ModelStore, model: str | None, data: str, index: flo
 
 def _title(take: MusicTake) -> str:
     return f"{take.model} · {take.data} test sequence {take.index}"
-
-
-def _audio(roll: np.ndarray) -> tuple[int, np.ndarray]:
-    """roll (T, 88) -> (SAMPLE_RATE, int16 (T * hop,)): what a gr.Audio plays."""
-    return SAMPLE_RATE, to_int16(pianoroll_to_audio(roll, SAMPLE_RATE, SECONDS_PER_STEP))

@@ -103,6 +103,8 @@ def test_a_sample_shows_prefix_and_continuations_plays_and_writes_them(client: C
     for path in (truth, slots[0], slots[1]):
         audio, rate = sf.read(path, dtype="int16")
         assert rate == SAMPLE_RATE and len(audio) == 20 * round(SECONDS_PER_STEP * SAMPLE_RATE)
+    # Files the page wrote (a content-named cache file per array would be written by every user at once)
+    assert [Path(p).name for p in (truth, *slots[:2])] == [f"jsb-3-{k}.wav" for k in ("truth", "sample-1", "sample-2")]
     assert [Path(m).name for m in midi] == [f"jsb-3-{k}.mid" for k in ("truth", "sample-1", "sample-2")]
     assert all(Path(m).read_bytes()[:4] == b"MThd" for m in midi)
     assert "after 8 frames" in status and "seed 5" in status
