@@ -7,7 +7,7 @@ which returns the loss, its additive statistics and any state carried into the n
 same streams, and takes an optimiser step. Validation calls the same objective in evaluation form
 (core.training.evaluation), so what is trained and what is reported never drift. With `train.ema` the
 weights that are validated, saved and sampled are a moving average of the trained ones (Polyak
-averaging): a sampled continuation then depends far less on which step a checkpoint was taken at.
+averaging), which smooths out the step-to-step noise of the trained weights.
 
 A run folder holds:
     config.json       the full TrainConfig
@@ -91,7 +91,7 @@ class Trainer:
         self.objective = cfg.objective.build(self.model, opt.seed, training=True)
         self.eval_objective = cfg.objective.build(self.model, opt.seed, training=False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-        # The averaged weights start as the model's (its initial or init_from weights) and follow each step.
+        # The first step's weights start the average; each later step moves it by 1 - ema towards the trained ones.
         self.averaged = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(opt.ema),
                                       use_buffers=True) if opt.ema else None
         self.step, self.epoch = 0, 0
