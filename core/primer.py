@@ -14,7 +14,8 @@ a clip 40 dB quieter: it hears next to nothing. So, before priming:
   `extra["loudness"]`, such as the speech model's -20 dBFS RMS, its corpus's level), by at most
   MAX_GAIN_DB; the continuation is scaled back by the same factor, so the output stays at the clip's
   own level;
-- a primer that is silent, or whose peak is below QUIET_DBFS without level matching, gets a warning.
+- a primer that is silent, or (without level matching) more than QUIET_BELOW_DB under its model's level, gets
+  a warning.
 
     end = read_audio(path, rate, last_seconds=read_seconds(prime_seconds))
     primer = prepare_primer(end, rate, prime_seconds, match_level=True, target=loudness_of(model.config))
@@ -31,7 +32,7 @@ import numpy as np
 from core.errors import ConfigError
 
 SILENCE_DBFS = -60.0  # a 10 ms frame whose RMS is below this is silence
-QUIET_DBFS = -29.0  # dB: a primer this far under its model's training level is very quiet for it
+QUIET_BELOW_DB = 29.0  # a primer this many dB under its model's training level is very quiet for it
 TARGET_PEAK_DBFS = -1.0  # level matching sets the primer's peak to this, unless its model says otherwise
 LOUDNESS_MEASURES = ("peak", "rms")
 MAX_GAIN_DB = 40.0  # level matching raises a primer by at most this
@@ -165,7 +166,7 @@ def prepare_primer(
         if target.dbfs - target.of(audio) > MAX_GAIN_DB:
             warnings.append(f"The primer is at {target.of(audio):.0f} dBFS {target.measure}: level matching raised "
                             f"it by its limit of {MAX_GAIN_DB:g} dB only, and the model may not hear it well.")
-    elif target.of(audio) < target.dbfs + QUIET_DBFS:
+    elif target.of(audio) < target.dbfs - QUIET_BELOW_DB:
         warnings.append(f"The primer is very quiet ({target.of(audio):.0f} dBFS {target.measure}; the model was "
                         f"trained near {target}) and may not be continued: turn on level matching.")
     return Primer(audio=audio, gain=gain, trimmed_seconds=trimmed, peak_dbfs=level, warnings=tuple(warnings),
