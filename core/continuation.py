@@ -57,6 +57,15 @@ def heard(model: WaveNet, primer: np.ndarray | None, gain: float = 1.0) -> np.nd
     return (dequantise(model, quantise(model, np.asarray(primer) * gain)) / np.float32(gain)).astype(np.float32)
 
 
+def suggested_temperature(extra: dict | None, default: float) -> float:
+    """The temperature a model is best sampled at: `extra["temperature"]` of its config (a number in [0, 2]),
+    else `default`. ConfigError for a value that is not such a number."""
+    value = (extra or {}).get("temperature", default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 2:
+        raise ConfigError(f"extra.temperature must be a number in [0, 2], got {value!r}")
+    return float(value)
+
+
 def class_for(model: WaveNet, primer: np.ndarray | None, classes: int | None, gain: float = 1.0) -> int | None:
     """The class `model` continues `primer` (T,) with: `classes` if given, else for a pitch-conditioned model
     (config.classes_from "pitch") the pitch register of the primer as the model hears it (`primer * gain`;

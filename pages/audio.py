@@ -38,7 +38,7 @@ from core.generation import default_method
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from core.primer import SILENCE_DBFS, Loudness, Primer, loudness_of, prepare_primer, read_seconds
-from pages.audio_models import audio_models, class_props, example_model, model_summary
+from pages.audio_models import audio_models, class_props, example_model, model_summary, temperature_of
 from pages.audio_output import (
     MAX_VARIATIONS,
     Runs,
@@ -284,8 +284,8 @@ def build(store: ModelStore) -> None:
                                            f"trained at ({Loudness()} for the music models); the output is scaled "
                                            "back to the clip's level")
             seconds = gr.Slider(0.1, MAX_SECONDS, value=2.0, step=0.1, label="seconds to generate")
-            temperature = gr.Slider(0.0, 2.0, value=0.85, step=0.05, label="temperature",
-                                    info="0 = greedy; the bundled model holds its notes at 0.85 and at 1")
+            temperature = gr.Slider(0.0, 2.0, value=temperature_of(first), step=0.05, label="temperature",
+                                    info="0 = greedy; choosing a model sets the temperature it is best sampled at")
             top_k = gr.Number(0, precision=0, minimum=0, label="top-k", info="sample among the k likeliest; 0 = off")
             variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="variations",
                                    info="generated together, in one batch")
@@ -297,8 +297,10 @@ def build(store: ModelStore) -> None:
         with gr.Column(scale=2):
             area = build_output_area(status, variations=1)
 
-    def class_box(path: str | None):
-        return gr.Number(**class_props(next((m for m in audio_models(store) if m["path"] == path), None)))
+    def model_settings(path: str | None) -> tuple[gr.Number, float]:
+        """The class box and the temperature for the chosen model."""
+        entry = next((m for m in audio_models(store) if m["path"] == path), None)
+        return gr.Number(**class_props(entry)), temperature_of(entry)
 
     runs = Runs()
 
@@ -333,7 +335,7 @@ def build(store: ModelStore) -> None:
     # The API's endpoint: the same run without the page's buttons (a button never shown).
     gr.Button(visible=False).click(generate, inputs, area.outputs, api_name="generate_audio")
     cancel.click(stop, None, cancel, queue=False, api_visibility="private")
-    model.change(class_box, model, class_id, api_visibility="private")
+    model.change(model_settings, model, [class_id, temperature], api_visibility="private")
     variations.change(visible_tabs, variations, area.tabs, api_visibility="private")
 
 

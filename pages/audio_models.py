@@ -4,18 +4,22 @@
     example_model(entries, name)   the model an example clip is continued with
     model_summary(entry)           the Markdown beside the picker: rate, field, data, classes, metrics
     class_props(entry)             the class-id box for a model: shown only where the user picks the class
+    temperature_of(entry)          the temperature the page starts a model at: its config's suggestion, else
+                                   DEFAULT_TEMPERATURE
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from core.continuation import suggested_temperature
 from core.model_store import ModelStore
 from core.pitch import PITCH_EDGES
 from pages.audio_training import trained_on
 from pages.model_picker import metrics_text
 
 DEFAULT_MODEL = "melodies-wavenet"  # the best-trained bundled audio model: the page starts on it
+DEFAULT_TEMPERATURE = 0.85  # where a model's config suggests none: the melody model holds its notes here
 
 
 def audio_models(store: ModelStore) -> list[dict]:
@@ -55,6 +59,8 @@ def model_summary(entry: dict | None) -> str:
         names = c["extra"].get("class_names")
         listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names)) if names else f"0 … {c['n_classes'] - 1}"
         lines.append(f"Class-conditional: class ids {listed}.")
+    if "temperature" in (c.get("extra") or {}):
+        lines.append(f"Sampled at temperature {temperature_of(entry):g} by default (its config's suggestion).")
     if entry["metrics"]:
         lines.append("Metrics: " + metrics_text(entry["metrics"], entry["config"]))
     return "\n\n".join(lines)
@@ -65,3 +71,8 @@ def class_props(entry: dict | None) -> dict:
     from the primer (classes_from), else bounded by its class count."""
     n = entry["config"].get("n_classes", 0) if entry and not entry["config"].get("classes_from") else 0
     return dict(visible=bool(n), maximum=max(n - 1, 0), info=f"0 … {n - 1}" if n else None)
+
+
+def temperature_of(entry: dict | None) -> float:
+    """The temperature the page sets for `entry`: its config's `extra.temperature`, else DEFAULT_TEMPERATURE."""
+    return suggested_temperature(entry["config"].get("extra") if entry else None, DEFAULT_TEMPERATURE)

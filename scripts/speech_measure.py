@@ -7,11 +7,10 @@
 Each clip (the first --clips WAVs of --wavs, sorted; in the speech corpus the test voices are never
 heard in training) is read at ANALYSIS_RATE and cut where it has been voiced for VOICED_RUN frames,
 at least --prime-seconds in (`cut_to_voiced`). Every model continues the same primer for --seconds
-the way the Audio page does (its default temperature, trailing silence trimmed, level matched to the
-model's training loudness),
-at its own sample rate; the continuation is resampled back to ANALYSIS_RATE and measured against
-the primer, beside the clip's real continuation (what the speaker said next, up to --seconds: less
-where the clip ends sooner) as a reference:
+the way the Audio page does (the page's default temperature for that model, trailing silence trimmed,
+level matched to the model's training loudness), at its own sample rate; the continuation is resampled
+back to ANALYSIS_RATE and measured against the primer, beside the clip's real continuation (what the
+speaker said next, up to --seconds: less where the clip ends sooner) as a reference:
 
 - frames (40 ms, hop 10 ms): "silent" (RMS under SILENT_RMS), "voiced" (normalised autocorrelation
   over VOICED_PEAK at a lag of one period, F0_MIN..F0_MAX Hz; that lag gives f0) or "unvoiced";
@@ -45,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.audio import read_audio  # noqa: E402
 from core.checkpoints import load_checkpoint  # noqa: E402
-from core.continuation import continue_audio  # noqa: E402
+from core.continuation import continue_audio, suggested_temperature  # noqa: E402
 from core.pitch import FRAME_S, HOP_S, SILENT_RMS, frames, voicing  # noqa: E402
 from core.primer import loudness_of, prepare_primer  # noqa: E402
 
@@ -53,7 +52,7 @@ ANALYSIS_RATE = 16000
 VOICED_RUN = 3  # a primer ends with this many voiced frames
 F0_MARGIN = 4.0  # semitones
 MIN_CHANGES_PER_S = 1.5
-PAGE_TEMPERATURE = 0.85  # the Audio page's default
+PAGE_TEMPERATURE = 0.85  # the Audio page's default for a model whose config suggests none
 MEL_BAND = (60.0, 3800.0)
 N_MELS, N_MFCC = 26, 12
 
@@ -161,10 +160,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--clips", type=int, default=16)
     p.add_argument("--prime-seconds", type=float, default=1.0)
     p.add_argument("--seconds", type=float, default=2.0)
-    p.add_argument("--temperature", type=float, default=PAGE_TEMPERATURE)
+    p.add_argument("--temperature", type=float, default=None,
+                   help="default: each model at the Audio page's default for it (its config's extra.temperature, "
+                        f"else {PAGE_TEMPERATURE})")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     models = {path: load_checkpoint(path) for path in args.checkpoints}
+    temperatures = {path: args.temperature if args.temperature is not None else
+                    suggested_temperature(m.config.extra, PAGE_TEMPERATURE) for path, m in models.items()}
     wavs = Path(args.wavs)
     files = [wavs] if wavs.is_file() else sorted(wavs.glob("*.wav"))
     if not files:
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         if cut is None:
             continue
         primer, n = audio[cut - round(args.prime_seconds * ANALYSIS_RATE) : cut], round(args.seconds * ANALYSIS_RATE)
-        outs = {name: continuation_of(m, primer, args.seconds, args.temperature, args.seed + used)[:n]
+        outs = {name: continuation_of(m, primer, args.seconds, temperatures[name], args.seed + used)[:n]
                 for name, m in models.items()}
         outs["real continuation"] = audio[cut : cut + n]
         for name, out in outs.items():
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
         used += 1
     if used == 0:
         p.error(f"no clip in {args.wavs} is voiced after {args.prime_seconds} s")
-    report = {"wavs": args.wavs, "clips": used, "seconds": args.seconds, "temperature": args.temperature,
+    report = {"wavs": args.wavs, "clips": used, "seconds": args.seconds, "temperature": temperatures,
               "models": {name: {"speech_like_share": round(float(np.mean([r["speech_like"] for r in rs])), 3),
                                 "median": {k: _median([r[k] for r in rs]) for k in rs[0]
                                            if k not in ("file", "speech_like")}}

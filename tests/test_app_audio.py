@@ -201,14 +201,17 @@ def test_a_pitch_conditioned_model_takes_its_class_from_the_primer_and_the_page_
         wav: Path, tmp_path: Path) -> None:
     """Its class is the primer's pitch register (core.pitch), so the class box is hidden, whatever it holds is
     ignored, and the model's description says what the classes are. Level matching aims at the loudness its
-    config names (core.primer.loudness_of)."""
+    config names (core.primer.loudness_of), and the page samples it at the temperature its config suggests."""
     torch.manual_seed(0)
-    speech = dict(n_classes=PITCH_CLASSES, classes_from="pitch", extra={"loudness": {"measure": "rms", "dbfs": -20}})
+    speech = dict(n_classes=PITCH_CLASSES, classes_from="pitch",
+                  extra={"loudness": {"measure": "rms", "dbfs": -20}, "temperature": 1.0})
     save_checkpoint(WaveNet(tiny_audio_config(**speech)), tmp_path / "voice")
     store = ModelStore([tmp_path], device="cpu")
     (entry,) = audio_models_page.audio_models(store)
     assert audio_models_page.class_props(entry)["visible"] is False
     assert "Pitch-conditioned" in audio_models_page.model_summary(entry)
+    assert audio_models_page.temperature_of(entry) == 1.0 and "temperature 1 by default" in \
+        audio_models_page.model_summary(entry)
     model = store.get(entry["path"])
     assert audio_page.check_settings(model, 1.0, 1.0, 0, 1, 0, 99).class_id is None
     updates = list(audio_page.generate_audio(store, entry["path"], str(wav), 0.25, 0.1, 1.0, 0, 1, 0, 99, True, True))
@@ -218,6 +221,8 @@ def test_a_pitch_conditioned_model_takes_its_class_from_the_primer_and_the_page_
     picked = next(m for m in audio_models_page.audio_models(ModelStore([tmp_path], device="cpu"))
                   if m["path"].endswith("picked"))
     assert audio_models_page.class_props(picked) == dict(visible=True, maximum=2, info="0 … 2")
+    assert audio_models_page.temperature_of(picked) == audio_models_page.DEFAULT_TEMPERATURE == 0.85
+    assert audio_models_page.temperature_of(None) == 0.85
 
 
 def test_model_store_skips_bad_folders_and_caches_loads(model_dir: Path, tmp_path: Path) -> None:

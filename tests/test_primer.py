@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.continuation import continue_audio, dequantise, heard, quantise
+from core.continuation import continue_audio, dequantise, heard, quantise, suggested_temperature
 from core.errors import ConfigError
 from core.models.wavenet import WaveNet
 from core.primer import (
@@ -124,3 +124,11 @@ def test_with_a_gain_the_model_hears_the_raised_primer_and_the_continuation_is_s
     scaled = next(continue_audio(model, primer, 0.05, seed=3, method="cached", gain=gain))
     np.testing.assert_allclose(scaled * gain, raised, rtol=1e-6)
     assert db(np.abs(scaled).max()) <= db(1 / gain) + 1e-4
+
+
+def test_a_models_suggested_temperature_comes_from_its_config_or_the_default() -> None:
+    assert suggested_temperature(None, 0.85) == 0.85 and suggested_temperature({}, 0.85) == 0.85
+    assert suggested_temperature({"temperature": 1}, 0.85) == 1.0
+    for bad in (3.0, -0.1, "hot", True):
+        with pytest.raises(ConfigError, match="extra.temperature"):
+            suggested_temperature({"temperature": bad}, 0.85)

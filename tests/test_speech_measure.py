@@ -105,7 +105,7 @@ def test_syllables_are_speech_like_a_stuck_tone_noise_and_a_shout_are_not():
 def test_cli_measures_two_models_and_the_real_continuation_side_by_side(tmp_path, capsys):
     torch.manual_seed(0)
     first = save_checkpoint(WaveNet(tiny_audio_config()), tmp_path / "a")
-    config = tiny_audio_config()
+    config = tiny_audio_config(extra={"temperature": 1.0})  # a model that suggests its own temperature
     config.sample_rate = SR
     second = save_checkpoint(WaveNet(config), tmp_path / "b")
     for i in range(3):
@@ -114,7 +114,7 @@ def test_cli_measures_two_models_and_the_real_continuation_side_by_side(tmp_path
     report = main(["--checkpoints", str(first), str(second), "--wavs", str(tmp_path / "wavs"), "--clips", "2",
                    "--prime-seconds", "0.5", "--seconds", "0.25"])
     assert report == json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["clips"] == 2 and report["temperature"] == 0.85
+    assert report["clips"] == 2 and report["temperature"] == {str(first): 0.85, str(second): 1.0}  # as the page
     assert set(report["models"]) == {str(first), str(second), "real continuation"}
     real = report["models"]["real continuation"]
     assert real["median"]["voiced_share"] > 0.9 and abs(real["median"]["f0_semitones_from_primer"]) < 0.5
