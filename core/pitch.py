@@ -23,6 +23,7 @@ VOICED_PEAK = 0.5  # white noise peaks near 0.2 over these lags at 40 ms frames;
 # an octave apart from low male to high female speech.
 PITCH_EDGES = (95.0, 120.0, 151.0, 190.0, 240.0)
 PITCH_CLASSES = len(PITCH_EDGES) + 1
+CLASS_SOURCES = ("", "pitch")  # where a WaveNet's and an audio folder's classes come from: none, or the pitch
 
 
 def frames(x: np.ndarray, sr: int) -> np.ndarray:

@@ -18,14 +18,12 @@ from core.audio import read_audio
 from core.data.registry import DataKind, check_split, register_kind
 from core.data.windows import WindowDataset, audio_windows, check_audio_model
 from core.errors import AudioError, ConfigError
-from core.pitch import pitch_class
+from core.pitch import CLASS_SOURCES, SILENT_RMS, pitch_class
 from core.validation import check_int, need
 
 SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg")
-SILENT_RMS = 0.003  # about -50 dBFS: a 10 ms frame quieter than this is silence (quiet consonants stay above it)
 FRAME_S = 0.01
 LAYOUT = "root/{train,valid,test}/*.wav (or .flac, .ogg)"
-CLASSES = ("", "pitch")
 
 
 def audio_files(root: str | os.PathLike, split: str) -> list[Path]:
@@ -104,7 +102,7 @@ class AudioFolderData(DataKind):
         check_int("seed", self.seed, 0)
         need(isinstance(self.max_silence, (int, float)) and not isinstance(self.max_silence, bool)
              and 0 <= self.max_silence < float("inf"), f"max_silence must be seconds >= 0, got {self.max_silence!r}")
-        need(self.classes in CLASSES, f"classes must be one of {CLASSES}, got {self.classes!r}")
+        need(self.classes in CLASS_SOURCES, f"classes must be one of {CLASS_SOURCES}, got {self.classes!r}")
 
     def build(self, split: str, model_config) -> WindowDataset:
         """The windows of `split`: its files read at the model's rate, tokenised by its codec."""

@@ -28,11 +28,10 @@ from torch import nn
 
 from core.conditioning import Cond, embed_classes
 from core.models.registry import register
-from core.pitch import PITCH_CLASSES
+from core.pitch import CLASS_SOURCES, PITCH_CLASSES
 from core.validation import is_int, need
 
 CODECS = ("mulaw", "linear", "none")
-CLASSES_FROM = ("", "pitch")
 
 
 @dataclass
@@ -70,8 +69,8 @@ class WaveNetConfig:
             need(is_int(getattr(self, name)) and getattr(self, name) >= 0,
                  f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
         need(self.codec in CODECS, f"codec must be one of {CODECS}, got {self.codec!r}")
-        need(self.classes_from in CLASSES_FROM,
-             f"classes_from must be one of {CLASSES_FROM}, got {self.classes_from!r}")
+        need(self.classes_from in CLASS_SOURCES,
+             f"classes_from must be one of {CLASS_SOURCES}, got {self.classes_from!r}")
         if self.classes_from == "pitch":
             need(self.n_classes == PITCH_CLASSES and self.sample_rate > 0,
                  f"classes_from 'pitch' needs audio (sample_rate > 0) and n_classes = {PITCH_CLASSES}, one per "
