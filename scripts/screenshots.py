@@ -64,7 +64,9 @@ def _plot_drawn(page, label: str) -> None:
 
 def home(page) -> None:
     page.get_by_role("heading", name="Autoregressive Studio").wait_for()
-    page.get_by_role("heading", name="Models").wait_for()  # the table the page's load event fills
+    # The load event fills the models table under a level-2 "Models" heading; the page's card for the
+    # Models page is a level-3 heading of that name, there from the start.
+    page.get_by_role("heading", name="Models", exact=True, level=2).wait_for()
 
 
 def audio(page) -> None:
