@@ -20,6 +20,8 @@ from core.generation.stepper import STEPPERS
 from core.models.wavenet import WaveNet
 from core.pitch import pitch_class
 
+DEFAULT_TEMPERATURE = 0.85  # where a model's config suggests none: the melody model holds its notes here
+
 
 def generates_audio(model: torch.nn.Module) -> bool:
     """Whether the model generates audio: a family with a stepper, an audio codec and a sample rate."""
@@ -57,10 +59,10 @@ def heard(model: WaveNet, primer: np.ndarray | None, gain: float = 1.0) -> np.nd
     return (dequantise(model, quantise(model, np.asarray(primer) * gain)) / np.float32(gain)).astype(np.float32)
 
 
-def suggested_temperature(extra: dict | None, default: float) -> float:
+def suggested_temperature(extra: dict | None) -> float:
     """The temperature a model is best sampled at: `extra["temperature"]` of its config (a number in [0, 2]),
-    else `default`. ConfigError for a value that is not such a number."""
-    value = (extra or {}).get("temperature", default)
+    else DEFAULT_TEMPERATURE. ConfigError for a value that is not such a number."""
+    value = (extra or {}).get("temperature", DEFAULT_TEMPERATURE)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 2:
         raise ConfigError(f"extra.temperature must be a number in [0, 2], got {value!r}")
     return float(value)

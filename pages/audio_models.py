@@ -5,7 +5,7 @@
     model_summary(entry)           the Markdown beside the picker: rate, field, data, classes, metrics
     class_props(entry)             the class-id box for a model: shown only where the user picks the class
     temperature_of(entry)          the temperature the page starts a model at: its config's suggestion, else
-                                   DEFAULT_TEMPERATURE
+                                   core.continuation.DEFAULT_TEMPERATURE
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pages.audio_training import trained_on
 from pages.model_picker import metrics_text
 
 DEFAULT_MODEL = "melodies-wavenet"  # the best-trained bundled audio model: the page starts on it
-DEFAULT_TEMPERATURE = 0.85  # where a model's config suggests none: the melody model holds its notes here
 
 
 def audio_models(store: ModelStore) -> list[dict]:
@@ -74,5 +73,6 @@ def class_props(entry: dict | None) -> dict:
 
 
 def temperature_of(entry: dict | None) -> float:
-    """The temperature the page sets for `entry`: its config's `extra.temperature`, else DEFAULT_TEMPERATURE."""
-    return suggested_temperature(entry["config"].get("extra") if entry else None, DEFAULT_TEMPERATURE)
+    """The temperature the page sets for `entry`: its config's `extra.temperature`, else the default
+    (core.continuation.DEFAULT_TEMPERATURE)."""
+    return suggested_temperature(entry["config"].get("extra") if entry else None)

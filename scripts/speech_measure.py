@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.audio import read_audio  # noqa: E402
 from core.checkpoints import load_checkpoint  # noqa: E402
-from core.continuation import continue_audio, suggested_temperature  # noqa: E402
+from core.continuation import DEFAULT_TEMPERATURE, continue_audio, suggested_temperature  # noqa: E402
 from core.pitch import FRAME_S, HOP_S, SILENT_RMS, frames, voicing  # noqa: E402
 from core.primer import loudness_of, prepare_primer  # noqa: E402
 
@@ -52,7 +52,6 @@ ANALYSIS_RATE = 16000
 VOICED_RUN = 3  # a primer ends with this many voiced frames
 F0_MARGIN = 4.0  # semitones
 MIN_CHANGES_PER_S = 1.5
-PAGE_TEMPERATURE = 0.85  # the Audio page's default for a model whose config suggests none
 MEL_BAND = (60.0, 3800.0)
 N_MELS, N_MFCC = 26, 12
 
@@ -162,12 +161,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--temperature", type=float, default=None,
                    help="default: each model at the Audio page's default for it (its config's extra.temperature, "
-                        f"else {PAGE_TEMPERATURE})")
+                        f"else {DEFAULT_TEMPERATURE})")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     models = {path: load_checkpoint(path) for path in args.checkpoints}
     temperatures = {path: args.temperature if args.temperature is not None else
-                    suggested_temperature(m.config.extra, PAGE_TEMPERATURE) for path, m in models.items()}
+                    suggested_temperature(m.config.extra) for path, m in models.items()}
     wavs = Path(args.wavs)
     files = [wavs] if wavs.is_file() else sorted(wavs.glob("*.wav"))
     if not files:

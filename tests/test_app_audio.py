@@ -26,7 +26,7 @@ import pages.audio_models as audio_models_page
 from app import build_app, launch
 from core.audio import read_audio, to_int16
 from core.checkpoints import save_checkpoint
-from core.continuation import dequantise, quantise
+from core.continuation import DEFAULT_TEMPERATURE, dequantise, quantise
 from core.errors import AudioError, CheckpointError, ConfigError
 from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
@@ -221,7 +221,7 @@ def test_a_pitch_conditioned_model_takes_its_class_from_the_primer_and_the_page_
     picked = next(m for m in audio_models_page.audio_models(ModelStore([tmp_path], device="cpu"))
                   if m["path"].endswith("picked"))
     assert audio_models_page.class_props(picked) == dict(visible=True, maximum=2, info="0 … 2")
-    assert audio_models_page.temperature_of(picked) == audio_models_page.DEFAULT_TEMPERATURE == 0.85
+    assert audio_models_page.temperature_of(picked) == DEFAULT_TEMPERATURE == 0.85
     assert audio_models_page.temperature_of(None) == 0.85
 
 

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.continuation import continue_audio, dequantise, heard, quantise, suggested_temperature
+from core.continuation import (
+    DEFAULT_TEMPERATURE,
+    continue_audio,
+    dequantise,
+    heard,
+    quantise,
+    suggested_temperature,
+)
 from core.errors import ConfigError
 from core.models.wavenet import WaveNet
 from core.primer import (
@@ -127,8 +134,8 @@ def test_with_a_gain_the_model_hears_the_raised_primer_and_the_continuation_is_s
 
 
 def test_a_models_suggested_temperature_comes_from_its_config_or_the_default() -> None:
-    assert suggested_temperature(None, 0.85) == 0.85 and suggested_temperature({}, 0.85) == 0.85
-    assert suggested_temperature({"temperature": 1}, 0.85) == 1.0
+    assert suggested_temperature(None) == DEFAULT_TEMPERATURE == 0.85 and suggested_temperature({}) == 0.85
+    assert suggested_temperature({"temperature": 1}) == 1.0
     for bad in (3.0, -0.1, "hot", True):
         with pytest.raises(ConfigError, match="extra.temperature"):
-            suggested_temperature({"temperature": bad}, 0.85)
+            suggested_temperature({"temperature": bad})
