@@ -7,6 +7,10 @@ Handlers, each testable without a browser (core.digits does the modelling):
                   digit, count, temperature, seed)                      and N completions; the surprise heatmap;
                                                                         the class posterior
 
+The page's events run them through `as_png_file`, which writes the grid to a PNG file of the
+request's own: an array would be cached by Gradio under a hash of its content, one file that two
+users drawing the same digits with the same seed would both write at once.
+
 Images go to the browser as lossless PNG grids: tile j of a grid starts at column
 GAP + j * (SCALE * 28 + GAP) of row GAP (and the next row of tiles SCALE * 28 + GAP lower), and
 pixel (r, c) of a digit fills the SCALE x SCALE block at (SCALE r, SCALE c) of its tile.
@@ -14,8 +18,11 @@ pixel (r, c) of a digit fills the SCALE x SCALE block at (SCALE r, SCALE c) of i
 
 from __future__ import annotations
 
+import tempfile
 import time
-from functools import lru_cache, partial
+from collections.abc import Callable, Iterator
+from functools import lru_cache, partial, wraps
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -156,6 +163,22 @@ def editor_background(digit: np.ndarray) -> dict:
     return {"background": big, "layers": [], "composite": big}
 
 
+def as_png_file(handler: Callable[..., tuple]) -> Callable[..., Iterator[tuple]]:
+    """`handler` for a page event: its first result, an image (H, W, 3) uint8, written to a PNG file and
+    replaced by the file's path. A generator that yields once, so the file's temporary folder lives until
+    Gradio has copied it into its cache (which it does atomically)."""
+
+    @wraps(handler)  # Gradio reads the signature (the progress argument) through __wrapped__
+    def run(*args, **kwargs) -> Iterator[tuple]:
+        image, *rest = handler(*args, **kwargs)
+        with tempfile.TemporaryDirectory(prefix="studio-digits-") as folder:
+            path = Path(folder) / "digits.png"
+            Image.fromarray(image).save(path)
+            yield str(path), *rest
+
+    return run
+
+
 # -- handlers ------------------------------------------------------------------------------------
 
 
@@ -256,7 +279,7 @@ def build(store: ModelStore) -> None:
                 seed = gr.Number(0, precision=0, minimum=0, label="seed", info="blank = random")
                 sample_button = gr.Button("Sample", variant="primary")
             with gr.Column(scale=2):
-                samples = gr.Image(label="samples", type="numpy", format="png", interactive=False,
+                samples = gr.Image(label="samples", type="filepath", interactive=False,
                                    alt_text="the sampled digits, in a grid")
                 sample_status = gr.Markdown()
     with gr.Tab("Infill") as infill_tab:
@@ -288,8 +311,8 @@ def build(store: ModelStore) -> None:
                 i_seed = gr.Number(0, precision=0, minimum=0, label="seed", info="blank = random")
                 infill_button = gr.Button("Complete", variant="primary")
             with gr.Column(scale=2):
-                completions = gr.Image(label="original · observed (red: re-drawn) · completions", type="numpy",
-                                       format="png", interactive=False,
+                completions = gr.Image(label="original · observed (red: re-drawn) · completions",
+                                       type="filepath", interactive=False,
                                        alt_text="the digit, the pixels the model observed, and its completions")
                 infill_status = gr.Markdown()
                 with gr.Row():
@@ -303,12 +326,12 @@ def build(store: ModelStore) -> None:
         except StudioError:
             return None
 
-    sample_button.click(partial(sample_digits, store), [model, digit, count, temperature, seed],
+    sample_button.click(partial(as_png_file(sample_digits), store), [model, digit, count, temperature, seed],
                         [samples, sample_status], api_name="sample_digits")
-    infill_button.click(partial(infill_digits, store),
+    infill_button.click(partial(as_png_file(infill_digits), store),
                         [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
                         [completions, surprise, posterior, infill_status], api_name="infill_digits")
-    run_after_example(examples, partial(infill_digits, store),
+    run_after_example(examples, partial(as_png_file(infill_digits), store),
                       [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
                       [completions, surprise, posterior, infill_status])
     source.change(lambda s: (gr.Row(visible=s != "drawing"), gr.Sketchpad(visible=s == "drawing")), source,

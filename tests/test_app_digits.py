@@ -156,3 +156,15 @@ def test_bad_requests_give_a_message_and_the_page_keeps_working(client: Client, 
         client.predict(None, 3, 2, 1.0, 0, api_name="/sample_digits")
     png, _ = client.predict(wavenet, 3, 2, 1.0, 0, api_name="/sample_digits")
     assert tiles(png, 2, page.COLUMNS).shape == (2, 28, 28, 3)
+
+
+def test_the_pages_events_get_the_grid_as_a_png_file_of_their_own_that_lasts_until_gradio_has_copied_it() -> None:
+    grid = np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    run = page.as_png_file(lambda scale, status="": (grid * scale, status))
+    results = run(1, status="done")
+    path, status = next(results)
+    assert status == "done" and np.array_equal(np.asarray(Image.open(path)), grid)  # lossless
+    assert next(run(1), None)[0] != path  # another request, another file
+    with pytest.raises(StopIteration):
+        next(results)
+    assert not Path(path).exists()  # gone once the event has finished
