@@ -23,6 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from core.errors import CheckpointError, ConfigError
 from core.models import build_model, config_from_dict
+from core.models.wavenet import WaveNet, WaveNetConfig
+from core.models.wavenet_widen import WIDENED, widen_state
 
 CONFIG, WEIGHTS, CARD, METRICS = "config.json", "model.safetensors", "README.md", "metrics.json"
 
@@ -136,12 +138,21 @@ def load_weights_into(model: torch.nn.Module, folder: str | os.PathLike) -> None
     Only the weights travel: `model` keeps its own config (a sample rate or a data kind may differ). One
     tensor may be new: a class embedding (`class_embedding.weight`) the checkpoint's model lacked starts at
     zero, so the fine-tuned model begins as the checkpoint's, for every class, and learns what a class adds.
-    CheckpointError names every tensor that is missing, extra or of another shape.
+    A WaveNet may also be wider (more residual or dilation channels) than the checkpoint's: it is grown so
+    that it computes what the checkpoint computes (core.models.wavenet_widen). CheckpointError names every
+    tensor that is missing, extra or of another shape, or why a WaveNet cannot be grown.
     """
     folder = _recover(Path(folder))
     if not is_checkpoint(folder):
         raise CheckpointError(f"{folder} is not a checkpoint: a checkpoint is a folder with {CONFIG} and {WEIGHTS}")
     state = load_state(folder)
+    if isinstance(model, WaveNet):
+        old = read_config(folder)
+        if isinstance(old, WaveNetConfig) and any(getattr(old, w) != getattr(model.config, w) for w in WIDENED):
+            try:
+                state = widen_state(state, old, model)
+            except ConfigError as e:
+                raise CheckpointError(f"the WaveNet in {folder} cannot be grown into this one: {e}") from e
     expected = model.state_dict()
     if NEW_CONDITIONING in expected and NEW_CONDITIONING not in state:
         state[NEW_CONDITIONING] = torch.zeros_like(expected[NEW_CONDITIONING])

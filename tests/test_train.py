@@ -147,14 +147,16 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_weights_at_step_zero(tmp_
 
 
 @pytest.mark.parametrize("init, message", [
-    ("model.residual_channels=16", "has shape"),  # another architecture: every reshaped tensor is named
+    ("model.skip_channels=16", "has shape"),  # another architecture: every reshaped tensor is named
     ("model.dilations=[1,2,4,8]", "missing tensor"),
+    ("model.residual_channels=4", "cannot be grown into this one: .*cannot be made narrower: residual_channels 8 -> 4"),
+    ("model.residual_channels=16 model.head_channels=16", "can only be widened in .*head_channels 8 -> 16"),
 ])
 def test_init_from_a_checkpoint_of_another_shape_is_refused_naming_the_tensors(tmp_path, init, message):
     source = tmp_path / "source"
     assert main(["--config", str(TONE), "--run-dir", str(source), "--no-progress",
                  *sum((["--set", s] for s in TINY), []), "--set", "train.max_steps=1"]) == 0
-    cfg = train_config.load(TONE, TINY + [init, f"train.init_from={latest_checkpoint(source)}"])
+    cfg = train_config.load(TONE, TINY + [*init.split(), f"train.init_from={latest_checkpoint(source)}"])
     with pytest.raises(ConfigError, match=f"train.init_from: .*{message}"):
         Trainer(cfg, tmp_path / "tuned", show_progress=False)
 
