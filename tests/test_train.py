@@ -285,3 +285,27 @@ def test_torchrun_two_processes_train_with_ddp_and_only_rank_0_writes(tmp_path):
     assert status["state"] == "finished" and status["world_size"] == 2
     assert [r["step"] for r in rows(run, "train")] == [2, 4], "one row per log: only rank 0 writes"
     load_checkpoint(latest_checkpoint(run))
+
+
+@pytest.mark.parametrize("warmup, first_rate", [(0, 1e-3), (4, 2.5e-4)])
+def test_warmup_raises_the_rate_linearly_and_adams_first_step_moves_each_weight_by_that_rate(
+        tmp_path, warmup, first_rate):
+    cfg = train_config.load(TONE, TINY + ["train.max_steps=1", "train.lr=0.001", f"train.warmup_steps={warmup}"])
+    trainer = Trainer(cfg, tmp_path / "one", show_progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run()
+    moved = max((v - before[k]).abs().max().item() for k, v in trainer.model.state_dict().items())
+    assert moved == pytest.approx(first_rate, rel=0.01)  # Adam's first step: lr * g / |g| for every weight
+    run = tmp_path / "run"
+    assert main(["--config", str(TONE), "--run-dir", str(run), "--no-progress", *sum((["--set", s] for s in TINY), []),
+                 "--set", "train.log_every=1", "--set", "train.max_steps=3", "--set", "train.lr=0.001",
+                 "--set", f"train.warmup_steps={warmup}"]) == 0
+    assert main(["--run-dir", str(run), "--resume", "--no-progress", "--set", "train.max_steps=6"]) == 0
+    expected = [1e-3 * min(1, s / warmup) if warmup else 1e-3 for s in range(1, 7)]
+    assert [r["lr"] for r in rows(run, "train")] == pytest.approx(expected)  # a resume goes on along the ramp
+
+
+def test_warmup_steps_must_be_a_whole_number_of_steps():
+    for bad in ("-1", "2.5", "true"):
+        with pytest.raises(ConfigError, match="train.warmup_steps"):
+            train_config.load(TONE, [f"train.warmup_steps={bad}"])

@@ -53,6 +53,9 @@ class OptimConfig:
     # Weight averaging: validation and every checkpoint's weights are an exponential moving average of the trained
     # weights, each step moving it by (1 - ema) towards them (0.999: about the last 1,000 steps); 0 = off.
     ema: float = 0.0
+    # The rate rises linearly to lr over the first N steps (step i uses lr * i / N); 0 = off. A run that starts
+    # from init_from starts Adam afresh, whose first steps move every weight by about lr, whatever its gradient.
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         def number(v: object) -> bool:
@@ -63,12 +66,13 @@ class OptimConfig:
             v = getattr(self, name)
             if not number(v) or v <= 0:
                 raise ConfigError(f"train.{name} must be a number > 0, got {v!r}")
-        for name in ("weight_decay", "clip_norm", "decay_patience", "valid_batches", "seed", "keep_every"):
+        for name in ("weight_decay", "clip_norm", "decay_patience", "valid_batches", "seed", "keep_every",
+                     "warmup_steps"):
             v = getattr(self, name)
             if not number(v) or v < 0:
                 raise ConfigError(f"train.{name} must be a number >= 0, got {v!r}")
         for name in ("batch_size", "max_steps", "valid_every", "log_every", "keep_checkpoints",
-                     "decay_patience", "valid_batches", "seed", "keep_every"):
+                     "decay_patience", "valid_batches", "seed", "keep_every", "warmup_steps"):
             if not is_int(getattr(self, name)):
                 raise ConfigError(f"train.{name} must be an integer, got {getattr(self, name)!r}")
         if not isinstance(self.init_from, str):

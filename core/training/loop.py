@@ -131,7 +131,7 @@ class Trainer:
                         now = time.perf_counter()
                         row = window.mean(self.device if self.world > 1 else None)
                         row["samples_per_s"] = row.pop("targets") / (now - tick)
-                        row["lr"] = self.optimizer.param_groups[0]["lr"]
+                        row["lr"] = self.optimizer.param_groups[0]["lr"] * self._warmup(self.step)
                         row["bits"] = row["nll_nats"] / LN2
                         self._log("train", row)
                         bar.set_postfix(bits=f"{row['bits']:.3f}", lr=f"{row['lr']:.2g}")
@@ -162,10 +162,21 @@ class Trainer:
         out.loss.backward()
         if opt.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), opt.clip_norm)
+        scale = self._warmup(self.step + 1)
+        rates = [group["lr"] for group in self.optimizer.param_groups]
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate * scale
         self.optimizer.step()
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):  # the plateau decay's rate
+            group["lr"] = rate
         if self.averaged is not None:
             self.averaged.update_parameters(self.model)
         return {**out.sums, "targets": out.count}, out.state
+
+    def _warmup(self, step: int) -> float:
+        """What the rate is multiplied by at `step` (1, 2, ...): step / train.warmup_steps, up to 1."""
+        n = self.cfg.train.warmup_steps
+        return min(1.0, step / n) if n else 1.0
 
     @property
     def kept_model(self) -> torch.nn.Module:
