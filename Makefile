@@ -63,19 +63,27 @@ audio-model: build-deps
 
 # The bundled speech model, rebuilt from nothing: render the speech corpus (needs Debian's festival,
 # festvox-kallpc16k, festvox-us-slt-hts and espeak-ng; under 2 min on a quiet 2-core machine), then, at
-# 8 kHz and batch 8, fine-tune the bundled melody WaveNet on it (configs/speech8k_wavenet.json,
-# train.init_from) for SPEECH_STAGE1 steps, and go on from that step as a pitch-conditioned model (each
-# file's pitch register is its class, core.pitch; the new class embedding starts at zero), with silences
-# over 0.1 s cut to 0.1 s (data.max_silence) and averaged weights (train.ema), to SPEECH_STEPS;
-# bundle that step with its test NLL, and measure how its continuations of 16 held-out clips compare with
-# the melody model's (docs/speech_measure.json). Runs already in runs/speech8k and runs/speech8k-pitch-short are
-# resumed. About 40 min per 3,000 steps on 2 cores.
+# 8 kHz and batch 8, in three stages:
+# 1. fine-tune the bundled melody WaveNet on it (configs/speech8k_wavenet.json, train.init_from) for
+#    SPEECH_STAGE1 steps (runs/speech8k);
+# 2. go on from that step as a pitch-conditioned model (each file's pitch register is its class, core.pitch;
+#    the new class embedding starts at zero), with silences over 0.1 s cut to 0.1 s (data.max_silence) and
+#    averaged weights (train.ema), at lr 0.001 to SPEECH_ANNEAL, then 0.0003 to SPEECH_STAGE2
+#    (runs/speech8k-pitch-short);
+# 3. grow that step's model from 32 to 64 residual and dilation channels (core.models.wavenet_widen: it
+#    starts out computing what the narrow one did) and train it at lr 0.001 to SPEECH_STEPS (runs/speech8k-wide);
+# bundle that step with its test NLL, and measure how its continuations of 16 held-out clips and of the Audio
+# page's spoken example compare with the melody model's (docs/speech_measure*.json). Runs already there are
+# resumed. On 2 cores stages 1-2 take about 1.1 s a step, stage 3 about 1.5 s.
 SPEECH_STAGE1 ?= 3000
-SPEECH_STEPS ?= 2000
+SPEECH_ANNEAL ?= 3500
+SPEECH_STAGE2 ?= 4000
+SPEECH_STEPS ?= 1000
 SPEECH := data/speech16k
 SPEECH1 := runs/speech8k/checkpoints/step_$(shell printf %08d $(SPEECH_STAGE1))
+SPEECH2 := runs/speech8k-pitch-short/checkpoints/step_$(shell printf %08d $(SPEECH_STAGE2))
 PITCH := --set model.n_classes=6 --set model.classes_from=pitch --set data.classes=pitch \
-	--set data.max_silence=0.1 --set train.ema=0.998
+	--set data.max_silence=0.1 --set train.ema=0.998 --set train.keep_every=250
 speech-model: $(STAMP)
 	$(PY) scripts/render_speech.py --out $(SPEECH)
 	if [ ! -f runs/speech8k/latest ]; then \
@@ -86,20 +94,34 @@ speech-model: $(STAMP)
 	fi
 	if [ ! -f runs/speech8k-pitch-short/latest ]; then \
 		$(PY) -m core.train --config configs/speech8k_wavenet.json --run-dir runs/speech8k-pitch-short $(PITCH) \
-			--set train.init_from=$(SPEECH1) --set train.keep_every=250 --set train.max_steps=$(SPEECH_STEPS); \
-	else \
-		$(PY) -m core.train --run-dir runs/speech8k-pitch-short --resume --set train.max_steps=$(SPEECH_STEPS); \
+			--set train.init_from=$(SPEECH1) --set train.max_steps=$(SPEECH_ANNEAL); \
 	fi
-	$(PY) scripts/bundle.py export runs/speech8k-pitch-short checkpoints/speech-wavenet --test --step $(SPEECH_STEPS) \
+	if [ ! -d $(SPEECH2) ]; then \
+		$(PY) -m core.train --run-dir runs/speech8k-pitch-short --resume --set train.max_steps=$(SPEECH_ANNEAL); \
+		$(PY) -m core.train --run-dir runs/speech8k-pitch-short --resume --set train.lr=0.0003 \
+			--set train.max_steps=$(SPEECH_STAGE2); \
+	fi
+	if [ ! -f runs/speech8k-wide/latest ]; then \
+		$(PY) -m core.train --config runs/speech8k-pitch-short/config.json --run-dir runs/speech8k-wide \
+			--set model.residual_channels=64 --set model.dilation_channels=64 --set train.lr=0.001 \
+			--set train.init_from=$(SPEECH2) --set train.max_steps=$(SPEECH_STEPS); \
+	else \
+		$(PY) -m core.train --run-dir runs/speech8k-wide --resume --set train.max_steps=$(SPEECH_STEPS); \
+	fi
+	$(PY) scripts/bundle.py export runs/speech8k-wide checkpoints/speech-wavenet --test --step $(SPEECH_STEPS) \
 		--title "English speech, 8 kHz" --notes docs/speech_card.md \
 		--data "3.0 h of English sentences spoken by 16 synthetic voice settings (Festival's kal diphone and \
 		slt HTS voices, eSpeak NG variants) rendered by scripts/render_speech.py at 16 kHz, heard at 8 kHz, \
 		silences over 0.1 s cut to 0.1 s, each file's pitch register (6 bands of median f0) its class; \
 		valid and test are spoken by voice \
-		settings never heard in training ($(SPEECH)/SOURCE.md); fine-tuned from melodies-wavenet" \
-		--command "make speech-model SPEECH_STAGE1=$(SPEECH_STAGE1) SPEECH_STEPS=$(SPEECH_STEPS)"
+		settings never heard in training ($(SPEECH)/SOURCE.md); fine-tuned from melodies-wavenet, then grown \
+		from 32 to 64 channels" \
+		--command "make speech-model SPEECH_STAGE1=$(SPEECH_STAGE1) SPEECH_ANNEAL=$(SPEECH_ANNEAL) \
+		SPEECH_STAGE2=$(SPEECH_STAGE2) SPEECH_STEPS=$(SPEECH_STEPS)"
 	$(PY) scripts/speech_measure.py --checkpoints checkpoints/speech-wavenet checkpoints/melodies-wavenet \
 		--wavs $(SPEECH)/test --clips 16 > docs/speech_measure.json
+	$(PY) scripts/speech_measure.py --checkpoints checkpoints/speech-wavenet checkpoints/melodies-wavenet \
+		--wavs assets/audio/spoken.wav > docs/speech_measure_spoken.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

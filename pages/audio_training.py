@@ -22,7 +22,12 @@ def trained_on(data: dict | None) -> str:
     if not data:
         return ""
     what = data["card"] or ", ".join(x for x in (data["kind"], data["root"]) if x)
-    words = " ".join((data["kind"], data["root"], data["card"])).lower()
-    kind = next(((name, effect) for keys, name, effect in KINDS if any(k in words for k in keys)), None)
+    kind = _kind(" ".join((data["kind"], data["root"]))) or _kind(data["card"])  # the folder says it best
     line = f"Trained on: {what.rstrip('.')}"
     return line + (f" — **{kind[0]}**: {kind[1]}." if kind else ".")
+
+
+def _kind(text: str) -> tuple[str, str] | None:
+    """(what kind of model, what it does to other sounds) of the first KINDS entry whose words `text` holds."""
+    words = text.lower()
+    return next(((name, effect) for keys, name, effect in KINDS if any(k in words for k in keys)), None)

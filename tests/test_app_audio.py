@@ -32,6 +32,7 @@ from core.model_store import ModelStore
 from core.models.wavenet import WaveNet
 from core.pitch import PITCH_CLASSES
 from pages.audio_output import OUTPUTS_PER_VARIATION, Runs
+from pages.audio_training import trained_on
 from tests.conftest import TINY_SAMPLE_RATE, free_port, tiny_audio_config
 
 SR = TINY_SAMPLE_RATE  # uploads are written at 16 kHz so they are resampled
@@ -364,6 +365,11 @@ def test_the_model_summary_says_what_the_model_was_trained_on_and_what_that_make
     assert "**a melody model**: speech and noise come out as sustained notes" in melodies
     assert "tone model" in audio_models_page.model_summary(listed["tones-wavenet"])
     assert listed["tiny"]["data"] is None and "Trained on" not in audio_models_page.model_summary(listed["tiny"])
+    # The data's folder speaks before its card: a speech model fine-tuned from the melody model is a speech model.
+    speech = trained_on({"kind": "audio_folder", "root": "data/speech16k",
+                         "card": "3.0 h of English sentences ...; fine-tuned from melodies-wavenet"})
+    assert "**a speech model**" in speech and "melody model" not in speech
+    assert "**a melody model**" in trained_on({"kind": "audio_folder", "root": "uploads/x", "card": "Bach chorales"})
 
 
 def test_each_example_chooses_the_bundled_model_made_for_its_sound_else_the_first_listed(model_dir: Path) -> None:
