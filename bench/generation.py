@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.checkpoints import load_checkpoint  # noqa: E402
+from core.conditioning import Cond  # noqa: E402
 from core.generation import METHODS, generate  # noqa: E402
 from core.generation.c_kernels import cores_for  # noqa: E402
 from core.generation.factory import family_steppers  # noqa: E402
@@ -69,12 +70,19 @@ def samples_per_s(model: torch.nn.Module, method: str, batch: int, steps: int) -
             return samples_per_s(model, "fused-bf16", batch, steps)
         finally:
             os.environ.pop("STUDIO_FUSED_ISA") if before is None else os.environ.update(STUDIO_FUSED_ISA=before)
-    for _ in generate(model, min(steps, 20), batch=batch, method=method, seed=0):
+    cond = first_class(model, batch)
+    for _ in generate(model, min(steps, 20), batch=batch, method=method, seed=0, cond=cond):
         pass
     start = time.perf_counter()
-    for _ in generate(model, steps, batch=batch, method=method, seed=0, chunk_size=steps):
+    for _ in generate(model, steps, batch=batch, method=method, seed=0, chunk_size=steps, cond=cond):
         pass
     return steps * batch / (time.perf_counter() - start)
+
+
+def first_class(model: torch.nn.Module, batch: int) -> Cond | None:
+    """Class 0 for every row of a class-conditional model (the speech model's lowest register), else None."""
+    n_classes = getattr(getattr(model, "config", None), "n_classes", 0)
+    return Cond(classes=torch.zeros(batch, dtype=torch.long)) if n_classes else None
 
 
 def kernel_threads(batch: int) -> int:
@@ -85,7 +93,7 @@ def kernel_threads(batch: int) -> int:
 
 def split_samples_per_s(model: WaveNet, threads: int, steps: int) -> float:
     """Batch 1 with every product's columns split over `threads` cores."""
-    stepper = FusedStepper(model, 1, seed=0, threads=threads)
+    stepper = FusedStepper(model, 1, cond=first_class(model, 1), seed=0, threads=threads)
     stepper.sample(20)
     start = time.perf_counter()
     stepper.sample(steps)
