@@ -78,7 +78,7 @@ audio-model: build-deps
 SPEECH_STAGE1 ?= 3000
 SPEECH_ANNEAL ?= 3500
 SPEECH_STAGE2 ?= 4000
-SPEECH_STEPS ?= 1000
+SPEECH_STEPS ?= 500
 SPEECH := data/speech16k
 SPEECH1 := runs/speech8k/checkpoints/step_$(shell printf %08d $(SPEECH_STAGE1))
 SPEECH2 := runs/speech8k-pitch-short/checkpoints/step_$(shell printf %08d $(SPEECH_STAGE2))

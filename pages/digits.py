@@ -328,10 +328,11 @@ def build(store: ModelStore) -> None:
 
     sample_button.click(partial(as_png_file(sample_digits), store), [model, digit, count, temperature, seed],
                         [samples, sample_status], api_name="sample_digits")
-    infill_button.click(partial(as_png_file(infill_digits), store),
+    infill = partial(as_png_file(infill_digits), store)  # the button's and the examples' event
+    infill_button.click(infill,
                         [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
                         [completions, surprise, posterior, infill_status], api_name="infill_digits")
-    run_after_example(examples, partial(as_png_file(infill_digits), store),
+    run_after_example(examples, infill,
                       [model, source, index, drawing, mask, painted, i_digit, i_count, i_temperature, i_seed],
                       [completions, surprise, posterior, infill_status])
     source.change(lambda s: (gr.Row(visible=s != "drawing"), gr.Sketchpad(visible=s == "drawing")), source,
